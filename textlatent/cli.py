@@ -1,0 +1,238 @@
+"""The ``textlatent`` command: argument parsing and printing around library calls.
+
+Only typer and the settings load at start; torch, sentence-transformers and faiss load
+inside the commands that need them, so ``textlatent --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from textlatent.config import Settings
+from textlatent.errors import TextLatentError
+
+if TYPE_CHECKING:
+    from textlatent.service import TextLatent
+
+app = typer.Typer(
+    name="textlatent",
+    help="Turn text into latent spaces and serve them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+collection_app = typer.Typer(help="Create, list and delete collections.", no_args_is_help=True)
+app.add_typer(collection_app, name="collection")
+
+
+class _State:
+    overrides: dict[str, Any] = {}
+
+    @classmethod
+    def settings(cls) -> Settings:
+        return Settings(**{k: v for k, v in cls.overrides.items() if v is not None})
+
+    @classmethod
+    def service(cls) -> TextLatent:
+        from textlatent.service import TextLatent
+
+        return TextLatent(cls.settings())
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code)
+
+
+def _run(fn: Any) -> Any:
+    try:
+        return fn()
+    except TextLatentError as exc:
+        raise _fail(exc.message) from None
+
+
+@app.callback()
+def main_options(
+    index_dir: Annotated[
+        Path | None, typer.Option(help="Folder of collections [env TEXTLATENT_INDEX_DIR, default ./indexes]")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model folder to use [env TEXTLATENT_MODEL, default bundled MiniLM]")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N [env TEXTLATENT_DEVICE]")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for torch [env TEXTLATENT_THREADS]")] = None,
+) -> None:
+    """textlatent: embeddings, FAISS collections and an OpenAI-compatible API."""
+    _State.overrides = {"index_dir": index_dir, "model": model, "device": device, "threads": threads}
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind [env TEXTLATENT_HOST]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [env TEXTLATENT_PORT]")] = None,
+    api_keys: Annotated[
+        str | None, typer.Option(help="Comma-separated API keys [env TEXTLATENT_API_KEYS]", show_default=False)
+    ] = None,
+) -> None:
+    """Serve the HTTP API (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    from api.app import create_app
+
+    _State.overrides.update({"host": host, "port": port, "api_keys": api_keys})
+    settings = _State.settings()
+    typer.echo(f"textlatent: serving {settings.index_dir.resolve()} on http://{settings.host}:{settings.port}",
+               err=True)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+
+
+@app.command()
+def embed(
+    texts: Annotated[
+        list[str] | None, typer.Argument(help="Texts to embed; none or '-' reads lines from stdin")
+    ] = None,
+    dimensions: Annotated[int | None, typer.Option(min=1, help="Keep the first n dimensions, re-normalised")] = None,
+) -> None:
+    """Print one JSON object per text: {"index", "embedding", "truncated"}."""
+    items = texts or ["-"]
+    if items == ["-"]:
+        items = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    service = _State.service()
+    result = _run(lambda: service.embed(items, dimensions=dimensions))
+    cut = set(result.truncated)
+    for i, vec in enumerate(result.vectors):
+        typer.echo(json.dumps({"index": i, "embedding": [round(float(x), 7) for x in vec], "truncated": i in cut}))
+    if cut:
+        typer.echo(f"note: {len(cut)} text(s) were longer than the model's token limit and were truncated", err=True)
+
+
+@collection_app.command("create")
+def collection_create(
+    name: Annotated[str, typer.Argument(help="Plain identifier: letters, digits, '_' and '-'")],
+    index: Annotated[str, typer.Option(help="FAISS index_factory string")] = "Flat",
+) -> None:
+    """Create a collection (no-op if it exists with the same settings)."""
+    service = _State.service()
+    info, created = _run(lambda: service.create_collection(name, index=index, model=_State.overrides.get("model")))
+    typer.echo(f"{'created' if created else 'exists'}: {info['name']} (index {info['index']}, dim {info['dim']}, "
+               f"model {info['model']})")
+
+
+@collection_app.command("list")
+def collection_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False) -> None:
+    """List collections with their sizes."""
+    from textlatent.collections import CollectionStore
+
+    infos = _run(lambda: CollectionStore(_State.settings().index_dir).list())
+    if as_json:
+        typer.echo(json.dumps(infos))
+        return
+    if not infos:
+        typer.echo("no collections")
+    for c in infos:
+        typer.echo(f"{c['name']:<24} {c['count']:>9} docs  index={c['index']}  dim={c['dim']}  model={c['model']}")
+
+
+@collection_app.command("delete")
+def collection_delete(
+    name: str, yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False
+) -> None:
+    """Delete a collection and all its documents."""
+    from textlatent.collections import CollectionStore
+
+    store = CollectionStore(_State.settings().index_dir)
+    if not _run(lambda: store.exists(name)):
+        raise _fail(f"collection {name!r} does not exist")
+    if not yes and not typer.confirm(f"Delete collection {name!r} and all its documents?"):
+        raise typer.Exit(1)
+    _run(lambda: store.delete(name))
+    typer.echo(f"deleted: {name}")
+
+
+@app.command()
+def add(
+    name: Annotated[str, typer.Argument(help="Collection name")],
+    file: Annotated[Path, typer.Argument(help="JSONL or CSV file of documents")],
+    fmt: Annotated[str, typer.Option("--format", help="auto, jsonl or csv")] = "auto",
+    id_field: Annotated[str | None, typer.Option(help="Id field [default: id, else _id]")] = None,
+    text_field: Annotated[str, typer.Option(help="Text field")] = "text",
+    title_field: Annotated[str, typer.Option(help="Optional title field put before the text ('' for none)")] = "title",
+    batch_size: Annotated[int, typer.Option(min=1, help="Documents per write")] = 256,
+    create: Annotated[bool, typer.Option("--create", help="Create the collection if it does not exist")] = False,
+    index: Annotated[str, typer.Option(help="Index factory string when --create makes the collection")] = "Flat",
+) -> None:
+    """Embed and upsert documents from a file (re-adding an id replaces it)."""
+    import time
+
+    service = _State.service()
+    if create and not _run(lambda: service.store.exists(name)):
+        _run(lambda: service.create_collection(name, index=index, model=_State.overrides.get("model")))
+    elif not _run(lambda: service.store.exists(name)):
+        raise _fail(f"collection {name!r} does not exist; create it with `textlatent collection create {name}` "
+                    "or pass --create")
+    start = time.perf_counter()
+    n = _run(lambda: service.add_file(name, file, fmt=fmt, id_field=id_field, text_field=text_field,
+                                      title_field=title_field or None, batch_size=batch_size))
+    took = time.perf_counter() - start
+    typer.echo(f"added {n} documents to {name} in {took:.1f} s ({n / max(took, 1e-9):.0f} docs/s); "
+               f"{service.collection(name).count()} in total")
+
+
+def _parse_filter(pairs: list[str] | None) -> dict[str, Any] | None:
+    if not pairs:
+        return None
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise _fail(f"--filter takes key=value, got {pair!r}")
+        try:
+            value = json.loads(raw)  # numbers, true/false, null, "quoted strings"
+            if isinstance(value, list | dict):
+                value = raw
+        except json.JSONDecodeError:
+            value = raw
+        out[key] = value
+    return out
+
+
+@app.command()
+def search(
+    name: Annotated[str, typer.Argument(help="Collection name")],
+    query: Annotated[str, typer.Argument(help="Text to search for")],
+    k: Annotated[int, typer.Option("-k", "--k", min=1, help="Number of results")] = 10,
+    filter: Annotated[
+        list[str] | None, typer.Option("--filter", help="key=value metadata equality; repeatable")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Top-k documents of a collection for a text query."""
+    conditions = _parse_filter(filter)
+    service = _State.service()
+    hits = _run(lambda: service.search(name, query=query, k=k, filter=conditions))
+    if as_json:
+        typer.echo(json.dumps([h.__dict__ for h in hits], ensure_ascii=False))
+        return
+    if not hits:
+        typer.echo("no results")
+    width = 100
+    for rank, h in enumerate(hits, start=1):
+        snippet = " ".join(h.text.split())
+        snippet = snippet if len(snippet) <= width else snippet[: width - 1] + "…"
+        typer.echo(f"{rank:>3}. {h.score:.4f}  [{h.id}]  {snippet}")
+
+
+def main() -> None:
+    from textlatent.models import set_offline_defaults
+
+    set_offline_defaults()
+    app()
+
+
+if __name__ == "__main__":
+    main()

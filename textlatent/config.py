@@ -1,0 +1,47 @@
+"""Settings shared by the library, the CLI and the API.
+
+Every field can be set from the environment with the ``TEXTLATENT_`` prefix (for example
+``TEXTLATENT_INDEX_DIR=/srv/indexes``) or from a ``.env`` file in the working directory.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TEXTLATENT_", env_file=".env", extra="ignore")
+
+    index_dir: Path = Field(Path("indexes"), description="Folder holding one sub-folder per collection.")
+    model: str | None = Field(
+        None,
+        description="Sentence-transformers model folder to serve; empty means the bundled all-MiniLM-L6-v2.",
+    )
+    device: str = Field("auto", description="'auto' (cuda when available, else cpu), 'cpu', 'cuda', 'cuda:1'...")
+    threads: int | None = Field(None, ge=1, description="CPU threads for torch; unset leaves torch's default.")
+    batch_size: int = Field(64, ge=1, le=4096, description="Encoder batch size.")
+    max_batch: int = Field(
+        2048, ge=1, description="Most texts (or documents) one request may carry; more gets HTTP 413."
+    )
+    max_request_bytes: int = Field(
+        32 * 1024 * 1024, ge=1024, description="Largest request body accepted; more gets HTTP 413."
+    )
+    max_k: int = Field(1000, ge=1, description="Largest k a search may ask for.")
+    api_keys: str = Field(
+        "", description="Comma-separated API keys; when set, every route but /healthz needs a Bearer key."
+    )
+    preload: bool = Field(True, description="Load the default encoder when the API starts.")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+
+    def api_key_list(self) -> list[str]:
+        return [k.strip() for k in self.api_keys.split(",") if k.strip()]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

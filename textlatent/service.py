@@ -1,0 +1,216 @@
+"""The library's front door: encoders and collections wired together.
+
+The API and the CLI are two faces of these calls; neither holds logic of its own.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from textlatent.collections import (
+    Collection,
+    CollectionStore,
+    Document,
+    SearchHit,
+    check_vectors,
+    validate_documents,
+)
+from textlatent.config import Settings
+from textlatent.errors import InvalidInputError, NotFoundError, PayloadTooLargeError
+from textlatent.models import DEFAULT_MODEL_ID, model_id_for
+
+if TYPE_CHECKING:
+    from textlatent.encoder import Encoder, EncodeResult
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    vectors: np.ndarray
+    model: str
+    prompt_tokens: int
+    truncated: list[int]  # indices of inputs cut to the model's token limit
+
+
+class TextLatent:
+    """Encoders (loaded once, on first use) and the collection store of one index folder."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        self.store = CollectionStore(self.settings.index_dir, device=self.settings.device)
+        self._encoders: dict[str, Encoder] = {}
+        self._encoder_lock = threading.Lock()
+        # model id → what Encoder() takes (None = bundled)
+        self._models: dict[str, str | None] = {DEFAULT_MODEL_ID: None}
+        if self.settings.model:
+            self._models[model_id_for(self.settings.model)] = self.settings.model
+        self.default_model = model_id_for(self.settings.model)
+
+    # ---- models and encoding
+
+    def model_ids(self) -> list[str]:
+        return list(self._models)
+
+    def is_loaded(self, model: str | None = None) -> bool:
+        return self._model_id(model) in self._encoders
+
+    def encoder(self, model: str | None = None) -> Encoder:
+        model_id = self._model_id(model)
+        with self._encoder_lock:
+            enc = self._encoders.get(model_id)
+            if enc is None:
+                from textlatent.encoder import Encoder
+
+                enc = Encoder(
+                    self._models[model_id],
+                    device=self.settings.device,
+                    threads=self.settings.threads,
+                    batch_size=self.settings.batch_size,
+                )
+                self._encoders[model_id] = enc
+            return enc
+
+    def _model_id(self, model: str | None) -> str:
+        if model is None or model == "":
+            return self.default_model
+        if model in self._models:
+            return model
+        alias = model_id_for(model) if "/" not in model or model.startswith("sentence-transformers/") else None
+        if alias in self._models:
+            return alias  # type: ignore[return-value]
+        raise NotFoundError(
+            f"model {model!r} is not served here; available: {', '.join(self._models)}", param="model"
+        )
+
+    def _check_batch(self, n: int, param: str) -> None:
+        if n > self.settings.max_batch:
+            raise PayloadTooLargeError(
+                f"{param} has {n} items; the limit is {self.settings.max_batch} per request "
+                "(TEXTLATENT_MAX_BATCH)",
+                param=param,
+            )
+
+    def embed(
+        self,
+        texts: str | Sequence[str],
+        *,
+        model: str | None = None,
+        dimensions: int | None = None,
+        normalize: bool = True,
+    ) -> Embeddings:
+        from textlatent.encoder import truncate_dimensions, validate_texts
+
+        items = validate_texts(texts)
+        self._check_batch(len(items), "input")
+        enc = self.encoder(model)
+        result: EncodeResult = enc.encode_with_info(items, normalize=normalize)
+        vectors = result.embeddings
+        if dimensions is not None:
+            vectors = truncate_dimensions(vectors, dimensions)
+        return Embeddings(
+            vectors=vectors,
+            model=enc.model_id,
+            prompt_tokens=int(result.token_counts.sum()),
+            truncated=[int(i) for i in np.flatnonzero(result.truncated)],
+        )
+
+    # ---- collections
+
+    def create_collection(self, name: str, *, index: str = "Flat", model: str | None = None) -> tuple[dict, bool]:
+        model_id = self._model_id(model)
+        coll, created = self.store.create(name, index=index, dim=self.encoder(model_id).dim, model=model_id)
+        return coll.info(), created
+
+    def collection(self, name: str) -> Collection:
+        return self.store.get(name)
+
+    def _collection_encoder(self, coll: Collection) -> Encoder:
+        if coll.config.model not in self._models:
+            raise InvalidInputError(
+                f"collection {coll.name!r} was built with model {coll.config.model!r}, which this server does "
+                f"not load (it serves {', '.join(self._models)}); search it by vector, or serve that model",
+                param="query",
+            )
+        return self.encoder(coll.config.model)
+
+    def add_documents(
+        self, name: str, documents: Iterable[Document | Mapping[str, Any]], *, check_limit: bool = True
+    ) -> int:
+        """Embed and upsert documents (re-adding an id replaces it)."""
+        coll = self.collection(name)
+        docs = validate_documents(documents)
+        if check_limit:
+            self._check_batch(len(docs), "documents")
+        vectors = self._collection_encoder(coll).encode([d.text for d in docs])
+        return coll.upsert(docs, vectors)
+
+    def add_file(
+        self,
+        name: str,
+        path: str | Path,
+        *,
+        fmt: str = "auto",
+        id_field: str | None = None,
+        text_field: str = "text",
+        title_field: str | None = "title",
+        batch_size: int = 256,
+        show_progress: bool = True,
+    ) -> int:
+        """Embed and upsert every document of a JSONL/CSV file, in batches.
+
+        The whole file is checked first, so a bad row stops the command before anything is
+        written; then it is read again and stored batch by batch with a docs/s progress bar.
+        """
+        from tqdm.auto import tqdm
+
+        from textlatent.documents import read_documents
+
+        coll = self.collection(name)
+        self._collection_encoder(coll)  # fail early if the model is not served
+        options = dict(fmt=fmt, id_field=id_field, text_field=text_field, title_field=title_field)
+        total = sum(1 for _ in read_documents(path, **options))  # type: ignore[arg-type]
+        done = 0
+        batch: list[Document] = []
+        with tqdm(total=total, unit="doc", desc=f"add → {name}", disable=not show_progress) as bar:
+            for doc in read_documents(path, **options):  # type: ignore[arg-type]
+                batch.append(doc)
+                if len(batch) >= batch_size:
+                    done += self.add_documents(name, batch, check_limit=False)
+                    bar.update(len(batch))
+                    batch = []
+            if batch:
+                done += self.add_documents(name, batch, check_limit=False)
+                bar.update(len(batch))
+        return done
+
+    def search(
+        self,
+        name: str,
+        *,
+        query: str | None = None,
+        vector: Sequence[float] | np.ndarray | None = None,
+        k: int = 10,
+        filter: Mapping[str, Any] | None = None,
+    ) -> list[SearchHit]:
+        coll = self.collection(name)
+        if (query is None) == (vector is None):
+            raise InvalidInputError("give exactly one of query (text) or vector", param="query")
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= self.settings.max_k:
+            raise InvalidInputError(f"k must be between 1 and {self.settings.max_k}, got {k!r}", param="k")
+        if query is not None:
+            if not isinstance(query, str) or not query.strip():
+                raise InvalidInputError("query must be a non-blank string", param="query")
+            q = self._collection_encoder(coll).encode([query])
+        else:
+            q = check_vectors(vector, coll.config.dim)
+            if len(q) != 1:
+                raise InvalidInputError("vector must be one list of numbers", param="vector")
+        return coll.search(q, k=k, filter=filter)[0]
+
+    def index_dir(self) -> Path:
+        return self.store.root
