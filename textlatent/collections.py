@@ -285,9 +285,9 @@ def check_vectors(vectors: Any, dim: int, *, param: str = "vector") -> np.ndarra
 class Collection:
     """One collection on disk. Obtain it from :class:`CollectionStore`, not directly."""
 
-    def __init__(self, path: Path, config: CollectionConfig, *, use_gpu: bool = False) -> None:
+    def __init__(self, path: Path, config: CollectionConfig, *, device: str = "cpu") -> None:
         self.path = path
-        self.use_gpu = use_gpu
+        self.device = device
         self._gpu_copy: tuple[Any, Any] | None = None  # (cpu index, its GPU clone)
         self.config = config
         self.name = config.name
@@ -423,20 +423,33 @@ class Collection:
             self._index, self._generation = index, generation
 
     def _searchable(self, index: Any) -> Any:
-        """The GPU clone of ``index`` when FAISS has GPUs and they are wanted, else ``index``."""
-        if not self.use_gpu:
+        """Where to search ``index``: a FAISS GPU clone, a torch GPU snapshot of a flat index
+        (FAISS CPU build with a CUDA torch), or the CPU index itself. Cached per index object."""
+        if self.device == "cpu":
             return index
         cached = self._gpu_copy
         if cached is not None and cached[0] is index:
             return cached[1]
-        import faiss
+        target = index
+        if faiss_gpu_count() > 0:
+            import faiss
 
-        try:
-            gpu_index = faiss.index_cpu_to_all_gpus(index)
-        except (RuntimeError, AttributeError):
-            gpu_index = index  # index types without a GPU version (HNSW) stay on the CPU
-        self._gpu_copy = (index, gpu_index)
-        return gpu_index
+            try:
+                target = faiss.index_cpu_to_all_gpus(index)
+            except (RuntimeError, AttributeError):
+                target = index  # index types without a GPU version (HNSW) stay on the CPU
+        else:
+            import torch
+
+            if torch.cuda.is_available():
+                from textlatent.gpu_search import TorchFlatSearcher
+
+                try:
+                    target = TorchFlatSearcher(index, "cuda" if self.device == "auto" else self.device)
+                except TypeError:
+                    target = index  # not a flat index
+        self._gpu_copy = (index, target)
+        return target
 
     # ---- writes
 
@@ -595,7 +608,7 @@ class Collection:
         conditions = _check_scalar_filter(filter)
         self.refresh()
         index = self._index
-        selector = None
+        selector = allowed = None
         if conditions:
             where, params = _filter_sql(conditions)
             allowed = np.fromiter(
@@ -608,7 +621,10 @@ class Collection:
         params = _search_params(index, k_eff, selector)
         target = self._searchable(index)
         try:
-            scores, keys = target.search(queries, k_eff, params=params)
+            if hasattr(target, "ntotal"):
+                scores, keys = target.search(queries, k_eff, params=params)
+            else:
+                scores, keys = target.search(queries, k_eff, allowed)
         except RuntimeError:
             if target is index:
                 raise
@@ -646,7 +662,7 @@ class CollectionStore:
     def __init__(self, root: str | Path, *, device: str = "auto") -> None:
         """``device``: 'auto' searches on the GPU when the FAISS build has one, 'cpu' never."""
         self.root = Path(root)
-        self.use_gpu = device != "cpu" and faiss_gpu_count() > 0
+        self.device = device
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._file_lock = FileLock(str(self.root / ".store.lock"), timeout=_LOCK_TIMEOUT_S)
@@ -673,7 +689,7 @@ class CollectionStore:
                 self._open.pop(name, None)
                 raise NotFoundError(f"collection {name!r} does not exist", param="name")
             config = CollectionConfig(**json.loads((path / _CONFIG_FILE).read_text()))
-            coll = Collection(path, config, use_gpu=self.use_gpu)
+            coll = Collection(path, config, device=self.device)
             self._open[name] = coll
             return coll
 
@@ -727,7 +743,7 @@ class CollectionStore:
             finally:
                 if tmp.exists():
                     shutil.rmtree(tmp, ignore_errors=True)
-            coll = Collection(path, config, use_gpu=self.use_gpu)
+            coll = Collection(path, config, device=self.device)
             self._open[name] = coll
             return coll, True
 
@@ -736,7 +752,7 @@ class CollectionStore:
         coll = self._open.get(name)
         if coll is None or coll._deleted:
             config = CollectionConfig(**json.loads((path / _CONFIG_FILE).read_text()))
-            coll = Collection(path, config, use_gpu=self.use_gpu)
+            coll = Collection(path, config, device=self.device)
             self._open[name] = coll
         return coll
 
