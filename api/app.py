@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.routers import collections, embeddings, health
 from textlatent import __version__
@@ -33,21 +33,39 @@ def _error(status: int, message: str, *, param: str | None = None, type_: str | 
 
 
 class BodySizeLimit:
-    """Refuse bodies larger than the configured limit with 413, before they are read."""
+    """Refuse bodies larger than the configured limit with 413, before they are read.
+
+    A declared Content-Length over the limit is refused at once; a body without one (chunked)
+    is counted as it arrives and refused as soon as it passes the limit."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            length = dict(scope.get("headers") or []).get(b"content-length")
-            if length is not None and length.isdigit() and int(length) > self.max_bytes:
-                response = _error(413, f"request body is {int(length)} bytes; the limit is {self.max_bytes} "
-                                       "(TEXTLATENT_MAX_REQUEST_BYTES)")
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            response = _error(413, f"request body is {int(length)} bytes; the limit is {self.max_bytes} "
+                                   "(TEXTLATENT_MAX_REQUEST_BYTES)")
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise StarletteHTTPException(
+                        413, f"request body is over the limit of {self.max_bytes} bytes (TEXTLATENT_MAX_REQUEST_BYTES)"
+                    )
+            return message
+
+        await self.app(scope, counting_receive, send)
 
 
 def _describe_validation(exc: RequestValidationError) -> tuple[int, str, str | None]:

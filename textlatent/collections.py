@@ -152,6 +152,20 @@ def _new_index(factory: str, dim: int) -> Any:
     return index
 
 
+# Values FAISS parses in a factory string but then aborts or crashes the process on (HNSW0/1,
+# 0-bit codes such as PQ4x0, IVF0 with a trained quantizer) or fails on every search (IVF0).
+_FACTORY_PARAM_RE = re.compile(r"(HNSW|IVF|NSG|x)(\d+)")
+_FACTORY_PARAM_MINIMUM = {"HNSW": 2, "IVF": 1, "NSG": 1, "x": 1}
+
+
+def _smoke_test(index: Any, dim: int) -> None:
+    """Add and search two vectors on a throw-away, ready-to-use index, so that a factory which
+    cannot take incremental adds (NSG…) is refused at create, not after the first commit."""
+    vecs = np.random.default_rng(0).standard_normal((2, dim)).astype(np.float32)
+    index.add_with_ids(vecs, np.arange(2, dtype=np.int64))
+    index.search(vecs[:1], 1, params=_search_params(index, 1, None))
+
+
 def _ivf_of(index: Any) -> Any:
     import faiss
 
@@ -298,6 +312,7 @@ class Collection:
         self._generation = -1
         self._deleted = False
         self._load_lock = threading.Lock()
+        self._publish_lock = threading.Lock()
 
     # ---- SQLite
 
@@ -420,7 +435,15 @@ class Collection:
                             self._persist(index, generation)
                 except Timeout:
                     return  # a live writer will publish it; keep serving the previous index
-            self._index, self._generation = index, generation
+            self._publish(index, generation)
+
+    def _publish(self, index: Any, generation: int) -> None:
+        """Swap in ``index`` unless a newer generation is already live: a reader that loaded an
+        older file while a writer published newer ones must not roll the live index back (the
+        next write would clone it and lose the documents in between)."""
+        with self._publish_lock:
+            if self._index is None or generation >= self._generation:
+                self._index, self._generation = index, generation
 
     def _searchable(self, index: Any) -> Any:
         """Where to search ``index``: a FAISS GPU clone, a torch GPU snapshot of a flat index
@@ -476,7 +499,7 @@ class Collection:
 
     def _commit(self, index: Any, generation: int) -> None:
         self._persist(index, generation)
-        self._index, self._generation = index, generation
+        self._publish(index, generation)
 
     def _next_index(self, removed_keys: Sequence[int]) -> Any:
         """A private copy of the live index with ``removed_keys`` gone, for copy-on-write."""
@@ -494,13 +517,13 @@ class Collection:
         """Insert or replace documents (by id) with their vectors; returns how many were written."""
         raw = list(documents)
         docs = validate_documents(raw)
+        vecs = check_vectors(vectors, self.config.dim, param="vectors")
+        if len(vecs) != len(raw):
+            raise InvalidInputError(f"{len(raw)} documents but {len(vecs)} vectors", param="vectors")
         if len(raw) != len(docs):
             # duplicate ids in the batch: keep the vector that goes with the last occurrence
             last = {(d["id"] if isinstance(d, Mapping) else d.id): i for i, d in enumerate(raw)}
-            vectors = np.asarray(vectors)[[last[d.id] for d in docs]]
-        vecs = check_vectors(vectors, self.config.dim, param="vectors")
-        if len(vecs) != len(docs):
-            raise InvalidInputError(f"{len(docs)} documents but {len(vecs)} vectors", param="vectors")
+            vecs = np.ascontiguousarray(vecs[[last[d.id] for d in docs]])
         ids = [d.id for d in docs]
         with self._write():
             conn = self._db()
@@ -703,9 +726,18 @@ class CollectionStore:
         if not isinstance(index, str) or not index.strip():
             raise InvalidInputError("index must be a FAISS index_factory string such as 'Flat'", param="index")
         index = index.strip()
+        for m in _FACTORY_PARAM_RE.finditer(index):
+            if int(m.group(2)) < _FACTORY_PARAM_MINIMUM[m.group(1)]:
+                raise InvalidInputError(
+                    f"index {index!r}: {m.group(0)} is out of range ({m.group(1)} needs at least "
+                    f"{_FACTORY_PARAM_MINIMUM[m.group(1)]}); try 'Flat', 'IVF256,Flat', 'HNSW32' or 'IVF256,PQ16'",
+                    param="index",
+                )
         try:
             threshold = train_threshold_for(index)
-            _new_index(index, dim)
+            probe = _new_index(index, dim)
+            if threshold == 0:
+                _smoke_test(probe, dim)
         except RuntimeError as exc:
             m = re.search(r"\.cpp:\d+: (.*)", str(exc))
             first = m.group(1).strip() if m else (str(exc).strip().splitlines() or ["invalid"])[-1]

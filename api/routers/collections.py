@@ -70,13 +70,13 @@ def upsert_documents(name: str, body: DocumentBatch, service: TextLatent = Depen
     return UpsertResult(upserted=n, count=service.collection(name).count())
 
 
-@router.get("/{name}/documents/{doc_id}", response_model=DocumentOut, responses=error_responses(401, 404, 422))
+@router.get("/{name}/documents/{doc_id:path}", response_model=DocumentOut, responses=error_responses(401, 404, 422))
 def get_document(name: str, doc_id: str, service: TextLatent = Depends(get_service)) -> DocumentOut:
     doc = service.collection(name).get(doc_id)
     return DocumentOut(id=doc.id, text=doc.text, metadata=doc.metadata)
 
 
-@router.delete("/{name}/documents/{doc_id}", response_model=Deleted, responses=error_responses(401, 404, 422))
+@router.delete("/{name}/documents/{doc_id:path}", response_model=Deleted, responses=error_responses(401, 404, 422))
 def delete_document(name: str, doc_id: str, service: TextLatent = Depends(get_service)) -> Deleted:
     if service.collection(name).delete([doc_id]) == 0:
         raise NotFoundError(f"document {doc_id!r} not found in collection {name!r}", param="id")

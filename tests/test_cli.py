@@ -1,0 +1,215 @@
+"""The ``textlatent`` command, through typer's CliRunner (the model is loaded once per session)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from textlatent.cli import app
+
+DOCS = [
+    {"id": "cats", "title": "Cats", "text": "Cats are small felines that purr and chase mice.", "lang": "en"},
+    {"id": "rates", "text": "The central bank raised interest rates to curb inflation.", "lang": "en"},
+    {"id": "vitd", "text": "Vitamin D deficiency weakens bones and causes rickets.", "lang": "fr"},
+]
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+@pytest.fixture
+def cli(runner, tmp_path, encoder, monkeypatch):
+    """Run the CLI on a fresh index folder; each command builds its own TextLatent as usual, but
+    the encoder it would load is the session one (``Encoder(...)`` is swapped for a factory)."""
+    import textlatent.encoder
+
+    calls = []
+
+    def fake_encoder(model=None, **kwargs):
+        calls.append((model, kwargs))
+        return encoder
+
+    monkeypatch.setattr(textlatent.encoder, "Encoder", fake_encoder)
+    index_dir = tmp_path / "indexes"
+
+    def run(*args: str, input: str | None = None):
+        return runner.invoke(app, ["--index-dir", str(index_dir), *args], input=input)
+
+    run.index_dir = index_dir
+    run.calls = calls
+    return run
+
+
+@pytest.fixture
+def docs_file(tmp_path) -> Path:
+    f = tmp_path / "docs.jsonl"
+    f.write_text("".join(json.dumps(d) + "\n" for d in DOCS), encoding="utf-8")
+    return f
+
+
+def listed(cli) -> dict[str, dict]:
+    res = cli("collection", "list", "--json")
+    assert res.exit_code == 0, res.output
+    return {c["name"]: c for c in json.loads(res.stdout)}
+
+
+def test_help(runner):
+    res = runner.invoke(app, ["--help"])
+    assert res.exit_code == 0
+    for word in ("serve", "embed", "collection", "add", "search"):
+        assert word in res.output
+    res = runner.invoke(app, ["collection", "--help"])
+    assert res.exit_code == 0 and "create" in res.output and "delete" in res.output
+
+
+def test_collection_create_list_delete(cli):
+    res = cli("collection", "create", "notes")
+    assert res.exit_code == 0, res.output
+    assert "created: notes" in res.stdout and "dim 384" in res.stdout
+    assert cli.calls and cli.calls[0][0] is None  # the bundled model
+    res = cli("collection", "create", "notes")
+    assert res.exit_code == 0 and "exists: notes" in res.stdout
+    res = cli("collection", "create", "notes", "--index", "HNSW32")
+    assert res.exit_code != 0 and "error:" in res.stderr and "already exists" in res.stderr
+
+    infos = listed(cli)
+    assert list(infos) == ["notes"]
+    assert (infos["notes"]["count"], infos["notes"]["dim"], infos["notes"]["index"]) == (0, 384, "Flat")
+    res = cli("collection", "list")
+    assert res.exit_code == 0 and "notes" in res.stdout
+
+    res = cli("collection", "delete", "notes", "-y")
+    assert res.exit_code == 0 and "deleted: notes" in res.stdout
+    assert listed(cli) == {}
+    assert not (cli.index_dir / "notes").exists()
+    assert "no collections" in cli("collection", "list").stdout
+    res = cli("collection", "delete", "notes", "-y")
+    assert res.exit_code != 0 and "error:" in res.stderr
+
+
+def test_collection_delete_asks_for_confirmation(cli):
+    cli("collection", "create", "keep")
+    res = cli("collection", "delete", "keep", input="n\n")
+    assert res.exit_code != 0
+    assert "keep" in listed(cli)
+    res = cli("collection", "delete", "keep", input="y\n")
+    assert res.exit_code == 0 and listed(cli) == {}
+
+
+def test_invalid_collection_name(cli):
+    res = cli("collection", "create", "../escape")
+    assert res.exit_code != 0 and "error:" in res.stderr
+    assert not (cli.index_dir.parent / "escape").exists()
+    assert listed(cli) == {}
+
+
+def test_add_and_search(cli, docs_file):
+    res = cli("add", "notes", str(docs_file), "--create")
+    assert res.exit_code == 0, res.output
+    assert "added 3 documents to notes" in res.stdout and "3 in total" in res.stdout
+    assert listed(cli)["notes"]["count"] == 3
+
+    res = cli("search", "notes", "a vitamin deficiency and weak bones", "--json")
+    assert res.exit_code == 0, res.output
+    hits = json.loads(res.stdout)
+    assert [h["id"] for h in hits][0] == "vitd"
+    assert hits[0]["metadata"] == {"lang": "fr"}
+    assert hits[0]["score"] > hits[-1]["score"]
+    assert set(hits[0]) == {"id", "score", "text", "metadata"}
+
+    res = cli("search", "notes", "kittens", "-k", "1", "--json")
+    hits = json.loads(res.stdout)
+    assert len(hits) == 1 and hits[0]["id"] == "cats"
+    assert hits[0]["text"].startswith("Cats\n")  # the title is put before the text
+
+    res = cli("search", "notes", "anything", "--filter", "lang=fr", "--json")
+    assert [h["id"] for h in json.loads(res.stdout)] == ["vitd"]
+    res = cli("search", "notes", "anything", "--filter", "lang=de")
+    assert res.exit_code == 0 and "no results" in res.stdout
+
+    res = cli("search", "notes", "central bank inflation")  # plain text output
+    assert res.exit_code == 0
+    assert res.stdout.splitlines()[0].lstrip().startswith("1.") and "[rates]" in res.stdout.splitlines()[0]
+
+    # re-adding the same file replaces, it does not duplicate
+    assert cli("add", "notes", str(docs_file)).exit_code == 0
+    assert listed(cli)["notes"]["count"] == 3
+
+
+def test_search_unknown_collection(cli):
+    res = cli("search", "nope", "query")
+    assert res.exit_code != 0
+    assert "error:" in res.stderr and "nope" in res.stderr
+
+
+def test_search_bad_options(cli, docs_file):
+    cli("add", "notes", str(docs_file), "--create")
+    res = cli("search", "notes", "x", "-k", "0")
+    assert res.exit_code != 0
+    res = cli("search", "notes", "x", "--filter", "no-equals-sign")
+    assert res.exit_code != 0 and "error:" in res.stderr
+
+
+def test_add_to_missing_collection_without_create(cli, docs_file):
+    res = cli("add", "missing", str(docs_file))
+    assert res.exit_code != 0
+    assert "error:" in res.stderr and "--create" in res.stderr
+    assert listed(cli) == {}
+
+
+def test_bad_jsonl_changes_nothing(cli, docs_file, tmp_path):
+    assert cli("add", "notes", str(docs_file), "--create").exit_code == 0
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(
+        json.dumps({"id": "new1", "text": "a new document"}) + "\n" + '{"id": "new2", "text": \n', encoding="utf-8"
+    )
+    res = cli("add", "notes", str(bad))
+    assert res.exit_code != 0
+    assert "error:" in res.stderr and "bad.jsonl:2" in res.stderr
+    assert listed(cli)["notes"]["count"] == 3  # the good first line was not written either
+    res = cli("search", "notes", "a new document", "--json")
+    assert "new1" not in [h["id"] for h in json.loads(res.stdout)]
+
+
+def test_add_missing_file_and_csv(cli, tmp_path):
+    res = cli("add", "notes", str(tmp_path / "absent.jsonl"), "--create")
+    assert res.exit_code != 0 and "no such file" in res.stderr
+    csv_file = tmp_path / "docs.csv"
+    csv_file.write_text("doc,body\nd1,Penguins live in Antarctica.\nd2,Tax returns are due in April.\n")
+    res = cli("add", "notes", str(csv_file), "--id-field", "doc", "--text-field", "body", "--batch-size", "1")
+    assert res.exit_code == 0, res.output
+    hits = json.loads(cli("search", "notes", "birds on the ice", "--json").stdout)
+    assert hits[0]["id"] == "d1"
+
+
+def test_embed_command(cli, encoder):
+    res = cli("embed", "hello world", "second text", "--dimensions", "8")
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [r["index"] for r in rows] == [0, 1]
+    assert all(len(r["embedding"]) == 8 and r["truncated"] is False for r in rows)
+    full = encoder.encode(["hello world"])[0, :8]
+    assert rows[0]["embedding"] == pytest.approx((full / (full @ full) ** 0.5).tolist(), abs=1e-5)
+    res = cli("embed", "-", input="from stdin\n\nsecond line\n")
+    assert res.exit_code == 0 and len(res.stdout.splitlines()) == 2
+    res = cli("embed", " ")
+    assert res.exit_code != 0 and "error:" in res.stderr
+
+
+def test_console_script_help():
+    script = Path(sys.executable).with_name("textlatent")
+    cmd = [str(script), "--help"] if script.exists() else [sys.executable, "-m", "textlatent.cli", "--help"]
+    if not script.exists() and shutil.which("textlatent"):
+        cmd = ["textlatent", "--help"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "Turn text into latent spaces" in out.stdout
+    assert "collection" in out.stdout

@@ -1,0 +1,154 @@
+"""textlatent.encoder: shapes, normalisation, batching, truncation report, input checks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from textlatent.encoder import truncate_dimensions, validate_texts
+from textlatent.errors import InvalidInputError
+
+TEXTS = [
+    "The cat sat on the mat.",
+    "A quick brown fox jumps over the lazy dog.",
+    "Vitamin D deficiency is linked to bone disease.",
+    "Stock markets fell sharply on Monday.",
+    "short",
+]
+
+
+def test_shape_dtype_and_dim(encoder):
+    vecs = encoder.encode(TEXTS)
+    assert vecs.shape == (len(TEXTS), 384)
+    assert vecs.dtype == np.float32
+    assert vecs.flags["C_CONTIGUOUS"]
+    assert encoder.dim == 384
+    assert encoder.model_id == "all-MiniLM-L6-v2"
+
+
+def test_normalised_by_default(encoder):
+    norms = np.linalg.norm(encoder.encode(TEXTS), axis=1)
+    np.testing.assert_allclose(norms, 1.0, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def raw_encoder(encoder, tmp_path_factory):
+    """The same weights without the model's own Normalize module (a model folder of links), so
+    that ``normalize`` is what decides whether vectors come out unit-length. Loads in < 1 s."""
+    from textlatent.encoder import Encoder
+
+    src = encoder.path
+    folder = tmp_path_factory.mktemp("models") / "minilm-no-normalize"
+    folder.mkdir()
+    for item in src.iterdir():
+        if item.name != "modules.json":
+            (folder / item.name).symlink_to(item)
+    modules = [m for m in json.loads((src / "modules.json").read_text()) if "Normalize" not in m["type"]]
+    (folder / "modules.json").write_text(json.dumps(modules))
+    return Encoder(folder, device="cpu")
+
+
+def test_not_normalised_when_asked(raw_encoder):
+    assert raw_encoder.model_id == "minilm-no-normalize"
+    raw = raw_encoder.encode(TEXTS, normalize=False)
+    norms = np.linalg.norm(raw, axis=1)
+    assert raw.dtype == np.float32
+    assert np.all(np.abs(norms - 1.0) > 0.1), norms
+    unit = raw_encoder.encode(TEXTS)  # normalize=True by default
+    np.testing.assert_allclose(np.linalg.norm(unit, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(raw / norms[:, None], unit, atol=1e-5)
+
+
+def test_bundled_model_output_is_unit_length_either_way(encoder, raw_encoder):
+    # all-MiniLM-L6-v2 ends with its own Normalize module, so normalize=False cannot undo it;
+    # what it yields is the same direction as the raw pooled vector.
+    vecs = encoder.encode(TEXTS, normalize=False)
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(vecs, raw_encoder.encode(TEXTS), atol=1e-5)
+
+
+def test_single_string_is_one_row(encoder):
+    one = encoder.encode("The cat sat on the mat.")
+    assert one.shape == (1, 384)
+    np.testing.assert_allclose(one[0], encoder.encode(TEXTS)[0], atol=1e-5)
+
+
+def test_batching_matches_one_by_one(encoder):
+    batched = encoder.encode(TEXTS, batch_size=3)
+    singles = np.vstack([encoder.encode([t]) for t in TEXTS])
+    np.testing.assert_allclose(batched, singles, atol=1e-5)
+
+
+def test_truncation_report(encoder):
+    long_text = " ".join(["word"] * 300 + ["science"] * 300)  # ~600 words, far over 256 tokens
+    res = encoder.encode_with_info(["a short sentence", long_text])
+    limit = encoder.max_seq_length
+    assert limit == 256
+    assert res.truncated.tolist() == [False, True]
+    assert res.token_counts.dtype == np.int64
+    assert res.token_counts[1] == limit  # capped at the model's limit
+    assert 3 <= res.token_counts[0] < limit  # [CLS] a short sentence [SEP]
+    assert res.embeddings.shape == (2, 384)
+    # the full count (before capping) is larger than the limit
+    assert encoder.token_counts([long_text])[0] > limit
+
+
+@pytest.mark.parametrize(
+    ("texts", "param"),
+    [
+        ([], "input"),
+        (["ok", 3], "input[1]"),
+        (["ok", "fine", None], "input[2]"),
+        (["ok", "   \n\t"], "input[1]"),
+        ([""], "input[0]"),
+        ("", "input[0]"),
+        (b"bytes", "input"),
+        (42, "input"),
+    ],
+)
+def test_bad_input_names_the_item(encoder, texts, param):
+    with pytest.raises(InvalidInputError) as info:
+        encoder.encode(texts)
+    assert info.value.param == param
+    assert param in info.value.message
+    assert info.value.status_code == 422
+    with pytest.raises(InvalidInputError):
+        encoder.encode_with_info(texts)
+
+
+def test_validate_texts_accepts_tuple_and_string():
+    assert validate_texts(("a", "b")) == ["a", "b"]
+    assert validate_texts("a") == ["a"]
+
+
+def test_truncate_dimensions_renormalises(encoder):
+    full = encoder.encode(TEXTS)
+    cut = truncate_dimensions(full, 64)
+    assert cut.shape == (len(TEXTS), 64)
+    assert cut.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(cut, axis=1), 1.0, atol=1e-5)
+    expected = full[:, :64] / np.linalg.norm(full[:, :64], axis=1, keepdims=True)
+    np.testing.assert_allclose(cut, expected, atol=1e-6)
+    np.testing.assert_allclose(truncate_dimensions(full, 384), full, atol=1e-6)
+
+
+@pytest.mark.parametrize("dims", [0, -1, 385])
+def test_truncate_dimensions_out_of_range(encoder, dims):
+    with pytest.raises(InvalidInputError) as info:
+        truncate_dimensions(encoder.encode(["x y"]), dims)
+    assert info.value.param == "dimensions"
+
+
+def test_semantic_sanity(encoder):
+    a, b, c = encoder.encode(
+        [
+            "How do I reset my password?",
+            "I forgot my password and need to change it.",
+            "The recipe needs two cups of flour and an egg.",
+        ]
+    )
+    para, unrelated = float(a @ b), float(a @ c)
+    assert para > unrelated + 0.3, (para, unrelated)
+    assert para > 0.5
