@@ -77,6 +77,11 @@ class Encoder:
             str(self.path), device=self.device, local_files_only=True
         )
         self.model.eval()
+        # Models that end in a Normalize module (all-MiniLM-L6-v2 does) would ignore
+        # normalize=False; drop it and normalise in encode() instead, which gives the same
+        # vectors by default and the raw pooled ones when asked.
+        if len(self.model) and type(self.model[-1]).__name__ == "Normalize":
+            del self.model[len(self.model) - 1]
         # The tokenizer of a fast (Rust) tokenizer is not safe to call from two threads at once.
         self._lock = threading.Lock()
 
