@@ -67,7 +67,8 @@ def bench_text_queries(index_dir: Path, name: str, queries_file: Path, limit: in
     from textlatent.service import TextLatent
 
     service = TextLatent(Settings(index_dir=index_dir))
-    texts = [json.loads(line)["text"] for line in open(queries_file, encoding="utf-8")][:limit]
+    with open(queries_file, encoding="utf-8") as fh:
+        texts = [json.loads(line)["text"] for line in fh][:limit]
     service.search(name, query=texts[0], k=10)  # load the encoder
     lat = []
     for text in texts:

@@ -227,6 +227,143 @@ def search(
         typer.echo(f"{rank:>3}. {h.score:.4f}  [{h.id}]  {snippet}")
 
 
+# --------------------------------------------------------------------------- eval
+
+eval_app = typer.Typer(help="Score an encoder on public benchmarks (MTEB protocol).", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+DataDirOption = Annotated[
+    Path,
+    typer.Option(
+        "--data-dir", envvar="TEXTLATENT_DATA_DIR", help="Benchmark folder laid out like ../shared/data"
+    ),
+]
+EvalModelOption = Annotated[
+    str | None,
+    typer.Option("--model", help="Sentence-transformers model folder [default: the global --model, else bundled]"),
+]
+EvalJsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object (the last line of stdout)")]
+EvalBatchOption = Annotated[int | None, typer.Option("--batch-size", min=1, help="Encoder batch size")]
+
+
+def _eval_encoder(model: str | None, batch_size: int | None) -> Any:
+    from textlatent.encoder import Encoder
+
+    settings = _State.settings()
+    spec = model if model is not None else settings.model
+    typer.echo(f"loading encoder {spec or 'all-MiniLM-L6-v2 (bundled)'} ...", err=True)
+    return _run(lambda: Encoder(spec, device=settings.device, threads=settings.threads,
+                                batch_size=batch_size or settings.batch_size))
+
+
+def _print_result(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    for key, value in result.items():
+        typer.echo(f"{key:<16} {value}")
+
+
+@eval_app.command("sts")
+def eval_sts(
+    split: Annotated[str, typer.Option(help="train, dev or test")] = "test",
+    data_dir: DataDirOption = Path("../shared/data"),
+    model: EvalModelOption = None,
+    as_json: EvalJsonOption = False,
+    batch_size: EvalBatchOption = None,
+) -> None:
+    """STS Benchmark: Spearman (x100) of cosine similarity against the gold scores."""
+    from textlatent.eval import evaluate_sts, load_stsb
+
+    data = _run(lambda: load_stsb(data_dir, split))
+    encoder = _eval_encoder(model, batch_size)
+    result = _run(lambda: evaluate_sts(encoder, data, batch_size=batch_size, split=split))
+    _print_result(result, as_json)
+
+
+@eval_app.command("beir")
+def eval_beir(
+    dataset: Annotated[str, typer.Option("--dataset", help="Folder under --data-dir in the BEIR layout")],
+    split: Annotated[str, typer.Option(help="Qrels split: qrels/<split>.tsv")] = "test",
+    data_dir: DataDirOption = Path("../shared/data"),
+    model: EvalModelOption = None,
+    as_json: EvalJsonOption = False,
+    batch_size: EvalBatchOption = None,
+) -> None:
+    """BEIR retrieval: nDCG@10 and Recall@100 of dense exact search over the whole corpus."""
+    from textlatent.eval import evaluate_beir, load_beir
+
+    data = _run(lambda: load_beir(data_dir, dataset, split))
+    typer.echo(f"{data.name}/{split}: {len(data.corpus)} documents, {len(data.queries)} queries", err=True)
+    encoder = _eval_encoder(model, batch_size)
+    result = _run(lambda: evaluate_beir(encoder, data, batch_size=batch_size, show_progress=True))
+    _print_result(result, as_json)
+
+
+# --------------------------------------------------------------------------- finetune
+
+finetune_app = typer.Typer(help="Fine-tune the encoder (sentence-transformers trainer).", no_args_is_help=True)
+app.add_typer(finetune_app, name="finetune")
+
+
+def _print_finetune(result: Any, as_json: bool) -> None:
+    from dataclasses import asdict
+
+    payload = asdict(result)
+    if as_json:
+        typer.echo(json.dumps(payload))
+        return
+    typer.echo(f"saved {payload['out']} ({payload['steps']} steps, {payload['seconds']:.0f} s on {payload['device']}); "
+               f"load it with --model {payload['out']} or TEXTLATENT_MODEL={payload['out']}")
+
+
+@finetune_app.command("sts")
+def finetune_sts_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Folder to save the fine-tuned model to")],
+    data_dir: DataDirOption = Path("../shared/data"),
+    model: EvalModelOption = None,
+    loss: Annotated[str, typer.Option(help="cosent, angle or cosine")] = "cosent",
+    epochs: Annotated[float, typer.Option(min=0.01, help="Training epochs")] = 2.0,
+    batch_size: Annotated[int, typer.Option(min=1)] = 16,
+    lr: Annotated[float, typer.Option(min=0.0, help="Learning rate")] = 2e-5,
+    seed: Annotated[int, typer.Option()] = 42,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="Stop after this many steps")] = None,
+    as_json: EvalJsonOption = False,
+) -> None:
+    """STS-B train with CoSENT (or AnglE) loss; keeps the epoch with the best STS-B dev Spearman."""
+    from textlatent.finetune import finetune_sts
+
+    settings = _State.settings()
+    result = _run(lambda: finetune_sts(out, data_dir=data_dir, model=model or settings.model, loss=loss,
+                                       epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                                       device=settings.device, max_steps=max_steps))
+    _print_finetune(result, as_json)
+
+
+@finetune_app.command("retrieval")
+def finetune_retrieval_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Folder to save the fine-tuned model to")],
+    dataset: Annotated[str, typer.Option("--dataset", help="BEIR folder under --data-dir with qrels/train.tsv")],
+    data_dir: DataDirOption = Path("../shared/data"),
+    model: EvalModelOption = None,
+    epochs: Annotated[float, typer.Option(min=0.01, help="Training epochs")] = 1.0,
+    batch_size: Annotated[int, typer.Option(min=2)] = 16,
+    lr: Annotated[float, typer.Option(min=0.0, help="Learning rate")] = 2e-5,
+    negatives: Annotated[int, typer.Option(min=1, help="Hard negatives per pair")] = 1,
+    seed: Annotated[int, typer.Option()] = 42,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="Stop after this many steps")] = None,
+    as_json: EvalJsonOption = False,
+) -> None:
+    """MultipleNegativesRanking loss on the train qrels, hard negatives mined by the starting model."""
+    from textlatent.finetune import finetune_retrieval
+
+    settings = _State.settings()
+    result = _run(lambda: finetune_retrieval(out, dataset=dataset, data_dir=data_dir, model=model or settings.model,
+                                             epochs=epochs, batch_size=batch_size, lr=lr, negatives=negatives,
+                                             seed=seed, device=settings.device, max_steps=max_steps))
+    _print_finetune(result, as_json)
+
+
 def main() -> None:
     from textlatent.models import set_offline_defaults
 
