@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,7 +23,7 @@ from textlatent.service import TextLatent
 log = logging.getLogger("textlatent.api")
 
 _ERROR_TYPES = {400: "invalid_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
-                409: "conflict", 413: "payload_too_large", 422: "invalid_input"}
+                409: "conflict", 413: "payload_too_large", 422: "invalid_input", 503: "busy"}
 
 
 def _error(status: int, message: str, *, param: str | None = None, type_: str | None = None,
@@ -104,7 +105,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(TextLatentError)
     async def _library_error(_: Request, exc: TextLatentError) -> JSONResponse:
-        return _error(exc.status_code, exc.message, param=exc.param, type_=exc.code)
+        headers = {"Retry-After": "1"} if exc.status_code == 503 else None
+        return _error(exc.status_code, exc.message, param=exc.param, type_=exc.code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -114,6 +116,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return _error(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(sqlite3.OperationalError)
+    async def _database_busy(_: Request, exc: sqlite3.OperationalError) -> JSONResponse:
+        if "locked" in str(exc) or "busy" in str(exc):
+            return _error(503, "the collection's database is busy; try again shortly", type_="busy",
+                          headers={"Retry-After": "1"})
+        log.exception("database error")
+        return _error(500, "internal error; the server log has the details", type_="internal_error")
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -28,6 +28,7 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         409: "Conflicts with what exists",
         413: "Too many items or too large a body",
         422: "Invalid input (the message names the field)",
+        503: "The collection is being written by another process; retry shortly",
     }
     return {c: {"model": ErrorResponse, "description": descriptions[c]} for c in codes}
 

@@ -128,7 +128,7 @@ def test_add_and_search(cli, docs_file):
     res = cli("search", "notes", "kittens", "-k", "1", "--json")
     hits = json.loads(res.stdout)
     assert len(hits) == 1 and hits[0]["id"] == "cats"
-    assert hits[0]["text"].startswith("Cats\n")  # the title is put before the text
+    assert hits[0]["text"].startswith("Cats ")  # the title is put before the text
 
     res = cli("search", "notes", "anything", "--filter", "lang=fr", "--json")
     assert [h["id"] for h in json.loads(res.stdout)] == ["vitd"]
@@ -213,3 +213,35 @@ def test_console_script_help():
     assert out.returncode == 0, out.stderr
     assert "Turn text into latent spaces" in out.stdout
     assert "collection" in out.stdout
+
+
+def test_bad_setting_is_an_error_message(cli, monkeypatch):
+    monkeypatch.setenv("TEXTLATENT_MAX_K", "not-a-number")
+    res = cli("collection", "list")
+    assert res.exit_code == 2
+    assert "error: invalid setting" in res.stderr and "max_k" in res.stderr
+
+
+def test_non_utf8_file_is_an_error_message(cli, tmp_path):
+    latin = tmp_path / "latin1.csv"
+    latin.write_bytes("id,text\n1,caf\xe9 au lait\n".encode("latin-1"))
+    res = cli("add", "notes", str(latin), "--create")
+    assert res.exit_code == 2 and "error: input is not UTF-8" in res.stderr
+
+
+def test_add_checks_every_row_before_writing(cli, docs_file, tmp_path):
+    assert cli("add", "notes", str(docs_file), "--create").exit_code == 0
+    bad = tmp_path / "late_bad.jsonl"
+    rows = [{"id": f"ok{i}", "text": f"fine document {i}"} for i in range(5)] + [{"id": "x" * 600, "text": "t"}]
+    bad.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    res = cli("add", "notes", str(bad), "--batch-size", "2")
+    assert res.exit_code == 2 and "id must be" in res.stderr
+    assert listed(cli)["notes"]["count"] == 3  # not even the first batches were written
+
+
+def test_csv_with_byte_order_mark(cli, tmp_path):
+    f = tmp_path / "bom.csv"
+    f.write_bytes("\ufeffid,text\nb1,Owls hunt at night.\n".encode())
+    res = cli("add", "notes", str(f), "--create")
+    assert res.exit_code == 0, res.output
+    assert json.loads(cli("search", "notes", "nocturnal birds", "--json").stdout)[0]["id"] == "b1"

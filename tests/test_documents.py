@@ -30,7 +30,7 @@ def test_jsonl_ids_title_and_metadata(tmp_path):
     got = list(read_documents(f))
     assert [d.id for d in got] == ["a", "7", "c", "d"]
     a = got[0]
-    assert a.text == "Alpha\nalpha text"
+    assert a.text == "Alpha alpha text"  # MTEB convention: title + " " + text
     # extra fields → metadata, the title kept for display, "metadata" object merged over them
     assert a.metadata == {"title": "Alpha", "year": 1, "src": "x"}
     assert got[1].text == "seven" and got[1].metadata == {}
@@ -43,7 +43,7 @@ def test_beir_style_underscore_id(tmp_path):
     f = write_jsonl(tmp_path / "corpus.jsonl", [{"_id": "4983", "title": "T", "text": "body"}])
     (doc,) = read_documents(f)
     assert doc.id == "4983"
-    assert doc.text == "T\nbody"
+    assert doc.text == "T body"
     assert "_id" not in doc.metadata and doc.metadata == {"title": "T"}
 
 
@@ -59,7 +59,7 @@ def test_csv(tmp_path):
     f.write_text('id,title,text,lang\n1,First,"hello, world",en\n2,,"multi\nline",fr\n', encoding="utf-8")
     got = list(read_documents(f))
     assert [d.id for d in got] == ["1", "2"]
-    assert got[0].text == "First\nhello, world"
+    assert got[0].text == "First hello, world"
     assert got[0].metadata == {"title": "First", "lang": "en"}
     assert got[1].text == "multi\nline"
     assert got[1].metadata == {"title": "", "lang": "fr"}

@@ -104,7 +104,7 @@ def test_truncation_report(encoder):
         (["ok", "fine", None], "input[2]"),
         (["ok", "   \n\t"], "input[1]"),
         ([""], "input[0]"),
-        ("", "input[0]"),
+        ("", "input"),
         (b"bytes", "input"),
         (42, "input"),
     ],
@@ -153,3 +153,24 @@ def test_semantic_sanity(encoder):
     para, unrelated = float(a @ b), float(a @ c)
     assert para > unrelated + 0.3, (para, unrelated)
     assert para > 0.5
+
+
+def test_bf16_autocast_gives_float32_vectors_close_to_fp32(encoder):
+    # The path a GPU takes by default (precision='auto' on cuda), exercised on the CPU here.
+    from textlatent.encoder import Encoder
+
+    bf16 = Encoder(device="cpu", precision="bf16")
+    assert bf16.autocast and not encoder.autocast
+    vecs = bf16.encode(TEXTS)
+    assert vecs.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-4)
+    cosines = np.sum(vecs * encoder.encode(TEXTS), axis=1)
+    assert cosines.min() > 0.98, cosines
+
+
+def test_unknown_precision_is_refused():
+    from textlatent.encoder import Encoder
+    from textlatent.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="precision"):
+        Encoder(device="cpu", precision="fp8")

@@ -41,7 +41,7 @@ class _State:
     def service(cls) -> TextLatent:
         from textlatent.service import TextLatent
 
-        return TextLatent(cls.settings())
+        return _run(lambda: TextLatent(cls.settings()))
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -50,10 +50,20 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def _run(fn: Any) -> Any:
+    """Call ``fn``; turn the errors a user can cause into 'error: …' and exit code 2."""
+    from pydantic import ValidationError
+
     try:
         return fn()
     except TextLatentError as exc:
         raise _fail(exc.message) from None
+    except ValidationError as exc:  # a bad TEXTLATENT_* setting
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
+        raise _fail(f"invalid setting: {problems}") from None
+    except UnicodeDecodeError as exc:
+        raise _fail(f"input is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
 
 
 @app.callback()
@@ -126,9 +136,7 @@ def collection_create(
 @collection_app.command("list")
 def collection_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False) -> None:
     """List collections with their sizes."""
-    from textlatent.collections import CollectionStore
-
-    infos = _run(lambda: CollectionStore(_State.settings().index_dir).list())
+    infos = _run(_State.service().list_collections)
     if as_json:
         typer.echo(json.dumps(infos))
         return
@@ -143,14 +151,12 @@ def collection_delete(
     name: str, yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False
 ) -> None:
     """Delete a collection and all its documents."""
-    from textlatent.collections import CollectionStore
-
-    store = CollectionStore(_State.settings().index_dir)
-    if not _run(lambda: store.exists(name)):
+    service = _State.service()
+    if not _run(lambda: service.has_collection(name)):
         raise _fail(f"collection {name!r} does not exist")
     if not yes and not typer.confirm(f"Delete collection {name!r} and all its documents?"):
         raise typer.Exit(1)
-    _run(lambda: store.delete(name))
+    _run(lambda: service.delete_collection(name))
     typer.echo(f"deleted: {name}")
 
 
@@ -170,9 +176,10 @@ def add(
     import time
 
     service = _State.service()
-    if create and not _run(lambda: service.store.exists(name)):
+    exists = _run(lambda: service.has_collection(name))
+    if create and not exists:
         _run(lambda: service.create_collection(name, index=index, model=_State.overrides.get("model")))
-    elif not _run(lambda: service.store.exists(name)):
+    elif not exists:
         raise _fail(f"collection {name!r} does not exist; create it with `textlatent collection create {name}` "
                     "or pass --create")
     start = time.perf_counter()
@@ -253,7 +260,7 @@ def _eval_encoder(model: str | None, batch_size: int | None) -> Any:
     spec = model if model is not None else settings.model
     typer.echo(f"loading encoder {spec or 'all-MiniLM-L6-v2 (bundled)'} ...", err=True)
     return _run(lambda: Encoder(spec, device=settings.device, threads=settings.threads,
-                                batch_size=batch_size or settings.batch_size))
+                                batch_size=batch_size or settings.batch_size, precision=settings.precision))
 
 
 def _print_result(result: dict[str, Any], as_json: bool) -> None:

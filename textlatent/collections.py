@@ -35,6 +35,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ from typing import Any
 import numpy as np
 from filelock import FileLock, Timeout
 
-from textlatent.errors import ConflictError, InvalidInputError, NotFoundError
+from textlatent.errors import BusyError, ConflictError, InvalidInputError, NotFoundError
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 MAX_ID_LENGTH = 512
@@ -53,6 +54,7 @@ _INDEX_RE = re.compile(r"^index-(\d+)\.faiss$")
 _SQL_CHUNK = 500  # stay far below SQLite's bound-parameter limit
 _TRAIN_SAMPLE = 100_000
 _LOCK_TIMEOUT_S = 120.0
+_POOL_SIZE = 4  # idle SQLite connections kept per collection
 
 Scalar = str | int | float | bool | None
 
@@ -95,6 +97,7 @@ class CollectionConfig:
     train_threshold: int
     created_at: float
     format_version: int = 1
+    uid: str = ""  # changes when a collection of the same name is deleted and created again
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -122,7 +125,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
-def train_threshold_for(factory: str) -> int:
+def train_threshold_for(factory: str, dim: int) -> int:
     """How many vectors a factory string wants before its index is trained.
 
     FAISS warns below 39 training points per centroid; we wait for that many for the
@@ -131,7 +134,7 @@ def train_threshold_for(factory: str) -> int:
     """
     import faiss
 
-    probe = faiss.index_factory(8 if "PQ" not in factory else 64, factory, faiss.METRIC_INNER_PRODUCT)
+    probe = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
     if probe.is_trained:
         return 0
     centroids = 0
@@ -265,11 +268,19 @@ def validate_documents(documents: Iterable[Any]) -> list[Document]:
         if not isinstance(doc.metadata, dict):
             raise InvalidInputError(f"documents[{i}].metadata must be an object", param=f"documents[{i}].metadata")
         try:
-            json.dumps(doc.metadata, allow_nan=False)
-        except (TypeError, ValueError) as exc:
+            json.dumps(doc.metadata, allow_nan=False, ensure_ascii=False).encode("utf-8")
+        except (TypeError, ValueError) as exc:  # UnicodeEncodeError (lone surrogates) is a ValueError
             raise InvalidInputError(
-                f"documents[{i}].metadata is not JSON-serialisable: {exc}", param=f"documents[{i}].metadata"
+                f"documents[{i}].metadata is not JSON-serialisable as UTF-8: {exc}", param=f"documents[{i}].metadata"
             ) from exc
+        for field_name, value in (("id", doc.id), ("text", doc.text)):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise InvalidInputError(
+                    f"documents[{i}].{field_name} is not valid Unicode (lone surrogate at {exc.start})",
+                    param=f"documents[{i}].{field_name}",
+                ) from exc
         docs.pop(doc.id, None)
         docs[doc.id] = doc
     if not docs:
@@ -305,7 +316,9 @@ class Collection:
         self._gpu_copy: tuple[Any, Any] | None = None  # (cpu index, its GPU clone)
         self.config = config
         self.name = config.name
-        self._local = threading.local()
+        self._pool: list[sqlite3.Connection] = []  # idle connections, reused by any thread
+        self._pool_lock = threading.Lock()
+        self._gpu_search_lock = threading.Lock()  # FAISS GPU indexes are not thread-safe
         self._write_mutex = threading.Lock()
         self._file_lock = FileLock(str(path / _LOCK_FILE), timeout=_LOCK_TIMEOUT_S)
         self._index: Any = None
@@ -338,21 +351,50 @@ class Collection:
         finally:
             conn.close()
 
-    def _db(self) -> sqlite3.Connection:
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        """A connection from a small pool: a server's thread pool must not hold one open per
+        thread and collection (file descriptors run out), and SQLite connections may move
+        between threads as long as one thread uses them at a time."""
         self._ensure_alive()
-        conn = getattr(self._local, "conn", None)
+        with self._pool_lock:
+            conn = self._pool.pop() if self._pool else None
         if conn is None:
-            conn = sqlite3.connect(self.path / _DB_FILE, timeout=_LOCK_TIMEOUT_S, isolation_level=None)
+            conn = sqlite3.connect(
+                self.path / _DB_FILE, timeout=_LOCK_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
             conn.execute("PRAGMA synchronous=FULL")
-            self._local.conn = conn
-        return conn
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            with self._pool_lock:
+                keep = len(self._pool) < _POOL_SIZE and not self._deleted
+                if keep:
+                    self._pool.append(conn)
+            if not keep:
+                conn.close()
 
-    def _db_generation(self) -> int:
-        row = self._db().execute("SELECT value FROM state WHERE name='generation'").fetchone()
-        return int(row[0])
+    def _db_generation(self, conn: sqlite3.Connection | None = None) -> int:
+        if conn is None:
+            with self._db() as own:
+                return self._db_generation(own)
+        return int(conn.execute("SELECT value FROM state WHERE name='generation'").fetchone()[0])
 
     def _ensure_alive(self) -> None:
         if self._deleted:
+            raise NotFoundError(f"collection {self.name!r} has been deleted", param="name")
+
+    def _ensure_on_disk(self) -> None:
+        """Under the write lock: the folder is still this collection (another process may have
+        deleted it, or deleted and created it again, while we waited for the lock)."""
+        try:
+            uid = json.loads((self.path / _CONFIG_FILE).read_text()).get("uid", "")
+        except FileNotFoundError:
+            uid = None
+        if uid != self.config.uid:
+            self._deleted = True
             raise NotFoundError(f"collection {self.name!r} has been deleted", param="name")
 
     # ---- index lifecycle
@@ -361,7 +403,8 @@ class Collection:
         return self.path / f"index-{generation:012d}.faiss"
 
     def _all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
-        rows = self._db().execute("SELECT key, vector FROM docs ORDER BY key").fetchall()
+        with self._db() as conn:
+            rows = conn.execute("SELECT key, vector FROM docs ORDER BY key").fetchall()
         keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         if not rows:
             return keys, np.zeros((0, self.config.dim), dtype=np.float32)
@@ -418,24 +461,27 @@ class Collection:
         generation = self._db_generation()
         if generation == self._generation and self._index is not None:
             return
-        with self._load_lock:
+        with self._load_lock:  # one thread loads a given file; the others wait and reuse it
             generation = self._db_generation()
             if generation == self._generation and self._index is not None:
                 return
             index = self._load_index_file(generation)
-            if index is None:
-                # No index for the committed generation: a writer is between its commit and its
-                # rename, or died there. If nobody holds the write lock, repair it ourselves.
-                try:
-                    with self._file_lock.acquire(timeout=0 if self._index is not None else _LOCK_TIMEOUT_S):
-                        generation = self._db_generation()
-                        index = self._load_index_file(generation)
-                        if index is None:
-                            index = self._build_index()
-                            self._persist(index, generation)
-                except Timeout:
-                    return  # a live writer will publish it; keep serving the previous index
-            self._publish(index, generation)
+        if index is None:
+            # No index for the committed generation: a writer is between its commit and its
+            # rename, or died there. If nobody holds the write lock, repair it ourselves. The
+            # load lock is not held here: a writer holding the file lock may need it.
+            try:
+                with self._file_lock.acquire(timeout=0 if self._index is not None else _LOCK_TIMEOUT_S):
+                    generation = self._db_generation()
+                    index = self._load_index_file(generation)
+                    if index is None:
+                        index = self._build_index()
+                        self._persist(index, generation)
+            except Timeout:
+                if self._index is None:
+                    raise BusyError(f"collection {self.name!r} is being written; try again shortly") from None
+                return  # a live writer will publish it; keep serving the previous index
+        self._publish(index, generation)
 
     def _publish(self, index: Any, generation: int) -> None:
         """Swap in ``index`` unless a newer generation is already live: a reader that loaded an
@@ -486,10 +532,22 @@ class Collection:
                 collection._write_mutex.acquire()
                 try:
                     collection._file_lock.acquire()
+                except Timeout:
+                    collection._write_mutex.release()
+                    raise BusyError(
+                        f"collection {collection.name!r} is locked by another writer; try again shortly"
+                    ) from None
                 except BaseException:
                     collection._write_mutex.release()
                     raise
-                collection.refresh()
+                try:
+                    collection._ensure_alive()
+                    collection._ensure_on_disk()
+                    collection.refresh()
+                except BaseException:
+                    collection._file_lock.release()
+                    collection._write_mutex.release()
+                    raise
 
             def __exit__(self, *exc: object) -> None:
                 collection._file_lock.release()
@@ -526,14 +584,8 @@ class Collection:
             vecs = np.ascontiguousarray(vecs[[last[d.id] for d in docs]])
         ids = [d.id for d in docs]
         with self._write():
-            conn = self._db()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                old_keys: list[int] = []
-                for chunk in _chunks(ids):
-                    marks = ",".join("?" * len(chunk))
-                    old_keys += [r[0] for r in conn.execute(f"SELECT key FROM docs WHERE id IN ({marks})", chunk)]
-                    conn.execute(f"DELETE FROM docs WHERE id IN ({marks})", chunk)
+            with self._transaction() as (conn, generation):
+                old_keys = self._delete_rows(conn, ids)
                 conn.executemany(
                     "INSERT INTO docs (id, text, metadata, vector) VALUES (?, ?, ?, ?)",
                     (
@@ -545,18 +597,8 @@ class Collection:
                 for chunk in _chunks(ids):
                     marks = ",".join("?" * len(chunk))
                     key_of.update(conn.execute(f"SELECT id, key FROM docs WHERE id IN ({marks})", chunk).fetchall())
-                generation = self._db_generation() + 1
-                conn.execute("UPDATE state SET value=? WHERE name='generation'", (generation,))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
             index = self._next_index(old_keys)
-            total_after = self.count()
-            if (
-                index is None
-                or (self._uses_staging(self._index) and total_after >= self.config.train_threshold)
-            ):
+            if index is None or (self._uses_staging(self._index) and self.count() >= self.config.train_threshold):
                 index = self._build_index()  # first training, or an index that cannot remove
             else:
                 index.add_with_ids(vecs, np.asarray([key_of[i] for i in ids], dtype=np.int64))
@@ -567,47 +609,70 @@ class Collection:
         """Remove documents by id; returns how many existed."""
         if isinstance(ids, str):
             ids = [ids]
+        ids = list(ids)
         with self._write():
-            conn = self._db()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                keys: list[int] = []
-                for chunk in _chunks(list(ids)):
-                    marks = ",".join("?" * len(chunk))
-                    keys += [r[0] for r in conn.execute(f"SELECT key FROM docs WHERE id IN ({marks})", chunk)]
-                    conn.execute(f"DELETE FROM docs WHERE id IN ({marks})", chunk)
-                if not keys:
-                    conn.execute("ROLLBACK")
-                    return 0
-                generation = self._db_generation() + 1
-                conn.execute("UPDATE state SET value=? WHERE name='generation'", (generation,))
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+            if not self._existing(ids):
+                return 0  # nothing to delete: no new generation, no index rewrite
+            with self._transaction() as (conn, generation):
+                keys = self._delete_rows(conn, ids)
             index = self._next_index(keys)
             if index is None:
                 index = self._build_index()
             self._commit(index, generation)
         return len(keys)
 
+    def _existing(self, ids: Sequence[str]) -> int:
+        found = 0
+        with self._db() as conn:
+            for chunk in _chunks(ids):
+                marks = ",".join("?" * len(chunk))
+                found += conn.execute(f"SELECT COUNT(*) FROM docs WHERE id IN ({marks})", chunk).fetchone()[0]
+        return int(found)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[tuple[sqlite3.Connection, int]]:
+        """One write transaction that also bumps the generation; commits when the block ends,
+        rolls back if it raises."""
+        with self._db() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                generation = self._db_generation(conn) + 1
+                yield conn, generation
+                conn.execute("UPDATE state SET value=? WHERE name='generation'", (generation,))
+                conn.execute("COMMIT")
+            finally:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+
+    @staticmethod
+    def _delete_rows(conn: sqlite3.Connection, ids: Sequence[str]) -> list[int]:
+        """Delete rows by id inside an open transaction; returns their integer keys."""
+        keys: list[int] = []
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            keys += [r[0] for r in conn.execute(f"SELECT key FROM docs WHERE id IN ({marks})", chunk)]
+            conn.execute(f"DELETE FROM docs WHERE id IN ({marks})", chunk)
+        return keys
+
     # ---- reads
 
     def count(self) -> int:
-        return int(self._db().execute("SELECT COUNT(*) FROM docs").fetchone()[0])
+        with self._db() as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM docs").fetchone()[0])
+
+    def _row(self, columns: str, doc_id: str) -> tuple[Any, ...]:
+        with self._db() as conn:
+            row = conn.execute(f"SELECT {columns} FROM docs WHERE id=?", (doc_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"document {doc_id!r} not found in collection {self.name!r}", param="id")
+        return tuple(row)
 
     def get(self, doc_id: str) -> Document:
-        row = self._db().execute("SELECT id, text, metadata FROM docs WHERE id=?", (doc_id,)).fetchone()
-        if row is None:
-            raise NotFoundError(f"document {doc_id!r} not found in collection {self.name!r}", param="id")
-        return Document(id=row[0], text=row[1], metadata=json.loads(row[2]))
+        doc_id, text, metadata = self._row("id, text, metadata", doc_id)
+        return Document(id=doc_id, text=text, metadata=json.loads(metadata))
 
     def get_vector(self, doc_id: str) -> np.ndarray:
-        row = self._db().execute("SELECT vector FROM docs WHERE id=?", (doc_id,)).fetchone()
-        if row is None:
-            raise NotFoundError(f"document {doc_id!r} not found in collection {self.name!r}", param="id")
-        return np.frombuffer(row[0], dtype=np.float32).copy()
+        return np.frombuffer(self._row("vector", doc_id)[0], dtype=np.float32).copy()
 
     def info(self) -> dict[str, Any]:
         self.refresh()
@@ -634,9 +699,10 @@ class Collection:
         selector = allowed = None
         if conditions:
             where, params = _filter_sql(conditions)
-            allowed = np.fromiter(
-                (r[0] for r in self._db().execute(f"SELECT key FROM docs WHERE {where}", params)), dtype=np.int64
-            )
+            with self._db() as conn:
+                allowed = np.fromiter(
+                    (r[0] for r in conn.execute(f"SELECT key FROM docs WHERE {where}", params)), dtype=np.int64
+                )
             if len(allowed) == 0:
                 return [[] for _ in range(len(queries))]
             selector = faiss.IDSelectorBatch(allowed)
@@ -644,20 +710,25 @@ class Collection:
         params = _search_params(index, k_eff, selector)
         target = self._searchable(index)
         try:
-            if hasattr(target, "ntotal"):
-                scores, keys = target.search(queries, k_eff, params=params)
+            if target is index:
+                scores, keys = index.search(queries, k_eff, params=params)
             else:
-                scores, keys = target.search(queries, k_eff, allowed)
+                with self._gpu_search_lock:
+                    if hasattr(target, "ntotal"):
+                        scores, keys = target.search(queries, k_eff, params=params)
+                    else:
+                        scores, keys = target.search(queries, k_eff, allowed)
         except RuntimeError:
             if target is index:
                 raise
             scores, keys = index.search(queries, k_eff, params=params)  # e.g. a selector the GPU lacks
         wanted = sorted({int(x) for x in keys.ravel() if x >= 0})
         rows: dict[int, tuple[str, str, str]] = {}
-        for chunk in _chunks(wanted):
-            marks = ",".join("?" * len(chunk))
-            for r in self._db().execute(f"SELECT key, id, text, metadata FROM docs WHERE key IN ({marks})", chunk):
-                rows[r[0]] = (r[1], r[2], r[3])
+        with self._db() as conn:
+            for chunk in _chunks(wanted):
+                marks = ",".join("?" * len(chunk))
+                for r in conn.execute(f"SELECT key, id, text, metadata FROM docs WHERE key IN ({marks})", chunk):
+                    rows[r[0]] = (r[1], r[2], r[3])
         results: list[list[SearchHit]] = []
         for qs, qk in zip(scores, keys, strict=True):
             hits = []
@@ -670,10 +741,11 @@ class Collection:
         return results
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
+        """Close the idle pooled connections (busy ones close when returned, once deleted)."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, []
+        for conn in pool:
             conn.close()
-            self._local.conn = None
 
 
 # --------------------------------------------------------------------------- the store
@@ -705,16 +777,28 @@ class CollectionStore:
     def get(self, name: str) -> Collection:
         path = self._dir(name)
         with self._lock:
-            coll = self._open.get(name)
-            if coll is not None and not coll._deleted and (path / _CONFIG_FILE).is_file():
-                return coll
-            if not (path / _CONFIG_FILE).is_file():
-                self._open.pop(name, None)
-                raise NotFoundError(f"collection {name!r} does not exist", param="name")
+            return self._get_locked(name, path)
+
+    def _get_locked(self, name: str, path: Path) -> Collection:
+        """The open collection, reopened when its folder was replaced by another process
+        (deleted and created again under the same name: a new ``uid``)."""
+        try:
             config = CollectionConfig(**json.loads((path / _CONFIG_FILE).read_text()))
-            coll = Collection(path, config, device=self.device)
-            self._open[name] = coll
+        except FileNotFoundError:
+            stale = self._open.pop(name, None)
+            if stale is not None:
+                stale._deleted = True
+                stale.close()
+            raise NotFoundError(f"collection {name!r} does not exist", param="name") from None
+        coll = self._open.get(name)
+        if coll is not None and not coll._deleted and coll.config.uid == config.uid:
             return coll
+        if coll is not None:
+            coll._deleted = True
+            coll.close()
+        coll = Collection(path, config, device=self.device)
+        self._open[name] = coll
+        return coll
 
     def create(self, name: str, *, index: str = "Flat", dim: int, model: str) -> tuple[Collection, bool]:
         """Create a collection; returns ``(collection, created)``.
@@ -734,7 +818,7 @@ class CollectionStore:
                     param="index",
                 )
         try:
-            threshold = train_threshold_for(index)
+            threshold = train_threshold_for(index, dim)
             probe = _new_index(index, dim)
             if threshold == 0:
                 _smoke_test(probe, dim)
@@ -749,7 +833,7 @@ class CollectionStore:
         with self._lock, self._file_lock:
             path = self._dir(name)
             if (path / _CONFIG_FILE).is_file():
-                existing = self.get_unlocked(name)
+                existing = self._get_locked(name, path)
                 if existing.config.index == index and existing.config.model == model:
                     return existing, False
                 raise ConflictError(
@@ -758,7 +842,8 @@ class CollectionStore:
                     param="name",
                 )
             config = CollectionConfig(
-                name=name, index=index, dim=dim, model=model, train_threshold=threshold, created_at=time.time()
+                name=name, index=index, dim=dim, model=model, train_threshold=threshold, created_at=time.time(),
+                uid=uuid.uuid4().hex,
             )
             tmp = self.root / f".tmp-{name}-{uuid.uuid4().hex}"
             tmp.mkdir()
@@ -779,28 +864,20 @@ class CollectionStore:
             self._open[name] = coll
             return coll, True
 
-    def get_unlocked(self, name: str) -> Collection:
-        path = self._dir(name)
-        coll = self._open.get(name)
-        if coll is None or coll._deleted:
-            config = CollectionConfig(**json.loads((path / _CONFIG_FILE).read_text()))
-            coll = Collection(path, config, device=self.device)
-            self._open[name] = coll
-        return coll
-
     def delete(self, name: str) -> None:
         """Remove a collection: renamed away atomically first, then its files are deleted."""
         path = self._dir(name)
         with self._lock, self._file_lock:
             if not (path / _CONFIG_FILE).is_file():
                 raise NotFoundError(f"collection {name!r} does not exist", param="name")
-            coll = self._open.pop(name, None)
+            coll = self._get_locked(name, path)
             trash = self.root / f".trash-{name}-{uuid.uuid4().hex}"
-            os.rename(path, trash)
-            _fsync_dir(self.root)
-            if coll is not None:
+            with coll._write():  # wait for an in-flight writer (any process) to finish first
+                os.rename(path, trash)
+                _fsync_dir(self.root)
                 coll._deleted = True
-                coll.close()
+            self._open.pop(name, None)
+            coll.close()
         shutil.rmtree(trash, ignore_errors=True)
 
     def list(self) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +24,9 @@ class Settings(BaseSettings):
     )
     device: str = Field("auto", description="'auto' (cuda when available, else cpu), 'cpu', 'cuda', 'cuda:1'...")
     threads: int | None = Field(None, ge=1, description="CPU threads for torch; unset leaves torch's default.")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="Encoder arithmetic: 'auto' is bf16 autocast on cuda and fp32 on the CPU."
+    )
     batch_size: int = Field(64, ge=1, le=4096, description="Encoder batch size.")
     max_batch: int = Field(
         2048, ge=1, description="Most texts (or documents) one request may carry; more gets HTTP 413."

@@ -1,8 +1,9 @@
 """Reading documents from JSONL and CSV files.
 
 Field names default to what common corpora use: ``id`` (or BEIR's ``_id``), ``text`` and an
-optional ``title`` that is put before the text (the BEIR convention). Every other field
-becomes metadata, merged with a ``metadata`` object when the row has one.
+optional ``title`` that is put before the text as MTEB does for BEIR (``title + " " + text``).
+Every other field (the title included) becomes metadata, merged with a ``metadata`` object
+when the row has one.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from textlatent.collections import Document
 from textlatent.errors import InvalidInputError
+from textlatent.text import join_title
 
 FORMATS = ("auto", "jsonl", "csv")
 
@@ -48,7 +50,7 @@ def _rows(path: Path, fmt: str) -> Iterator[tuple[int, dict[str, Any]]]:
                 yield lineno, row
     else:
         csv.field_size_limit(sys.maxsize)
-        with open(path, encoding="utf-8", newline="") as fh:
+        with open(path, encoding="utf-8-sig", newline="") as fh:  # -sig: a BOM is not part of a header
             delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
             reader = csv.DictReader(fh, delimiter=delimiter)
             for row in reader:
@@ -80,8 +82,8 @@ def read_documents(
         if not isinstance(text, str):
             raise InvalidInputError(f"{where}: missing text field {text_field!r}", param="text_field")
         title = row.get(title_field) if title_field else None
-        if isinstance(title, str) and title.strip():
-            text = f"{title.strip()}\n{text}" if text.strip() else title.strip()
+        if isinstance(title, str):
+            text = join_title(title, text)
         if not text.strip():
             raise InvalidInputError(f"{where}: document {doc_id!r} has empty text", param="text_field")
         metadata = row.get("metadata") if isinstance(row.get("metadata"), dict) else {}

@@ -24,19 +24,24 @@ if TYPE_CHECKING:
 
 def validate_texts(texts: Any, *, param: str = "input") -> list[str]:
     """Return ``texts`` as a list of non-blank strings, or raise naming the first bad item."""
-    if isinstance(texts, str):
+    single = isinstance(texts, str)
+    if single:
         texts = [texts]
     if not isinstance(texts, Sequence) or isinstance(texts, bytes):
         raise InvalidInputError(f"{param} must be a string or a list of strings", param=param)
     if len(texts) == 0:
         raise InvalidInputError(f"{param} is empty: give at least one text", param=param)
     for i, text in enumerate(texts):
+        where = param if single else f"{param}[{i}]"
         if not isinstance(text, str):
-            raise InvalidInputError(
-                f"{param}[{i}] is {type(text).__name__}, not a string", param=f"{param}[{i}]"
-            )
+            raise InvalidInputError(f"{where} is {type(text).__name__}, not a string", param=where)
         if not text.strip():
-            raise InvalidInputError(f"{param}[{i}] is empty or blank", param=f"{param}[{i}]")
+            raise InvalidInputError(f"{where} is empty or blank", param=where)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            message = f"{where} is not valid Unicode (lone surrogate at {exc.start})"
+            raise InvalidInputError(message, param=where) from exc
     return list(texts)
 
 
@@ -61,6 +66,7 @@ class Encoder:
         device: str = "auto",
         threads: int | None = None,
         batch_size: int = 64,
+        precision: str = "auto",
     ) -> None:
         set_offline_defaults()
         import torch
@@ -73,6 +79,10 @@ class Encoder:
         self.model_id = model_id_for(spec)
         self.device = resolve_device(device)
         self.batch_size = batch_size
+        if precision not in ("auto", "fp32", "bf16"):
+            raise InvalidInputError(f"precision must be auto, fp32 or bf16, got {precision!r}", param="precision")
+        # bf16 autocast on GPUs (faster, vectors within ~1e-2 of fp32); exact fp32 on the CPU.
+        self.autocast = precision == "bf16" or (precision == "auto" and self.device.startswith("cuda"))
         self.model: SentenceTransformer = SentenceTransformer(
             str(self.path), device=self.device, local_files_only=True
         )
@@ -123,8 +133,16 @@ class Encoder:
         Texts longer than :attr:`max_seq_length` tokens are truncated; use
         :meth:`encode_with_info` to learn which.
         """
+        import contextlib
+
+        import torch
+
         items = validate_texts(texts)
-        with self._lock:
+        device_type = "cuda" if self.device.startswith("cuda") else "cpu"
+        autocast = (
+            torch.autocast(device_type, dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
+        )
+        with self._lock, autocast:
             out = self.model.encode(
                 items,
                 batch_size=batch_size or self.batch_size,

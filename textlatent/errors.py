@@ -35,3 +35,10 @@ class ConflictError(TextLatentError):
 class PayloadTooLargeError(TextLatentError):
     status_code = 413
     code = "payload_too_large"
+
+
+class BusyError(TextLatentError):
+    """A lock could not be had in time (another writer holds the collection)."""
+
+    status_code = 503
+    code = "busy"

@@ -5,8 +5,8 @@ Two recipes, both selecting on a dev split and never reading a test split:
 * ``finetune_sts``: CoSENT (or AnglE / cosine) loss on STS-B train pairs, model selection by
   Spearman on STS-B dev.
 * ``finetune_retrieval``: MultipleNegativesRanking loss on a BEIR dataset's train qrels with
-  hard negatives mined by the starting model; selection by nDCG@10 on a slice of the train
-  queries held out from training (BEIR SciFact has no dev split).
+  hard negatives mined by the starting model; a fixed budget with no model selection
+  (BEIR SciFact has no dev split, and the test split is only for ``eval beir``).
 
 The output folder is a plain sentence-transformers model: ``Encoder(DIR)``, ``--model DIR``
 and ``TEXTLATENT_MODEL=DIR`` load it.
@@ -23,6 +23,7 @@ from typing import Any
 
 from textlatent.errors import InvalidInputError
 from textlatent.models import resolve_device, resolve_model_path, set_offline_defaults
+from textlatent.text import join_title
 
 LOSSES = ("cosent", "angle", "cosine")
 
@@ -206,7 +207,7 @@ def finetune_retrieval(
 
     def doc_text(doc_id: str) -> str:
         doc = data.corpus[doc_id]
-        return (doc.get("title", "") + " " + doc.get("text", "")).strip()
+        return join_title(doc.get("title"), doc.get("text"))
 
     anchors: list[str] = []
     positives: list[str] = []

@@ -19,8 +19,9 @@ class TorchFlatSearcher:
         import faiss
         import torch
 
-        flat = faiss.downcast_index(index.index)
-        if not isinstance(flat, faiss.IndexFlat):
+        if not isinstance(index, faiss.IndexIDMap2) or not isinstance(
+            flat := faiss.downcast_index(index.index), faiss.IndexFlat
+        ):
             raise TypeError("TorchFlatSearcher only handles flat indexes")
         n = index.ntotal
         vectors = flat.reconstruct_n(0, n) if n else np.zeros((0, index.d), dtype=np.float32)

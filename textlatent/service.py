@@ -6,7 +6,7 @@ The API and the CLI are two faces of these calls; neither holds logic of its own
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +20,7 @@ from textlatent.collections import (
     SearchHit,
     check_vectors,
     validate_documents,
+    validate_name,
 )
 from textlatent.config import Settings
 from textlatent.errors import InvalidInputError, NotFoundError, PayloadTooLargeError
@@ -27,6 +28,17 @@ from textlatent.models import DEFAULT_MODEL_ID, model_id_for
 
 if TYPE_CHECKING:
     from textlatent.encoder import Encoder, EncodeResult
+
+
+def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,7 @@ class TextLatent:
                     device=self.settings.device,
                     threads=self.settings.threads,
                     batch_size=self.settings.batch_size,
+                    precision=self.settings.precision,
                 )
                 self._encoders[model_id] = enc
             return enc
@@ -108,6 +121,8 @@ class TextLatent:
         items = validate_texts(texts)
         self._check_batch(len(items), "input")
         enc = self.encoder(model)
+        if dimensions is not None and not 1 <= dimensions <= enc.dim:  # before the work, not after
+            raise InvalidInputError(f"dimensions must be between 1 and {enc.dim}, got {dimensions}", param="dimensions")
         result: EncodeResult = enc.encode_with_info(items, normalize=normalize)
         vectors = result.embeddings
         if dimensions is not None:
@@ -122,12 +137,22 @@ class TextLatent:
     # ---- collections
 
     def create_collection(self, name: str, *, index: str = "Flat", model: str | None = None) -> tuple[dict, bool]:
+        validate_name(name)  # a bad name is refused before the encoder is even loaded
         model_id = self._model_id(model)
         coll, created = self.store.create(name, index=index, dim=self.encoder(model_id).dim, model=model_id)
         return coll.info(), created
 
     def collection(self, name: str) -> Collection:
         return self.store.get(name)
+
+    def has_collection(self, name: str) -> bool:
+        return self.store.exists(name)
+
+    def list_collections(self) -> list[dict[str, Any]]:
+        return self.store.list()
+
+    def delete_collection(self, name: str) -> None:
+        self.store.delete(name)
 
     def _collection_encoder(self, coll: Collection) -> Encoder:
         if coll.config.model not in self._models:
@@ -173,17 +198,13 @@ class TextLatent:
         coll = self.collection(name)
         self._collection_encoder(coll)  # fail early if the model is not served
         options = dict(fmt=fmt, id_field=id_field, text_field=text_field, title_field=title_field)
-        total = sum(1 for _ in read_documents(path, **options))  # type: ignore[arg-type]
+        total = 0
+        for chunk in _batched(read_documents(path, **options), 1000):  # type: ignore[arg-type]
+            validate_documents(chunk)  # ids, texts, metadata: all checked before the first write
+            total += len(chunk)
         done = 0
-        batch: list[Document] = []
         with tqdm(total=total, unit="doc", desc=f"add → {name}", disable=not show_progress) as bar:
-            for doc in read_documents(path, **options):  # type: ignore[arg-type]
-                batch.append(doc)
-                if len(batch) >= batch_size:
-                    done += self.add_documents(name, batch, check_limit=False)
-                    bar.update(len(batch))
-                    batch = []
-            if batch:
+            for batch in _batched(read_documents(path, **options), batch_size):  # type: ignore[arg-type]
                 done += self.add_documents(name, batch, check_limit=False)
                 bar.update(len(batch))
         return done
@@ -203,14 +224,13 @@ class TextLatent:
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= self.settings.max_k:
             raise InvalidInputError(f"k must be between 1 and {self.settings.max_k}, got {k!r}", param="k")
         if query is not None:
-            if not isinstance(query, str) or not query.strip():
-                raise InvalidInputError("query must be a non-blank string", param="query")
-            q = self._collection_encoder(coll).encode([query])
+            from textlatent.encoder import validate_texts
+
+            if not isinstance(query, str):
+                raise InvalidInputError("query must be a string", param="query")
+            q = self._collection_encoder(coll).encode(validate_texts(query, param="query"))
         else:
             q = check_vectors(vector, coll.config.dim)
             if len(q) != 1:
                 raise InvalidInputError("vector must be one list of numbers", param="vector")
         return coll.search(q, k=k, filter=filter)[0]
-
-    def index_dir(self) -> Path:
-        return self.store.root

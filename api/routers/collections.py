@@ -26,7 +26,7 @@ router = APIRouter(prefix="/collections", tags=["collections"], dependencies=[De
 
 @router.get("", response_model=CollectionList, responses=error_responses(401), summary="List collections")
 def list_collections(service: TextLatent = Depends(get_service)) -> CollectionList:
-    return CollectionList(collections=[CollectionInfo(**c) for c in service.store.list()])
+    return CollectionList(collections=[CollectionInfo(**c) for c in service.list_collections()])
 
 
 @router.put(
@@ -52,16 +52,16 @@ def get_collection(name: str, service: TextLatent = Depends(get_service)) -> Col
     return CollectionInfo(**service.collection(name).info())
 
 
-@router.delete("/{name}", response_model=Deleted, responses=error_responses(401, 404, 422))
+@router.delete("/{name}", response_model=Deleted, responses=error_responses(401, 404, 422, 503))
 def delete_collection(name: str, service: TextLatent = Depends(get_service)) -> Deleted:
-    service.store.delete(name)
+    service.delete_collection(name)
     return Deleted(id=name)
 
 
 @router.post(
     "/{name}/documents",
     response_model=UpsertResult,
-    responses=error_responses(400, 401, 404, 413, 422),
+    responses=error_responses(400, 401, 404, 413, 422, 503),
     summary="Upsert documents (an existing id is replaced)",
 )
 def upsert_documents(name: str, body: DocumentBatch, service: TextLatent = Depends(get_service)) -> UpsertResult:
@@ -76,7 +76,9 @@ def get_document(name: str, doc_id: str, service: TextLatent = Depends(get_servi
     return DocumentOut(id=doc.id, text=doc.text, metadata=doc.metadata)
 
 
-@router.delete("/{name}/documents/{doc_id:path}", response_model=Deleted, responses=error_responses(401, 404, 422))
+@router.delete(
+    "/{name}/documents/{doc_id:path}", response_model=Deleted, responses=error_responses(401, 404, 422, 503)
+)
 def delete_document(name: str, doc_id: str, service: TextLatent = Depends(get_service)) -> Deleted:
     if service.collection(name).delete([doc_id]) == 0:
         raise NotFoundError(f"document {doc_id!r} not found in collection {name!r}", param="id")

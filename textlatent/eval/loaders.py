@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from textlatent.errors import InvalidInputError, NotFoundError
+from textlatent.text import join_title
 
 STS_SPLITS = ("train", "dev", "test")
 SST2_SOURCES = ("glue", "kim")
@@ -56,7 +57,7 @@ class BeirDataset:
     def corpus_texts(self) -> tuple[list[str], list[str]]:
         """Doc ids and the text a dense retriever embeds: ``(title + " " + text).strip()``, as MTEB does."""
         ids = list(self.corpus)
-        texts = [(self.corpus[i]["title"] + " " + self.corpus[i]["text"]).strip() for i in ids]
+        texts = [join_title(self.corpus[i]["title"], self.corpus[i]["text"]) for i in ids]
         return ids, texts
 
 
