@@ -99,9 +99,14 @@ def _load_model(model: str | None, device: str) -> Any:
     return SentenceTransformer(str(resolve_model_path(model)), device=device, local_files_only=True)
 
 
-def _finish(model: Any, trainer: Any, out: Path, result: FinetuneResult) -> FinetuneResult:
+def _train_and_save(trainer: Any, model: Any, out: Path, **fields: Any) -> FinetuneResult:
+    """Train, save the model to ``out`` (not the checkpoints) and write what was done beside it."""
     import shutil
 
+    start = time.perf_counter()
+    trainer.train()
+    result = FinetuneResult(out=str(out), steps=0, epochs=0.0, seconds=time.perf_counter() - start,
+                            selection_score=None, **fields)
     model.save(str(out))
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
     state = trainer.state
@@ -164,14 +169,10 @@ def finetune_sts(
     trainer = SentenceTransformerTrainer(
         model=st_model, args=args, train_dataset=train_ds, loss=loss_fn, evaluator=evaluator
     )
-    start = time.perf_counter()
-    trainer.train()
-    result = FinetuneResult(
-        out=str(out), base_model=str(model or "all-MiniLM-L6-v2"), recipe=f"sts/{loss}",
-        train_examples=len(train_ds), steps=0, epochs=0.0, seconds=time.perf_counter() - start,
-        device=dev_name, selection_metric="sts-dev spearman_cosine", selection_score=None, seed=seed,
+    return _train_and_save(
+        trainer, st_model, out, base_model=str(model or "all-MiniLM-L6-v2"), recipe=f"sts/{loss}",
+        train_examples=len(train_ds), device=dev_name, selection_metric="sts-dev spearman_cosine", seed=seed,
     )
-    return _finish(st_model, trainer, out, result)
 
 
 def finetune_retrieval(
@@ -245,11 +246,7 @@ def finetune_retrieval(
     trainer = SentenceTransformerTrainer(
         model=st_model, args=args, train_dataset=mined, loss=losses.MultipleNegativesRankingLoss(st_model)
     )
-    start = time.perf_counter()
-    trainer.train()
-    result = FinetuneResult(
-        out=str(out), base_model=str(model or "all-MiniLM-L6-v2"), recipe=f"retrieval/{dataset}/mnrl",
-        train_examples=len(mined), steps=0, epochs=0.0, seconds=time.perf_counter() - start,
-        device=dev_name, selection_metric="none (fixed budget)", selection_score=None, seed=seed,
+    return _train_and_save(
+        trainer, st_model, out, base_model=str(model or "all-MiniLM-L6-v2"), recipe=f"retrieval/{dataset}/mnrl",
+        train_examples=len(mined), device=dev_name, selection_metric="none (fixed budget)", seed=seed,
     )
-    return _finish(st_model, trainer, out, result)
