@@ -823,8 +823,8 @@ class CollectionStore:
             if threshold == 0:
                 _smoke_test(probe, dim)
         except RuntimeError as exc:
-            m = re.search(r"\.cpp:\d+: (.*)", str(exc))
-            first = m.group(1).strip() if m else (str(exc).strip().splitlines() or ["invalid"])[-1]
+            where = re.search(r"\.cpp:\d+: (.*)", str(exc))
+            first = where.group(1).strip() if where else (str(exc).strip().splitlines() or ["invalid"])[-1]
             raise InvalidInputError(
                 f"index {index!r} is not a FAISS index_factory string this collection can use ({first}); "
                 "try 'Flat', 'IVF256,Flat', 'HNSW32' or 'IVF256,PQ16'",

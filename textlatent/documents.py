@@ -86,7 +86,8 @@ def read_documents(
             text = join_title(title, text)
         if not text.strip():
             raise InvalidInputError(f"{where}: document {doc_id!r} has empty text", param="text_field")
-        metadata = row.get("metadata") if isinstance(row.get("metadata"), dict) else {}
+        given = row.get("metadata")
+        metadata: dict[str, Any] = given if isinstance(given, dict) else {}
         skip = {key, text_field, "metadata"}  # the title stays in metadata, for display
         extra = {k: v for k, v in row.items() if k not in skip}
         yield Document(id=doc_id, text=text, metadata={**extra, **metadata})
