@@ -199,11 +199,11 @@ def _search_params(index: Any, k: int, selector: Any) -> Any:
     if ivf is not None:
         # nprobe: a fair share of the lists; exhaustive for small ones.
         nprobe = min(ivf.nlist, max(16, ivf.nlist // 8))
-        return faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
+        return faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)  # type: ignore[call-arg]
     inner = faiss.downcast_index(index.index) if hasattr(index, "index") else index
     if isinstance(inner, faiss.IndexHNSW):
-        return faiss.SearchParametersHNSW(sel=selector, efSearch=max(64, 2 * k))
-    return faiss.SearchParameters(sel=selector) if selector is not None else None
+        return faiss.SearchParametersHNSW(sel=selector, efSearch=max(64, 2 * k))  # type: ignore[attr-defined]
+    return faiss.SearchParameters(sel=selector) if selector is not None else None  # type: ignore[call-arg]
 
 
 def _check_scalar_filter(filter: Mapping[str, Any] | None) -> dict[str, Scalar]:
@@ -566,7 +566,7 @@ class Collection:
         index = faiss.clone_index(self._index)
         if removed_keys:
             try:
-                index.remove_ids(np.asarray(removed_keys, dtype=np.int64))
+                index.remove_ids(np.asarray(removed_keys, dtype=np.int64))  # type: ignore[arg-type]
             except RuntimeError:
                 return None  # this index type cannot remove (HNSW): caller rebuilds from SQLite
         return index

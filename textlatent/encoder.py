@@ -104,7 +104,9 @@ class Encoder:
 
     @property
     def max_seq_length(self) -> int:
-        return int(self.model.max_seq_length)
+        limit = self.model.max_seq_length
+        assert limit is not None, "a sentence-transformers model always has a max_seq_length"
+        return int(limit)
 
     def token_counts(self, texts: Sequence[str]) -> np.ndarray:
         """Token count of each text, special tokens included, before any truncation."""

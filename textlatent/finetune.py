@@ -79,7 +79,7 @@ def _training_args(
         eval_strategy=strategy,
         save_strategy=strategy,
         eval_steps=eval_steps,
-        save_steps=eval_steps,
+        save_steps=eval_steps or 500,  # unused unless strategy is "steps", where eval_steps is set
         save_total_limit=2,
         load_best_model_at_end=metric is not None,
         metric_for_best_model=metric,
@@ -137,8 +137,9 @@ def finetune_sts(
     if loss not in LOSSES:
         raise InvalidInputError(f"loss must be one of {', '.join(LOSSES)}", param="loss")
     from datasets import Dataset
-    from sentence_transformers import SentenceTransformerTrainer, losses
+    from sentence_transformers import SentenceTransformerTrainer
     from sentence_transformers.evaluation import EmbeddingSimilarityEvaluator
+    from sentence_transformers.sentence_transformer import losses
 
     from textlatent.eval.loaders import load_stsb
 
@@ -196,7 +197,8 @@ def finetune_retrieval(
     as a negative). A fixed budget, no selection: the test split is read by ``eval beir`` only."""
     set_offline_defaults()
     from datasets import Dataset
-    from sentence_transformers import SentenceTransformerTrainer, losses
+    from sentence_transformers import SentenceTransformerTrainer
+    from sentence_transformers.sentence_transformer import losses
     from sentence_transformers.util import mine_hard_negatives
 
     from textlatent.eval.loaders import load_beir
