@@ -522,38 +522,23 @@ class Collection:
 
     # ---- writes
 
-    def _write(self) -> Any:
-        """Context manager: one writer, across threads and processes."""
-        collection = self
-
-        class _Guard:
-            def __enter__(self) -> None:
-                collection._ensure_alive()
-                collection._write_mutex.acquire()
-                try:
-                    collection._file_lock.acquire()
-                except Timeout:
-                    collection._write_mutex.release()
-                    raise BusyError(
-                        f"collection {collection.name!r} is locked by another writer; try again shortly"
-                    ) from None
-                except BaseException:
-                    collection._write_mutex.release()
-                    raise
-                try:
-                    collection._ensure_alive()
-                    collection._ensure_on_disk()
-                    collection.refresh()
-                except BaseException:
-                    collection._file_lock.release()
-                    collection._write_mutex.release()
-                    raise
-
-            def __exit__(self, *exc: object) -> None:
-                collection._file_lock.release()
-                collection._write_mutex.release()
-
-        return _Guard()
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        """One writer, across threads (mutex) and processes (file lock); both are released on
+        every exit, including a failing refresh."""
+        self._ensure_alive()
+        with self._write_mutex:
+            try:
+                self._file_lock.acquire()
+            except Timeout:
+                raise BusyError(f"collection {self.name!r} is locked by another writer; try again shortly") from None
+            try:
+                self._ensure_alive()
+                self._ensure_on_disk()
+                self.refresh()
+                yield
+            finally:
+                self._file_lock.release()
 
     def _commit(self, index: Any, generation: int) -> None:
         self._persist(index, generation)
