@@ -65,3 +65,21 @@ def test_finetune_rejects_unknown_loss(tiny_sts, tmp_path):
 
     with pytest.raises(InvalidInputError, match="loss"):
         finetune_sts(tmp_path / "m", data_dir=tiny_sts, loss="triplet")
+
+
+def test_finetune_cli_prints_only_the_json_result_on_stdout(tiny_sts, tmp_path):
+    from typer.testing import CliRunner
+
+    from textlatent.cli import app
+
+    out = tmp_path / "cli-model"
+    res = CliRunner().invoke(
+        app, ["--device", "cpu", "finetune", "sts", "--out", str(out), "--data-dir", str(tiny_sts),
+              "--max-steps", "2", "--batch-size", "4", "--json"],
+    )
+    assert res.exit_code == 0, res.output
+    lines = [line for line in res.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, lines  # trainer logs went to stderr
+    payload = json.loads(lines[0])
+    assert payload["steps"] == 2 and payload["out"] == str(out)
+    assert (out / "modules.json").is_file()

@@ -101,10 +101,13 @@ def _load_model(model: str | None, device: str) -> Any:
 
 def _train_and_save(trainer: Any, model: Any, out: Path, **fields: Any) -> FinetuneResult:
     """Train, save the model to ``out`` (not the checkpoints) and write what was done beside it."""
+    import contextlib
     import shutil
+    import sys
 
     start = time.perf_counter()
-    trainer.train()
+    with contextlib.redirect_stdout(sys.stderr):  # the trainer prints its logs; stdout is for results
+        trainer.train()
     result = FinetuneResult(out=str(out), steps=0, epochs=0.0, seconds=time.perf_counter() - start,
                             selection_score=None, **fields)
     model.save(str(out))
