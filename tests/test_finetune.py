@@ -83,3 +83,56 @@ def test_finetune_cli_prints_only_the_json_result_on_stdout(tiny_sts, tmp_path):
     payload = json.loads(lines[0])
     assert payload["steps"] == 2 and payload["out"] == str(out)
     assert (out / "modules.json").is_file()
+
+
+TOPICS = [
+    ("penguins", "Penguins are flightless birds that live in the cold Antarctic."),
+    ("volcano", "A volcano erupts when magma rises through the crust of the earth."),
+    ("taxes", "Income tax returns must be filed with the revenue service every April."),
+    ("coffee", "Coffee beans are roasted before they are ground and brewed."),
+    ("chess", "Chess is a board game where each player starts with sixteen pieces."),
+    ("vaccine", "Vaccines train the immune system to recognise a virus."),
+    ("guitar", "A guitar usually has six strings that are plucked or strummed."),
+    ("rainforest", "Tropical rainforests hold more than half of the world's species."),
+    ("bitcoin", "Bitcoin is a digital currency recorded on a public blockchain."),
+    ("marathon", "A marathon is a long-distance running race of about 42 kilometres."),
+    ("insulin", "Insulin is a hormone that lowers the level of sugar in the blood."),
+    ("telescope", "A telescope gathers light to make distant objects visible."),
+]
+
+
+@pytest.fixture()
+def tiny_beir(tmp_path):
+    folder = tmp_path / "data" / "tinybeir"
+    (folder / "qrels").mkdir(parents=True)
+    corpus = [{"_id": f"d{i}", "title": t, "text": text} for i, (t, text) in enumerate(TOPICS)]
+    corpus += [{"_id": f"x{i}", "title": "", "text": f"An unrelated note number {i} about nothing."} for i in range(8)]
+    queries = [{"_id": f"q{i}", "text": f"tell me about {t}"} for i, (t, _) in enumerate(TOPICS)]
+    (folder / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in corpus), encoding="utf-8")
+    (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries), encoding="utf-8")
+    rows = "".join(f"q{i}\td{i}\t1\r\n" for i in range(len(TOPICS)))
+    (folder / "qrels" / "train.tsv").write_bytes(("query-id\tcorpus-id\tscore\r\n" + rows).encode())
+    return tmp_path / "data"
+
+
+def test_finetune_retrieval_selects_on_held_out_train_queries(tiny_beir, tmp_path):
+    from textlatent.encoder import Encoder
+    from textlatent.finetune import finetune_retrieval
+
+    out = tmp_path / "retr"
+    result = finetune_retrieval(
+        out, dataset="tinybeir", data_dir=tiny_beir, max_steps=2, batch_size=4, device="cpu", dev_fraction=0.25,
+    )
+    assert result.selection_metric == "nDCG@10 on 3 held-out train queries"
+    assert result.selection_score is not None and 0.0 <= result.selection_score <= 1.0
+    assert 0 < result.train_examples <= len(TOPICS) - 3  # the held-out queries are not trained on
+    assert result.steps == 2
+    assert Encoder(out, device="cpu").encode(["tell me about chess"]).shape == (1, 384)
+
+
+def test_finetune_retrieval_rejects_bad_dev_fraction(tiny_beir, tmp_path):
+    from textlatent.errors import InvalidInputError
+    from textlatent.finetune import finetune_retrieval
+
+    with pytest.raises(InvalidInputError, match="dev_fraction"):
+        finetune_retrieval(tmp_path / "m", dataset="tinybeir", data_dir=tiny_beir, dev_fraction=1.5)

@@ -194,10 +194,15 @@ def finetune_retrieval(
     device: str = "auto",
     max_steps: int | None = None,
     max_train: int | None = None,
+    dev_fraction: float = 0.0,
 ) -> FinetuneResult:
     """MultipleNegativesRanking loss on ``dataset``'s train qrels, hard negatives mined by the
     starting model among its top 30 (any document judged relevant to the query is never taken
-    as a negative). A fixed budget, no selection: the test split is read by ``eval beir`` only."""
+    as a negative).
+
+    ``dev_fraction`` > 0 holds that share of the train queries out of training and keeps the
+    epoch with the best nDCG@10 on them (whole corpus; costs one corpus encoding per epoch).
+    With 0, a fixed budget and no selection. The test split is read by ``eval beir`` only."""
     set_offline_defaults()
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer
@@ -215,9 +220,19 @@ def finetune_retrieval(
         doc = data.corpus[doc_id]
         return join_title(doc.get("title"), doc.get("text"))
 
+    if not 0.0 <= dev_fraction < 1.0:
+        raise InvalidInputError("dev_fraction must be in [0, 1)", param="dev_fraction")
+    judged = sorted(q for q in data.qrels if q in data.queries)
+    dev_qids: set[str] = set()
+    if dev_fraction > 0:
+        shuffled = judged[:]
+        random.Random(seed).shuffle(shuffled)
+        dev_qids = set(shuffled[: max(1, round(dev_fraction * len(judged)))])
     anchors: list[str] = []
     positives: list[str] = []
     for qid, rels in sorted(data.qrels.items()):
+        if qid in dev_qids:
+            continue
         for doc_id, rel in sorted(rels.items()):
             if rel > 0 and doc_id in data.corpus and qid in data.queries:
                 anchors.append(data.queries[qid])
@@ -244,14 +259,28 @@ def finetune_retrieval(
     mined = mined.filter(
         lambda row: not any(row[c] in relevant_texts.get(row["anchor"], ()) for c in neg_cols)
     )
+    evaluator = None
+    if dev_qids:
+        from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+
+        evaluator = InformationRetrievalEvaluator(
+            queries={q: data.queries[q] for q in sorted(dev_qids)},
+            corpus=dict(zip(corpus_ids, corpus_texts, strict=True)),
+            relevant_docs={q: {d for d, r in data.qrels[q].items() if r > 0} for q in sorted(dev_qids)},
+            name="dev", ndcg_at_k=[10], mrr_at_k=[10], accuracy_at_k=[10], precision_recall_at_k=[100],
+            map_at_k=[100], batch_size=64, write_csv=False,
+        )
+    metric = "eval_dev_cosine_ndcg@10" if evaluator is not None else None
     args = _training_args(
         out, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=dev_name, max_steps=max_steps,
-        metric=None, eval_steps=None, no_duplicates=True,
+        metric=metric, eval_steps=max_steps if metric else None, no_duplicates=True,
     )
     trainer = SentenceTransformerTrainer(
-        model=st_model, args=args, train_dataset=mined, loss=losses.MultipleNegativesRankingLoss(st_model)
+        model=st_model, args=args, train_dataset=mined, loss=losses.MultipleNegativesRankingLoss(st_model),
+        evaluator=evaluator,
     )
+    selection = f"nDCG@10 on {len(dev_qids)} held-out train queries" if dev_qids else "none (fixed budget)"
     return _train_and_save(
         trainer, st_model, out, base_model=str(model or "all-MiniLM-L6-v2"), recipe=f"retrieval/{dataset}/mnrl",
-        train_examples=len(mined), device=dev_name, selection_metric="none (fixed budget)", seed=seed,
+        train_examples=len(mined), device=dev_name, selection_metric=selection, seed=seed,
     )
