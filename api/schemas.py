@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Scalar = str | int | float | bool | None
+from textlatent.collections import Scalar  # the filter values the library accepts
 
 
 class ErrorDetail(BaseModel):

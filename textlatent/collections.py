@@ -649,8 +649,11 @@ class Collection:
         with self._db() as conn:
             row = conn.execute(f"SELECT {columns} FROM docs WHERE id=?", (doc_id,)).fetchone()
         if row is None:
-            raise NotFoundError(f"document {doc_id!r} not found in collection {self.name!r}", param="id")
+            raise self.not_found(doc_id)
         return tuple(row)
+
+    def not_found(self, doc_id: str) -> NotFoundError:
+        return NotFoundError(f"document {doc_id!r} not found in collection {self.name!r}", param="id")
 
     def get(self, doc_id: str) -> Document:
         doc_id, text, metadata = self._row("id, text, metadata", doc_id)

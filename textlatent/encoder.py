@@ -135,11 +135,14 @@ class Encoder:
         Texts longer than :attr:`max_seq_length` tokens are truncated; use
         :meth:`encode_with_info` to learn which.
         """
+        return self._encode(validate_texts(texts), normalize, batch_size, show_progress)
+
+    def _encode(self, items: list[str], normalize: bool, batch_size: int | None, show_progress: bool) -> np.ndarray:
+        """Encode texts already checked by :func:`validate_texts`."""
         import contextlib
 
         import torch
 
-        items = validate_texts(texts)
         device_type = "cuda" if self.device.startswith("cuda") else "cpu"
         autocast = (
             torch.autocast(device_type, dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
@@ -165,7 +168,7 @@ class Encoder:
         items = validate_texts(texts)
         counts = self.token_counts(items)
         limit = self.max_seq_length
-        embeddings = self.encode(items, normalize=normalize, batch_size=batch_size, show_progress=show_progress)
+        embeddings = self._encode(items, normalize, batch_size, show_progress)
         return EncodeResult(
             embeddings=embeddings,
             token_counts=np.minimum(counts, limit),
@@ -173,12 +176,15 @@ class Encoder:
         )
 
 
+def check_dimensions(dimensions: int, dim: int) -> None:
+    """``dimensions`` must keep between 1 and all ``dim`` components."""
+    if not 1 <= dimensions <= dim:
+        raise InvalidInputError(f"dimensions must be between 1 and {dim}, got {dimensions}", param="dimensions")
+
+
 def truncate_dimensions(embeddings: np.ndarray, dimensions: int) -> np.ndarray:
     """Keep the first ``dimensions`` components and re-normalise (Matryoshka-style truncation)."""
-    if not 1 <= dimensions <= embeddings.shape[1]:
-        raise InvalidInputError(
-            f"dimensions must be between 1 and {embeddings.shape[1]}, got {dimensions}", param="dimensions"
-        )
+    check_dimensions(dimensions, embeddings.shape[1])
     cut = np.ascontiguousarray(embeddings[:, :dimensions], dtype=np.float32)
     norms = np.linalg.norm(cut, axis=1, keepdims=True)
     return cut / np.maximum(norms, 1e-12)

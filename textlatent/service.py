@@ -116,13 +116,13 @@ class TextLatent:
         dimensions: int | None = None,
         normalize: bool = True,
     ) -> Embeddings:
-        from textlatent.encoder import truncate_dimensions, validate_texts
+        from textlatent.encoder import check_dimensions, truncate_dimensions, validate_texts
 
         items = validate_texts(texts)
         self._check_batch(len(items), "input")
         enc = self.encoder(model)
-        if dimensions is not None and not 1 <= dimensions <= enc.dim:  # before the work, not after
-            raise InvalidInputError(f"dimensions must be between 1 and {enc.dim}, got {dimensions}", param="dimensions")
+        if dimensions is not None:
+            check_dimensions(dimensions, enc.dim)  # before the work, not after
         result: EncodeResult = enc.encode_with_info(items, normalize=normalize)
         vectors = result.embeddings
         if dimensions is not None:
@@ -153,6 +153,12 @@ class TextLatent:
 
     def delete_collection(self, name: str) -> None:
         self.store.delete(name)
+
+    def delete_document(self, name: str, doc_id: str) -> None:
+        """Delete one document; an unknown id is a 404, as for :meth:`Collection.get`."""
+        coll = self.collection(name)
+        if coll.delete([doc_id]) == 0:
+            raise coll.not_found(doc_id)
 
     def _collection_encoder(self, coll: Collection) -> Encoder:
         if coll.config.model not in self._models:

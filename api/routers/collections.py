@@ -18,7 +18,6 @@ from api.schemas import (
     UpsertResult,
     error_responses,
 )
-from textlatent.errors import NotFoundError
 from textlatent.service import TextLatent
 
 router = APIRouter(prefix="/collections", tags=["collections"], dependencies=[Depends(require_api_key)])
@@ -80,8 +79,7 @@ def get_document(name: str, doc_id: str, service: TextLatent = Depends(get_servi
     "/{name}/documents/{doc_id:path}", response_model=Deleted, responses=error_responses(401, 404, 422, 503)
 )
 def delete_document(name: str, doc_id: str, service: TextLatent = Depends(get_service)) -> Deleted:
-    if service.collection(name).delete([doc_id]) == 0:
-        raise NotFoundError(f"document {doc_id!r} not found in collection {name!r}", param="id")
+    service.delete_document(name, doc_id)
     return Deleted(id=doc_id)
 
 
