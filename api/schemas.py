@@ -157,3 +157,21 @@ class Health(BaseModel):
     version: str
     model: str
     encoder_loaded: bool
+
+
+# ---- sentiment
+
+
+class SentimentRequest(BaseModel):
+    texts: list[str] = Field(description="Texts to classify (non-empty strings).", examples=[["a gripping film"]])
+
+
+class SentimentItem(BaseModel):
+    index: int
+    label: Literal["negative", "positive"]
+    score: float = Field(description="Calibrated probability of `label` (temperature-scaled on SST-2 dev).")
+
+
+class SentimentResponse(BaseModel):
+    model: str = Field(description="The sentiment model that answered.")
+    data: list[SentimentItem]

@@ -375,6 +375,10 @@ def finetune_retrieval_cmd(
     _print_finetune(result, as_json)
 
 
+# Command groups that live in their own modules register themselves on import.
+from textlatent import cli_sentiment  # noqa: E402,F401
+
+
 def main() -> None:
     from textlatent.models import set_offline_defaults
 

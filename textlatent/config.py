@@ -22,6 +22,10 @@ class Settings(BaseSettings):
         None,
         description="Sentence-transformers model folder to serve; empty means the bundled all-MiniLM-L6-v2.",
     )
+    sentiment_model: str | None = Field(
+        None,
+        description="Sentiment model folder for /sentiment and `score`; empty means the bundled SST-2 linear head.",
+    )
     device: str = Field("auto", description="'auto' (cuda when available, else cpu), 'cpu', 'cuda', 'cuda:1'...")
     threads: int | None = Field(None, ge=1, description="CPU threads for torch; unset leaves torch's default.")
     precision: Literal["auto", "fp32", "bf16"] = Field(

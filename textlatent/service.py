@@ -62,6 +62,8 @@ class TextLatent:
         if self.settings.model:
             self._models[model_id_for(self.settings.model)] = self.settings.model
         self.default_model = model_id_for(self.settings.model)
+        self._sentiment: Any = None
+        self._sentiment_lock = threading.Lock()
 
     # ---- models and encoding
 
@@ -99,6 +101,42 @@ class TextLatent:
         raise NotFoundError(
             f"model {model!r} is not served here; available: {', '.join(self._models)}", param="model"
         )
+
+    # ---- sentiment
+
+    def sentiment_model(self) -> Any:
+        """The sentiment model of the settings (bundled linear head by default), loaded once.
+
+        A linear head shares this service's encoder when it was trained on a model served here.
+        """
+        with self._sentiment_lock:
+            if self._sentiment is None:
+                from textlatent.sentiment import load_sentiment_model
+
+                def encoder_for(spec: str | None) -> Encoder:
+                    served = DEFAULT_MODEL_ID if spec is None else model_id_for(spec)
+                    if served in self._models and self._models[served] == spec:
+                        return self.encoder(served)
+                    from textlatent.encoder import Encoder
+
+                    return Encoder(spec, device=self.settings.device, threads=self.settings.threads,
+                                   batch_size=self.settings.batch_size, precision=self.settings.precision)
+
+                self._sentiment = load_sentiment_model(
+                    self.settings.sentiment_model, encoder_factory=encoder_for, device=self.settings.device,
+                    batch_size=self.settings.batch_size,
+                )
+            return self._sentiment
+
+    def sentiment(self, texts: Any) -> tuple[list[Any], str]:
+        """Label and calibrated probability per text, and the model's id."""
+        from textlatent.encoder import validate_texts
+        from textlatent.sentiment import predict
+
+        items = validate_texts(texts, param="texts")
+        self._check_batch(len(items), "texts")
+        model = self.sentiment_model()
+        return predict(model, items), model.model_id
 
     def _check_batch(self, n: int, param: str) -> None:
         if n > self.settings.max_batch:

@@ -1,0 +1,66 @@
+"""`textlatent sentiment train`, `eval sentiment` and `score` through typer's CliRunner."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from textlatent.cli import app
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEXTLATENT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def last_json(output: str) -> dict:
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def test_train_linear_then_eval_on_dev_and_test(sst2_dir: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "head"
+    result = runner.invoke(app, ["sentiment", "train", "--head", "linear", "--out", str(out),
+                                 "--data-dir", str(sst2_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    assert last_json(result.stdout)["dev"]["accuracy"] >= 0.9
+    for dataset, n in (("sst2-dev", 12), ("sst2-test", 8)):
+        result = runner.invoke(app, ["eval", "sentiment", "--model", str(out), "--dataset", dataset,
+                                     "--data-dir", str(sst2_dir), "--json"])
+        assert result.exit_code == 0, result.output
+        metrics = last_json(result.stdout)
+        assert metrics["n"] == n and set(metrics) >= {"accuracy", "f1", "ece"}
+
+
+def test_cli_errors_are_messages_with_exit_code_2(sst2_dir: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    bad_head = runner.invoke(app, ["sentiment", "train", "--head", "forest", "--out", str(tmp_path / "x"),
+                                   "--data-dir", str(sst2_dir)])
+    assert bad_head.exit_code == 2 and "linear or finetune" in bad_head.output
+    bad_set = runner.invoke(app, ["eval", "sentiment", "--dataset", "imdb", "--data-dir", str(sst2_dir)])
+    assert bad_set.exit_code == 2 and "sst2-dev" in bad_set.output
+    no_data = runner.invoke(app, ["eval", "sentiment", "--data-dir", str(tmp_path / "none")])
+    assert no_data.exit_code == 2 and "error:" in no_data.output
+    missing_input = runner.invoke(app, ["score", str(tmp_path / "nope.csv"), "-o", str(tmp_path / "o.csv"),
+                                        "--workers", "1"])
+    assert missing_input.exit_code == 2 and "does not exist" in missing_input.output
+
+
+def test_score_csv_in_process(tmp_path: Path) -> None:
+    src = tmp_path / "reviews.csv"
+    src.write_text("id,review\n1,an absolute joy from start to finish\n2,\n3,a numbing bore\n", encoding="utf-8")
+    out = tmp_path / "scored.csv"
+    args = ["score", str(src), "-o", str(out), "--text-column", "review", "--workers", "1", "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = last_json(result.stdout)
+    assert report["rows"] == 3 and report["scored"] == 2 and report["errors"] == 1
+    with out.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["label"] for r in rows] == ["positive", "", "negative"]
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0 and last_json(again.stdout)["already_complete"] is True

@@ -1,0 +1,96 @@
+"""Sentiment heads: calibration helpers, both heads trained on a tiny SST-2, the ONNX encoder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from textlatent.errors import InvalidInputError, NotFoundError
+from textlatent.sentiment import LinearSentiment, load_sentiment_model, predict
+from textlatent.sentiment.heads import BUNDLED_HEAD, expected_calibration_error, fit_temperature
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEXTLATENT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def test_fit_temperature_recovers_the_temperature_that_generated_the_labels() -> None:
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 4, 40_000)
+    labels = (rng.random(40_000) < 1 / (1 + np.exp(-logits / 2.5))).astype(int)
+    assert fit_temperature(logits, labels) == pytest.approx(2.5, rel=0.05)
+
+
+def test_expected_calibration_error_tells_calibrated_from_overconfident() -> None:
+    rng = np.random.default_rng(1)
+    p = rng.uniform(0, 1, 50_000)
+    labels = (rng.random(50_000) < p).astype(int)
+    assert expected_calibration_error(p, labels) < 0.01
+    overconfident = np.where(p >= 0.5, 0.999, 0.001)
+    assert expected_calibration_error(overconfident, labels) > 0.2
+
+
+def test_linear_head_trains_saves_loads_and_predicts(sst2_dir: Path, tmp_path: Path) -> None:
+    from textlatent.sentiment.train import evaluate_sentiment, train_linear
+
+    result = train_linear(tmp_path / "head", sst2_dir)
+    assert result["dev"]["accuracy"] >= 0.9
+    config = json.loads((tmp_path / "head" / "sentiment.json").read_text())
+    assert config["kind"] == "linear" and len(config["weights"]) == 384 and config["temperature"] > 0
+    head = load_sentiment_model(tmp_path / "head")
+    assert isinstance(head, LinearSentiment)
+    assert np.linalg.norm(head.axis) == pytest.approx(1.0)
+    positive, negative = predict(head, ["an utterly wonderful and moving film", "a boring , awful waste of time"])
+    assert positive.label == "positive" and 0.5 <= positive.score <= 1.0
+    assert negative.label == "negative" and 0.5 <= negative.score <= 1.0
+    metrics = evaluate_sentiment(head, sst2_dir, "sst2-test")
+    assert metrics["n"] == 8 and metrics["accuracy"] >= 0.75 and 0 <= metrics["f1"] <= 1
+
+
+def test_finetuned_head_loss_falls_and_the_saved_model_loads(sst2_dir: Path, tmp_path: Path) -> None:
+    from textlatent.sentiment import FinetunedSentiment
+    from textlatent.sentiment.train import train_finetuned
+
+    result = train_finetuned(tmp_path / "ft", sst2_dir, max_steps=10, batch_size=8, eval_steps=10,
+                             learning_rate=1e-4, device="cpu")
+    losses = result["losses"]
+    assert len(losses) >= 4
+    assert np.mean(losses[-3:]) < np.mean(losses[:3])
+    head = load_sentiment_model(tmp_path / "ft", device="cpu")
+    assert isinstance(head, FinetunedSentiment)
+    probs = head.positive_proba(["a wonderful film", "a dreadful film"])
+    assert probs.shape == (2,) and ((probs > 0) & (probs < 1)).all()
+    config = json.loads((tmp_path / "ft" / "sentiment.json").read_text())
+    assert config["steps"] == 10 and config["selected_on"] == "SST-2 GLUE dev"
+    assert not list((tmp_path / "ft" / "checkpoints").glob("checkpoint-*"))
+
+
+def test_onnx_encoder_gives_the_torch_encoders_vectors(encoder) -> None:
+    from textlatent.onnx_encoder import OnnxEncoder
+
+    texts = ["a short one", "a somewhat longer sentence about the weather in spring", "ünïcödé ☃ text"]
+    onnx = OnnxEncoder(threads=1, batch_size=2)
+    cos = (onnx.encode(texts) * encoder.encode(texts)).sum(axis=1)
+    assert cos.min() > 0.99999
+
+
+def test_bundled_head_ships_with_the_package_and_separates_clear_cases(encoder) -> None:
+    assert (BUNDLED_HEAD / "sentiment.json").is_file(), "the bundled SST-2 linear head is missing"
+    head = load_sentiment_model(None, encoder_factory=lambda spec: encoder)
+    assert head.model_id == "sst2-linear"
+    preds = predict(head, ["one of the most delightful films of the year", "a tedious , joyless slog"])
+    assert [p.label for p in preds] == ["positive", "negative"]
+
+
+def test_bad_model_folders_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(NotFoundError, match="does not exist"):
+        load_sentiment_model(tmp_path / "nope")
+    with pytest.raises(NotFoundError, match="not a sentiment model folder"):
+        load_sentiment_model(tmp_path)
+    (tmp_path / "sentiment.json").write_text(json.dumps({"kind": "tree"}))
+    with pytest.raises(InvalidInputError, match="unknown sentiment model kind"):
+        load_sentiment_model(tmp_path)

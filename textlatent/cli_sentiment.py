@@ -1,0 +1,136 @@
+"""``textlatent sentiment train``, ``textlatent eval sentiment`` and ``textlatent score``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from textlatent.cli import DataDirOption, EvalJsonOption, _fail, _print_result, _run, _State, app, eval_app
+
+sentiment_app = typer.Typer(help="Train sentiment heads over the latent space.", no_args_is_help=True)
+app.add_typer(sentiment_app, name="sentiment")
+
+SentimentModelOption = Annotated[
+    Path | None,
+    typer.Option("--model", help="Sentiment model folder [env TEXTLATENT_SENTIMENT_MODEL, default: bundled head]"),
+]
+
+
+def _sentiment_model(model: Path | None) -> str | None:
+    if model is not None:
+        return str(model)
+    return _State.settings().sentiment_model
+
+
+@sentiment_app.command("train")
+def sentiment_train(
+    out: Annotated[Path, typer.Option("--out", help="Folder to save the head to")],
+    head: Annotated[str, typer.Option("--head", help="linear (frozen encoder) or finetune (whole encoder)")] = "linear",
+    data_dir: DataDirOption = Path("../shared/data"),
+    base: Annotated[str | None, typer.Option("--base", help="Encoder folder [default: global --model or bundled]")]
+    = None,
+    epochs: Annotated[float, typer.Option(min=0.01, help="finetune: training epochs")] = 1.0,
+    max_minutes: Annotated[
+        float | None, typer.Option(min=0.1, help="finetune: stop at this wall-clock budget [CPU default 40]")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Training batch size")] = 32,
+    lr: Annotated[float, typer.Option(min=0.0, help="finetune: learning rate")] = 5e-5,
+    eval_steps: Annotated[int, typer.Option(min=1, help="finetune: evaluate on dev every N steps")] = 250,
+    seed: Annotated[int, typer.Option()] = 42,
+    as_json: EvalJsonOption = False,
+) -> None:
+    """Train on SST-2 train, select on SST-2 dev (the test split is never read)."""
+    from textlatent.models import resolve_device
+    from textlatent.sentiment.train import train_finetuned, train_linear
+
+    settings = _State.settings()
+    encoder = base or settings.model
+    if head == "linear":
+        result = _run(lambda: train_linear(out, data_dir, model=encoder, device=settings.device, seed=seed))
+    elif head == "finetune":
+        budget = max_minutes
+        if budget is None and resolve_device(settings.device) == "cpu":
+            budget = 40.0
+        result = _run(lambda: train_finetuned(out, data_dir, base=encoder, epochs=epochs, max_minutes=budget,
+                                              batch_size=batch_size, learning_rate=lr, eval_steps=eval_steps,
+                                              seed=seed, device=settings.device))
+    else:
+        raise _fail(f"--head must be linear or finetune, got {head!r}")
+    if as_json:
+        typer.echo(json.dumps(result))
+    else:
+        typer.echo(f"saved {result['out']}: dev accuracy {result['dev']['accuracy']:.4f}, "
+                   f"F1 {result['dev']['f1']:.4f} ({result['wall_seconds']:.0f} s); "
+                   f"use it with --model {result['out']} or TEXTLATENT_SENTIMENT_MODEL={result['out']}")
+
+
+@eval_app.command("sentiment")
+def eval_sentiment(
+    model: SentimentModelOption = None,
+    dataset: Annotated[str, typer.Option(help="sst2-dev (GLUE dev) or sst2-test (Kim's labelled test)")]
+    = "sst2-dev",
+    data_dir: DataDirOption = Path("../shared/data"),
+    as_json: EvalJsonOption = False,
+) -> None:
+    """Accuracy, F1 and expected calibration error of a sentiment model on SST-2."""
+    from textlatent.eval.loaders import require_data_dir
+    from textlatent.sentiment import load_sentiment_model
+    from textlatent.sentiment.train import EVAL_DATASETS, evaluate_sentiment
+
+    if dataset not in EVAL_DATASETS:
+        raise _fail(f"--dataset must be one of {', '.join(EVAL_DATASETS)}, got {dataset!r}")
+    _run(lambda: require_data_dir(data_dir))  # fail before the model loads
+    settings = _State.settings()
+    head = _run(lambda: load_sentiment_model(_sentiment_model(model), device=settings.device))
+    _print_result(_run(lambda: evaluate_sentiment(head, data_dir, dataset)), as_json)
+
+
+@app.command()
+def score(
+    input_file: Annotated[Path, typer.Argument(metavar="INPUT", help="CSV, JSONL or Parquet file")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output file, same format as INPUT")],
+    text_column: Annotated[str, typer.Option("--text-column", help="Column (or JSON key) holding the text")]
+    = "text",
+    model: SentimentModelOption = None,
+    chunk_size: Annotated[int, typer.Option(min=1, help="Rows read, scored and written at a time")] = 2048,
+    batch_size: Annotated[int, typer.Option(min=1, help="Encoder batch size")] = 32,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Inference processes, one thread each [default: CPU cores]")
+    ] = None,
+    backend: Annotated[str, typer.Option(help="auto (onnxruntime on CPU), onnx or torch")] = "auto",
+    prefix: Annotated[str, typer.Option(help="Prefix for the added label/score/error columns")] = "",
+    overwrite: Annotated[bool, typer.Option(help="Replace OUTPUT instead of resuming it")] = False,
+    as_json: EvalJsonOption = False,
+) -> None:
+    """Score every row; bad rows get an `error` column; re-running resumes an interrupted run."""
+    from textlatent.models import resolve_device
+    from textlatent.scoring import score_file
+    from textlatent.sentiment.heads import ParallelPredictor
+
+    settings = _State.settings()
+    spec = _sentiment_model(model)
+    on_cpu = resolve_device(settings.device) == "cpu"
+    n_workers = workers or (min(os.cpu_count() or 1, 8) if on_cpu else 1)
+    predictor = _run(lambda: ParallelPredictor(spec, workers=n_workers, backend=backend, batch_size=batch_size,
+                                               device=settings.device))
+    try:
+        report = _run(lambda: score_file(input_file, output, predictor, model_id=predictor.model_id,
+                                         text_column=text_column, chunk_size=chunk_size, prefix=prefix,
+                                         overwrite=overwrite, in_flight=2 * n_workers))
+    finally:
+        predictor.close()
+    if as_json:
+        typer.echo(json.dumps(report.as_dict()))
+        return
+    if report.already_complete:
+        typer.echo(f"{output} is already complete ({report.rows:,} rows); --overwrite to score again")
+        return
+    resumed = f", resumed after {report.skipped_resumed:,}" if report.skipped_resumed else ""
+    typer.echo(f"scored {report.scored:,} of {report.rows:,} rows into {output} "
+               f"({report.rows_per_second:,.0f} rows/s{resumed}); {report.errors:,} rows marked in 'error'")
+    for example in report.error_examples:
+        typer.echo(f"  e.g. {example}", err=True)

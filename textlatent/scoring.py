@@ -1,0 +1,454 @@
+"""Streaming sentiment scoring of CSV, JSONL and Parquet files: flat memory, bad rows marked, resumable.
+
+Rows are read and written in chunks, so memory does not grow with the file. Each output row is
+the input row plus ``label``, ``score`` (the calibrated probability of the label) and
+``error`` (empty, or why the row could not be scored: missing, empty or non-text input).
+
+Resuming: beside OUTPUT lives ``OUTPUT.progress.json`` recording how many input rows are done
+and how many bytes of OUTPUT hold them (CSV and JSONL), or how many part files exist
+(Parquet, written as ``OUTPUT.parts/`` and joined into OUTPUT at the end). A chunk is first
+written and fsynced, then recorded; a re-run truncates OUTPUT back to the last recorded
+chunk and skips the recorded input rows, so an interruption at any moment never duplicates
+or loses a row. The record also names the input (path, size, mtime) and the text column: a
+re-run against a changed input is refused rather than silently mixed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from textlatent.errors import ConflictError, InvalidInputError, NotFoundError
+
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
+OUTPUT_COLUMNS = ("label", "score", "error")
+
+
+def file_format(path: Path, override: str | None = None) -> str:
+    if override:
+        if override not in set(FORMATS.values()):
+            raise InvalidInputError(f"format must be csv, jsonl or parquet, got {override!r}", param="format")
+        return override
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise InvalidInputError(
+            f"cannot tell the format of {path} from its extension; use .csv, .jsonl or .parquet (or --format)",
+            param="input",
+        )
+    return fmt
+
+
+def row_error(value: Any) -> str | None:
+    """Why ``value`` cannot be scored, or None when it is usable text."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "missing text"
+    if not isinstance(value, str):
+        return f"not text ({type(value).__name__})"
+    if not value.strip():
+        return "empty text"
+    return None
+
+
+# --------------------------------------------------------------------------- readers
+
+
+@dataclass
+class Chunk:
+    rows: list[dict[str, Any]]
+    errors: list[str | None]  # a reader-level error (malformed line) per row, else None
+    batch: Any = None  # the pyarrow RecordBatch for Parquet input
+
+
+def _csv_chunks(path: Path, chunk_size: int, skip: int, columns_out: list[str]) -> Iterator[Chunk]:
+    with path.open("r", encoding="utf-8-sig", newline="") as fh:
+        reader = csv.DictReader(fh)
+        if reader.fieldnames is None:
+            return
+        columns_out.extend(reader.fieldnames)
+        rows: list[dict[str, Any]] = []
+        errors: list[str | None] = []
+        for i, row in enumerate(reader):
+            if i < skip:
+                continue
+            extra = row.pop(None, None)  # type: ignore[call-overload]
+            errors.append(f"malformed row: {len(extra)} more field(s) than the header" if extra else None)
+            rows.append(row)
+            if len(rows) == chunk_size:
+                yield Chunk(rows, errors)
+                rows, errors = [], []
+        if rows:
+            yield Chunk(rows, errors)
+
+
+def _jsonl_chunks(path: Path, chunk_size: int, skip: int) -> Iterator[Chunk]:
+    rows: list[dict[str, Any]] = []
+    errors: list[str | None] = []
+    with path.open("r", encoding="utf-8-sig") as fh:
+        n = 0
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue  # blank lines are not rows
+            n += 1
+            if n <= skip:
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                rows.append({"line": number})
+                errors.append(f"invalid JSON on line {number}: {exc.msg}")
+            else:
+                if isinstance(obj, dict):
+                    rows.append(obj)
+                    errors.append(None)
+                else:
+                    rows.append({"line": number})
+                    errors.append(f"line {number} is JSON but not an object")
+            if len(rows) == chunk_size:
+                yield Chunk(rows, errors)
+                rows, errors = [], []
+    if rows:
+        yield Chunk(rows, errors)
+
+
+def _parquet_chunks(path: Path, chunk_size: int, skip: int) -> Iterator[Chunk]:
+    import pyarrow.parquet as pq
+
+    reader = pq.ParquetFile(path)
+    seen = 0
+    for batch in reader.iter_batches(batch_size=chunk_size):
+        if seen + batch.num_rows <= skip:
+            seen += batch.num_rows
+            continue
+        if seen < skip:
+            batch = batch.slice(skip - seen)
+        seen += batch.num_rows
+        yield Chunk(batch.to_pylist(), [None] * batch.num_rows, batch)
+
+
+def count_rows(path: Path, fmt: str) -> int | None:
+    """Row count when it is free (Parquet metadata); None for text formats."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    return None
+
+
+# --------------------------------------------------------------------------- progress record
+
+
+def _progress_path(output: Path) -> Path:
+    return output.with_name(output.name + ".progress.json")
+
+
+def _parts_dir(output: Path) -> Path:
+    return output.with_name(output.name + ".parts")
+
+
+def _input_identity(path: Path, text_column: str, model_id: str) -> dict[str, Any]:
+    st = path.stat()
+    return {"input": str(path.resolve()), "input_size": st.st_size, "input_mtime_ns": st.st_mtime_ns,
+            "text_column": text_column, "model": model_id}
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        json.dump(data, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+
+
+# --------------------------------------------------------------------------- writers
+
+
+class _TextWriter:
+    """Appends CSV or JSONL rows; ``offset`` is the byte length of complete, recorded output."""
+
+    def __init__(self, output: Path, fmt: str, offset: int, header: list[str] | None) -> None:
+        self.fmt = fmt
+        self.fh = output.open("r+b" if output.exists() else "w+b")
+        self.fh.truncate(offset)
+        self.fh.seek(offset)
+        self.header = header
+        self.header_written = offset > 0
+
+    def write(self, rows: list[dict[str, Any]]) -> int:
+        import io
+
+        buf = io.StringIO(newline="")
+        if self.fmt == "csv":
+            assert self.header is not None
+            writer = csv.DictWriter(buf, fieldnames=self.header, extrasaction="ignore", lineterminator="\n")
+            if not self.header_written:
+                writer.writeheader()
+                self.header_written = True
+            writer.writerows(rows)
+        else:
+            for row in rows:
+                buf.write(json.dumps(row, ensure_ascii=False, default=str))
+                buf.write("\n")
+        self.fh.write(buf.getvalue().encode("utf-8"))
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+        return self.fh.tell()
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+class _ParquetWriter:
+    """One Parquet file per chunk under ``OUTPUT.parts/``; :meth:`finish` joins them into OUTPUT."""
+
+    def __init__(self, output: Path, parts_done: int) -> None:
+        self.output = output
+        self.dir = _parts_dir(output)
+        self.dir.mkdir(exist_ok=True)
+        for stale in self.dir.glob("part-*.parquet"):
+            if int(stale.stem.split("-")[1]) >= parts_done:
+                stale.unlink()  # written after the last record: its rows will be redone
+        self.parts = parts_done
+
+    def write(self, batch: Any, labels: list[str | None], scores: list[float | None],
+              errors: list[str | None], names: Sequence[str]) -> int:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_batches([batch])
+        for name, values, typ in zip(names, (labels, scores, errors), (pa.string(), pa.float64(), pa.string()),
+                                     strict=True):
+            table = table.append_column(name, pa.array(values, type=typ))
+        path = self.dir / f"part-{self.parts:08d}.parquet"
+        tmp = path.with_suffix(".tmp")
+        pq.write_table(table, tmp)
+        with tmp.open("rb") as fh:
+            os.fsync(fh.fileno())
+        tmp.replace(path)
+        self.parts += 1
+        return self.parts
+
+    def finish(self) -> None:
+        import pyarrow.parquet as pq
+
+        parts = sorted(self.dir.glob("part-*.parquet"))
+        tmp = self.output.with_name(self.output.name + ".tmp")
+        writer = None
+        for part in parts:
+            table = pq.read_table(part)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema)
+            writer.write_table(table)
+        if writer is None:
+            return
+        writer.close()
+        tmp.replace(self.output)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def close(self) -> None:
+        pass
+
+
+# --------------------------------------------------------------------------- the scorer
+
+
+@dataclass
+class ScoreReport:
+    input: str
+    output: str
+    rows: int = 0
+    scored: int = 0
+    errors: int = 0
+    skipped_resumed: int = 0
+    already_complete: bool = False
+    seconds: float = 0.0
+    model: str = ""
+    error_examples: list[str] = field(default_factory=list)
+
+    @property
+    def rows_per_second(self) -> float:
+        done_now = self.rows - self.skipped_resumed
+        return done_now / self.seconds if self.seconds else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"input": self.input, "output": self.output, "rows": self.rows, "scored": self.scored,
+                "errors": self.errors, "skipped_resumed": self.skipped_resumed,
+                "already_complete": self.already_complete, "seconds": round(self.seconds, 2),
+                "rows_per_second": round(self.rows_per_second, 1), "model": self.model}
+
+
+Predictor = Callable[[list[str]], "Future[np.ndarray] | np.ndarray"]
+
+
+def score_file(
+    input_path: str | Path,
+    output_path: str | Path,
+    predictor: Predictor,
+    *,
+    model_id: str,
+    text_column: str = "text",
+    chunk_size: int = 2048,
+    prefix: str = "",
+    overwrite: bool = False,
+    input_format: str | None = None,
+    in_flight: int = 1,
+    show_progress: bool = True,
+) -> ScoreReport:
+    """Score ``text_column`` of every row of ``input_path`` into ``output_path``.
+
+    ``predictor(texts)`` returns p(positive) per text, or a Future of it: up to ``in_flight``
+    chunks are then scored concurrently (by worker processes) while results are written in order.
+    """
+    import time
+
+    from tqdm import tqdm
+
+    src = Path(input_path).expanduser()
+    out = Path(output_path).expanduser()
+    if not src.is_file():
+        raise NotFoundError(f"input file {src} does not exist", param="input")
+    fmt = file_format(src, input_format)
+    out_fmt = file_format(out)
+    if out_fmt != fmt:
+        raise InvalidInputError(f"OUTPUT must have the input's format ({fmt}); got {out.name}", param="output")
+    if out.resolve() == src.resolve():
+        raise InvalidInputError("OUTPUT must not be the input file", param="output")
+    if chunk_size < 1:
+        raise InvalidInputError("chunk size must be at least 1", param="chunk_size")
+    names = [prefix + c for c in OUTPUT_COLUMNS]
+    identity = _input_identity(src, text_column, model_id)
+    progress_file = _progress_path(out)
+    report = ScoreReport(str(src), str(out), model=model_id)
+
+    state: dict[str, Any] | None = None
+    if progress_file.is_file() and not overwrite:
+        state = json.loads(progress_file.read_text(encoding="utf-8"))
+        mismatch = [k for k in identity if state.get(k) != identity[k]]
+        if mismatch:
+            raise ConflictError(
+                f"{out} was started from a different run ({', '.join(mismatch)} changed); "
+                "pass --overwrite to start again",
+                param="output",
+            )
+        if state.get("complete"):
+            report.already_complete = True
+            report.rows = report.skipped_resumed = int(state["rows_done"])
+            return report
+    elif (out.exists() or _parts_dir(out).exists()) and not overwrite:
+        raise ConflictError(f"{out} exists and was not written by an interrupted score run; "
+                            "pass --overwrite to replace it", param="output")
+    if state is None:
+        for stale in (out, progress_file):
+            stale.unlink(missing_ok=True)
+        shutil.rmtree(_parts_dir(out), ignore_errors=True)
+        state = {**identity, "rows_done": 0, "output_bytes": 0, "parts": 0, "complete": False}
+        _write_json_atomic(progress_file, state)
+
+    skip = int(state["rows_done"])
+    report.skipped_resumed = skip
+    header: list[str] = []
+    if fmt == "csv":
+        chunks = _csv_chunks(src, chunk_size, skip, header)
+    elif fmt == "jsonl":
+        chunks = _jsonl_chunks(src, chunk_size, skip)
+    else:
+        chunks = _parquet_chunks(src, chunk_size, skip)
+        import pyarrow.parquet as pq
+
+        clash = [n for n in names if n in pq.ParquetFile(src).schema_arrow.names]
+        if clash:
+            raise InvalidInputError(f"the input already has column(s) {clash}; choose another --prefix",
+                                    param="prefix")
+
+    writer: _TextWriter | _ParquetWriter | None = None
+    total = count_rows(src, fmt)
+    bar = tqdm(total=total, initial=skip if total else 0, unit="rows", disable=not show_progress, file=sys.stderr,
+               desc="scoring", dynamic_ncols=True)
+    start = time.perf_counter()
+    pending: list[tuple[Chunk, list[int], Any]] = []
+
+    def submit(chunk: Chunk) -> None:
+        texts, positions = [], []
+        for i, row in enumerate(chunk.rows):
+            if chunk.errors[i] is None:
+                problem = row_error(row.get(text_column)) if text_column in row else "missing text"
+                chunk.errors[i] = problem
+                if problem is None:
+                    texts.append(row[text_column])
+                    positions.append(i)
+        pending.append((chunk, positions, predictor(texts) if texts else np.zeros(0)))
+
+    def drain_one() -> None:
+        nonlocal writer, state
+        assert state is not None
+        chunk, positions, result = pending.pop(0)
+        probs = result.result() if isinstance(result, Future) else result
+        labels: list[str | None] = [None] * len(chunk.rows)
+        scores: list[float | None] = [None] * len(chunk.rows)
+        for i, p in zip(positions, probs, strict=True):
+            positive = bool(p >= 0.5)
+            labels[i] = "positive" if positive else "negative"
+            scores[i] = round(float(p if positive else 1.0 - p), 6)
+        for e in chunk.errors:
+            if e is not None:
+                report.errors += 1
+                if len(report.error_examples) < 5:
+                    report.error_examples.append(e)
+        if writer is None:
+            if fmt == "parquet":
+                writer = _ParquetWriter(out, int(state["parts"]))
+            else:
+                if fmt == "csv":
+                    clash = [n for n in names if n in header]
+                    if clash:
+                        raise InvalidInputError(f"the input already has column(s) {clash}; choose another --prefix",
+                                                param="prefix")
+                writer = _TextWriter(out, fmt, int(state["output_bytes"]), header + names)
+        if isinstance(writer, _ParquetWriter):
+            state["parts"] = writer.write(chunk.batch, labels, scores, chunk.errors, names)
+        else:
+            rows = [{**row, names[0]: labels[i], names[1]: scores[i], names[2]: chunk.errors[i]}
+                    for i, row in enumerate(chunk.rows)]
+            state["output_bytes"] = writer.write(rows)
+        state["rows_done"] = int(state["rows_done"]) + len(chunk.rows)
+        _write_json_atomic(progress_file, state)
+        report.rows += len(chunk.rows)
+        report.scored += len(positions)
+        bar.update(len(chunk.rows))
+
+    try:
+        for chunk in chunks:
+            submit(chunk)
+            while len(pending) >= max(1, in_flight):
+                drain_one()
+        while pending:
+            drain_one()
+        if fmt == "parquet":
+            if writer is None:
+                writer = _ParquetWriter(out, int(state["parts"]))
+            assert isinstance(writer, _ParquetWriter)
+            writer.finish()
+        elif writer is None:  # an empty input still yields an output file (a CSV header)
+            writer = _TextWriter(out, fmt, 0, header + names)
+            if fmt == "csv" and header:
+                writer.write([])
+        state["complete"] = True
+        _write_json_atomic(progress_file, state)
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.close()
+        report.seconds = time.perf_counter() - start
+    report.rows += skip
+    return report

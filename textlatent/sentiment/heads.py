@@ -1,0 +1,360 @@
+"""Sentiment over the latent space: two heads, one interface.
+
+* ``LinearSentiment``: logistic regression on frozen encoder embeddings. Seconds to train once
+  the embeddings exist, a few kilobytes to store, and its weight vector *is* the sentiment
+  axis of the embedding space (used to move sentences along it).
+* ``FinetunedSentiment``: the encoder fine-tuned end to end with a classification head
+  (transformers' ``AutoModelForSequenceClassification``); the best quality.
+
+Both predict a label and a calibrated probability: the logits are divided by a temperature
+fitted on the dev split (Guo et al. 2017), which changes no label but makes ``score`` honest.
+A model folder holds ``sentiment.json`` (kind, labels, temperature, provenance) plus, for the
+fine-tuned head, a transformers checkpoint. The repository ships a linear head trained on
+SST-2 for the bundled encoder, so ``/sentiment`` answers out of the box.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from textlatent.errors import InvalidInputError, NotFoundError
+
+LABELS = ("negative", "positive")
+CONFIG_NAME = "sentiment.json"
+BUNDLED_HEAD = Path(__file__).parent.parent / "data" / "sentiment-linear"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """``label`` and the calibrated probability of that label."""
+
+    label: str
+    score: float
+
+
+class SentimentModel(Protocol):
+    model_id: str
+
+    def positive_proba(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray: ...
+
+
+def predictions(p_positive: np.ndarray) -> list[Prediction]:
+    """Probabilities of the positive class → labelled predictions (ties go to positive)."""
+    return [
+        Prediction(LABELS[1], float(p)) if p >= 0.5 else Prediction(LABELS[0], float(1.0 - p)) for p in p_positive
+    ]
+
+
+def predict(model: SentimentModel, texts: Sequence[str], *, batch_size: int | None = None) -> list[Prediction]:
+    return predictions(model.positive_proba(texts, batch_size=batch_size))
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return np.asarray(0.5 * (1.0 + np.tanh(0.5 * x)), dtype=np.float64)
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Temperature T minimising the NLL of ``sigmoid(logit / T)`` on held-out data.
+
+    A one-dimensional convex problem in 1/T; scipy's bounded scalar minimiser solves it.
+    """
+    from scipy.optimize import minimize_scalar
+
+    z = np.asarray(logits, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+
+    def nll(inv_t: float) -> float:
+        s = z * inv_t
+        # log(1 + exp(-s)) for y=1 and log(1 + exp(s)) for y=0, computed stably.
+        return float(np.mean(np.logaddexp(0.0, -s) * y + np.logaddexp(0.0, s) * (1 - y)))
+
+    result = minimize_scalar(nll, bounds=(1e-3, 100.0), method="bounded")
+    return float(1.0 / result.x)
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 10) -> float:
+    """ECE of the predicted label's probability, equal-width bins (Guo et al. 2017)."""
+    p = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(labels)
+    conf = np.where(p >= 0.5, p, 1 - p)
+    correct = (p >= 0.5).astype(int) == y
+    edges = np.linspace(0.5, 1.0, bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        mask = (conf > lo) & (conf <= hi) if lo > 0.5 else (conf >= lo) & (conf <= hi)
+        if mask.any():
+            ece += mask.mean() * abs(correct[mask].mean() - conf[mask].mean())
+    return float(ece)
+
+
+def read_config(folder: str | Path) -> dict[str, Any]:
+    path = Path(folder) / CONFIG_NAME
+    if not path.is_file():
+        raise NotFoundError(
+            f"{folder} is not a sentiment model folder (no {CONFIG_NAME}); train one with "
+            "`textlatent sentiment train --out DIR`",
+            param="model",
+        )
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InvalidInputError(f"cannot read {path}: {exc}", param="model") from exc
+    if config.get("kind") not in ("linear", "finetune"):
+        raise InvalidInputError(f"{path}: unknown sentiment model kind {config.get('kind')!r}", param="model")
+    return dict(config)
+
+
+def write_config(folder: str | Path, config: dict[str, Any]) -> None:
+    path = Path(folder) / CONFIG_NAME
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+# --------------------------------------------------------------------------- linear head
+
+
+class LinearSentiment:
+    """``p(positive | x) = sigmoid((w·e(x) + b) / T)`` on the encoder's normalised embedding."""
+
+    def __init__(self, folder: str | Path, config: dict[str, Any], encoder: Any) -> None:
+        self.folder = Path(folder)
+        self.config = config
+        self.encoder = encoder
+        self.weights = np.asarray(config["weights"], dtype=np.float32)
+        self.bias = float(config["bias"])
+        self.temperature = float(config.get("temperature", 1.0))
+        self.model_id = config.get("name") or self.folder.name
+        if self.weights.shape != (encoder.dim,):
+            raise InvalidInputError(
+                f"sentiment head {self.folder} expects {self.weights.shape[0]}-dimensional embeddings but the "
+                f"encoder {encoder.model_id} gives {encoder.dim}",
+                param="model",
+            )
+
+    @property
+    def axis(self) -> np.ndarray:
+        """Unit vector in embedding space pointing from negative towards positive."""
+        return self.weights / np.linalg.norm(self.weights)
+
+    def logits(self, embeddings: np.ndarray) -> np.ndarray:
+        return np.asarray(embeddings @ self.weights + self.bias, dtype=np.float64)
+
+    def proba_from_embeddings(self, embeddings: np.ndarray) -> np.ndarray:
+        return _sigmoid(self.logits(embeddings) / self.temperature)
+
+    def positive_proba(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
+        if not len(texts):
+            return np.zeros(0)
+        return self.proba_from_embeddings(self.encoder.encode(list(texts), batch_size=batch_size))
+
+
+def fit_linear_head(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    dev_x: np.ndarray,
+    dev_y: np.ndarray,
+    *,
+    cs: Sequence[float] = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0),
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Logistic regression with C chosen on dev, then a temperature fitted on dev."""
+    from sklearn.linear_model import LogisticRegression
+
+    best: dict[str, Any] | None = None
+    trials = []
+    for c in cs:
+        clf = LogisticRegression(C=c, max_iter=2000, random_state=seed)
+        clf.fit(train_x, train_y)
+        acc = float((clf.predict(dev_x) == dev_y).mean())
+        trials.append({"C": c, "dev_accuracy": acc})
+        if best is None or acc > best["dev_accuracy"]:
+            best = {"C": c, "dev_accuracy": acc, "clf": clf}
+    assert best is not None
+    clf = best.pop("clf")
+    weights = clf.coef_[0].astype(np.float64)
+    bias = float(clf.intercept_[0])
+    temperature = fit_temperature(dev_x @ weights + bias, dev_y)
+    return {
+        "weights": weights.tolist(),
+        "bias": bias,
+        "temperature": temperature,
+        "C": best["C"],
+        "dev_accuracy": best["dev_accuracy"],
+        "trials": trials,
+    }
+
+
+# --------------------------------------------------------------------------- fine-tuned head
+
+
+class FinetunedSentiment:
+    """A transformers sequence classifier; ``p(positive) = softmax(logits / T)[1]``."""
+
+    def __init__(self, folder: str | Path, config: dict[str, Any], *, device: str = "auto", batch_size: int = 64,
+                 max_length: int = 128) -> None:
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from textlatent.models import resolve_device
+
+        self.folder = Path(folder)
+        self.config = config
+        self.model_id = config.get("name") or self.folder.name
+        self.temperature = float(config.get("temperature", 1.0))
+        self.device = resolve_device(device)
+        self.batch_size = batch_size
+        self.max_length = int(config.get("max_length", max_length))
+        self.tokenizer = AutoTokenizer.from_pretrained(str(self.folder), local_files_only=True)
+        self.model = AutoModelForSequenceClassification.from_pretrained(str(self.folder), local_files_only=True)
+        self.model.to(self.device).eval()
+        self._autocast = self.device.startswith("cuda")
+        self._torch = torch
+
+    def logit_margin(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
+        """logit(positive) − logit(negative) per text, batched in length order."""
+        torch = self._torch
+        size = batch_size or self.batch_size
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        out = np.empty(len(texts), dtype=np.float64)
+        device_type = "cuda" if self._autocast else "cpu"
+        with torch.inference_mode(), torch.autocast(device_type, dtype=torch.bfloat16, enabled=self._autocast):
+            for start in range(0, len(texts), size):
+                idx = order[start : start + size]
+                enc = self.tokenizer(
+                    [texts[i] for i in idx], padding=True, truncation=True, max_length=self.max_length,
+                    return_tensors="pt",
+                ).to(self.device)
+                logits = self.model(**enc).logits.float()
+                out[idx] = (logits[:, 1] - logits[:, 0]).cpu().numpy()
+        return out
+
+    def positive_proba(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
+        if not len(texts):
+            return np.zeros(0)
+        return _sigmoid(self.logit_margin(list(texts), batch_size=batch_size) / self.temperature)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_sentiment_model(
+    folder: str | Path | None = None,
+    *,
+    encoder_factory: Any = None,
+    device: str = "auto",
+    batch_size: int = 64,
+) -> LinearSentiment | FinetunedSentiment:
+    """Open a sentiment model folder; ``None`` → the head bundled for the bundled encoder.
+
+    ``encoder_factory(spec)`` returns an encoder for a linear head's ``encoder`` entry
+    (``None`` means the bundled encoder); the default builds a fresh :class:`Encoder`.
+    """
+    path = BUNDLED_HEAD if folder is None else Path(folder).expanduser()
+    if not path.exists():
+        raise NotFoundError(f"sentiment model folder {path} does not exist", param="model")
+    config = read_config(path)
+    if config["kind"] == "finetune":
+        return FinetunedSentiment(path, config, device=device, batch_size=batch_size)
+    spec = config.get("encoder")
+    if encoder_factory is None:
+        from textlatent.encoder import Encoder
+
+        def encoder_factory(s: str | None) -> Any:
+            return Encoder(s, device=device, batch_size=batch_size)
+
+    return LinearSentiment(path, config, encoder_factory(spec))
+
+
+def accuracy_f1(p_positive: np.ndarray, labels: Sequence[int]) -> dict[str, float]:
+    """Accuracy and binary F1 (positive class), from scikit-learn."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    y = np.asarray(labels)
+    pred = (np.asarray(p_positive) >= 0.5).astype(int)
+    return {
+        "accuracy": float(accuracy_score(y, pred)),
+        "f1": float(f1_score(y, pred)),
+        "ece": expected_calibration_error(np.asarray(p_positive), y),
+    }
+
+
+
+# --------------------------------------------------------------------------- parallel prediction
+
+_WORKER_MODEL: Any = None
+
+
+def open_for_scoring(folder: str | Path | None, *, backend: str = "auto", threads: int | None = None,
+                     batch_size: int = 64, device: str = "auto") -> LinearSentiment | FinetunedSentiment:
+    """A model tuned for throughput: a linear head's encoder on onnxruntime where it can be."""
+    if backend not in ("auto", "onnx", "torch"):
+        raise InvalidInputError(f"backend must be auto, onnx or torch, got {backend!r}", param="backend")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    factory = None
+    if backend != "torch":
+        from textlatent.models import resolve_device
+
+        use_onnx = backend == "onnx" or resolve_device(device) == "cpu"
+        if use_onnx:
+            from textlatent.onnx_encoder import OnnxEncoder
+
+            def factory(spec: str | None) -> Any:
+                return OnnxEncoder(spec, threads=threads, batch_size=batch_size)
+
+    return load_sentiment_model(folder, encoder_factory=factory, device=device, batch_size=batch_size)
+
+
+def _init_worker(folder: str | None, backend: str, batch_size: int) -> None:
+    global _WORKER_MODEL
+    _WORKER_MODEL = open_for_scoring(folder, backend=backend, threads=1, batch_size=batch_size)
+
+
+def _worker_predict(texts: list[str]) -> np.ndarray:
+    return _WORKER_MODEL.positive_proba(texts)
+
+
+class ParallelPredictor:
+    """p(positive) for chunks of texts, on ``workers`` one-thread processes (or in this process).
+
+    On a CPU, several one-thread inference processes outrun one multi-thread process: the
+    small matrices of a short-sentence batch do not split well across threads.
+    """
+
+    def __init__(self, folder: str | Path | None, *, workers: int = 1, backend: str = "auto",
+                 batch_size: int = 64, device: str = "auto") -> None:
+        self.workers = workers
+        self.pool: Any = None
+        self.model: Any = None
+        spec = None if folder is None else str(folder)
+        if workers > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            config = read_config(BUNDLED_HEAD if spec is None else spec)  # fail fast, in this process
+            self.model_id = config.get("name") or Path(spec or BUNDLED_HEAD).name
+            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=_init_worker, initargs=(spec, backend, batch_size))
+            # Start every worker now so a model that fails to load fails here, not mid-file.
+            list(self.pool.map(_worker_predict, [["warm-up"]] * workers))
+        else:
+            self.model = open_for_scoring(spec, backend=backend, batch_size=batch_size, device=device)
+            self.model_id = self.model.model_id
+
+    def __call__(self, texts: list[str]) -> Any:
+        if self.pool is not None:
+            return self.pool.submit(_worker_predict, texts)
+        return self.model.positive_proba(texts)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)

@@ -1,0 +1,274 @@
+"""Training and evaluation of the sentiment heads on SST-2 (train split; selection on dev).
+
+Never the test split: Kim's labelled SST-2 test is only read by :func:`evaluate_sentiment`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from textlatent.errors import InvalidInputError
+from textlatent.sentiment.heads import (
+    LABELS,
+    FinetunedSentiment,
+    LinearSentiment,
+    accuracy_f1,
+    fit_linear_head,
+    fit_temperature,
+    write_config,
+)
+
+EVAL_DATASETS = {"sst2-dev": ("dev", "glue"), "sst2-test": ("test", "kim")}
+
+
+def _prepare_out(out: str | Path) -> Path:
+    path = Path(out).expanduser()
+    if path.exists() and not path.is_dir():
+        raise InvalidInputError(f"--out {path} exists and is not a folder", param="out")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def train_linear(
+    out: str | Path,
+    data_dir: str | Path,
+    *,
+    model: str | None = None,
+    device: str = "auto",
+    batch_size: int = 64,
+    seed: int = 0,
+    name: str | None = None,
+    backend: str = "auto",
+) -> dict[str, Any]:
+    """Logistic regression on frozen embeddings of SST-2 train; C and temperature chosen on dev.
+
+    On a CPU the embeddings come from the onnxruntime export (same vectors to ~1e-6, faster).
+    """
+    from textlatent.cache import cached_embeddings
+    from textlatent.eval.loaders import load_sst2
+    from textlatent.models import resolve_device
+
+    train = load_sst2(data_dir, "train", "glue")
+    dev = load_sst2(data_dir, "dev", "glue")
+    assert train.labels is not None and dev.labels is not None
+    folder = _prepare_out(out)
+    start = time.perf_counter()
+    encoder: Any
+    if backend == "onnx" or (backend == "auto" and resolve_device(device) == "cpu"):
+        from textlatent.onnx_encoder import OnnxEncoder
+
+        encoder = OnnxEncoder(model, batch_size=batch_size)
+    else:
+        from textlatent.encoder import Encoder
+
+        encoder = Encoder(model, device=device, batch_size=batch_size)
+    print(f"encoding {len(train):,} train and {len(dev):,} dev sentences with {encoder.model_id}", file=sys.stderr)
+    train_x = cached_embeddings(encoder, train.texts, show_progress=True)
+    dev_x = cached_embeddings(encoder, dev.texts, show_progress=True)
+    fitted = fit_linear_head(train_x, np.asarray(train.labels), dev_x, np.asarray(dev.labels), seed=seed)
+    config = {
+        "kind": "linear",
+        "name": name or folder.name,
+        "labels": list(LABELS),
+        "encoder": model,
+        "dim": encoder.dim,
+        "trained_on": "SST-2 GLUE train",
+        "selected_on": "SST-2 GLUE dev",
+        "seed": seed,
+        "wall_seconds": round(time.perf_counter() - start, 1),
+        **fitted,
+    }
+    write_config(folder, config)
+    head = LinearSentiment(folder, config, encoder)
+    dev_metrics = accuracy_f1(head.proba_from_embeddings(dev_x), dev.labels)
+    return {"out": str(folder), "kind": "linear", "C": config["C"], "temperature": config["temperature"],
+            "dev": dev_metrics, "wall_seconds": config["wall_seconds"]}
+
+
+class _TimeBudget:
+    """A TrainerCallback (built lazily) that stops training once ``minutes`` have passed."""
+
+    @staticmethod
+    def make(minutes: float | None) -> Any:
+        from transformers import TrainerCallback
+
+        class TimeBudget(TrainerCallback):  # type: ignore[misc]
+            def __init__(self) -> None:
+                self.deadline = None if minutes is None else time.monotonic() + minutes * 60
+                self.stopped_early = False
+
+            def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+                if self.deadline is not None and time.monotonic() > self.deadline:
+                    self.stopped_early = True
+                    control.should_training_stop = True
+                    control.should_evaluate = True
+                    control.should_save = True
+                return control
+
+        return TimeBudget()
+
+
+def train_finetuned(
+    out: str | Path,
+    data_dir: str | Path,
+    *,
+    base: str | None = None,
+    epochs: float = 1.0,
+    max_steps: int = -1,
+    max_minutes: float | None = None,
+    batch_size: int = 32,
+    learning_rate: float = 5e-5,
+    max_length: int = 66,
+    eval_steps: int = 250,
+    warmup_ratio: float = 0.06,
+    weight_decay: float = 0.01,
+    seed: int = 42,
+    device: str = "auto",
+    train_limit: int | None = None,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """Fine-tune the encoder with a classification head on SST-2 train; keep the best dev checkpoint.
+
+    ``max_minutes`` stops training at a wall-clock budget (then evaluates and keeps the best
+    checkpoint so far), which is how the CPU default stays inside its time limit.
+    """
+    import torch
+    from datasets import Dataset
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+        set_seed,
+    )
+
+    from textlatent.eval.loaders import load_sst2
+    from textlatent.models import resolve_device, resolve_model_path
+
+    train = load_sst2(data_dir, "train", "glue")
+    dev = load_sst2(data_dir, "dev", "glue")
+    assert train.labels is not None and dev.labels is not None
+    folder = _prepare_out(out)
+    start = time.perf_counter()
+    set_seed(seed)
+    dev_type = resolve_device(device)
+    cuda = dev_type.startswith("cuda")
+    base_path = resolve_model_path(base)
+    tokenizer = AutoTokenizer.from_pretrained(str(base_path), local_files_only=True)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        str(base_path), num_labels=2, id2label=dict(enumerate(LABELS)),
+        label2id={label: i for i, label in enumerate(LABELS)}, local_files_only=True,
+    )
+
+    def dataset(texts: list[str], labels: list[int]) -> Any:
+        ds = Dataset.from_dict({"text": texts, "label": labels})
+        return ds.map(lambda b: tokenizer(b["text"], truncation=True, max_length=max_length), batched=True,
+                      remove_columns=["text"])
+
+    train_texts, train_labels = train.texts, train.labels
+    if train_limit:
+        train_texts, train_labels = train_texts[:train_limit], train_labels[:train_limit]
+    train_ds, dev_ds = dataset(train_texts, train_labels), dataset(dev.texts, dev.labels)
+
+    def metrics(pred: Any) -> dict[str, float]:
+        logits, labels = pred
+        return {"accuracy": float((np.argmax(logits, axis=1) == labels).mean())}
+
+    budget = _TimeBudget.make(max_minutes)
+    args = TrainingArguments(
+        output_dir=str(folder / "checkpoints"),
+        num_train_epochs=epochs,
+        max_steps=max_steps,
+        per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=128,
+        learning_rate=learning_rate,
+        warmup_steps=warmup_ratio,  # a float in [0, 1) is a share of the total steps
+        weight_decay=weight_decay,
+        lr_scheduler_type="linear",
+        eval_strategy="steps",
+        eval_steps=eval_steps,
+        save_strategy="steps",
+        save_steps=eval_steps,
+        save_total_limit=2,
+        load_best_model_at_end=True,
+        metric_for_best_model="accuracy",
+        greater_is_better=True,
+        logging_steps=max(1, min(50, eval_steps // 5)),
+        bf16=cuda,
+        use_cpu=not cuda,
+        seed=seed,
+        data_seed=seed,
+        report_to=[],
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+    trainer = Trainer(
+        model=model, args=args, train_dataset=train_ds, eval_dataset=dev_ds,
+        data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=metrics, callbacks=[budget],
+    )
+    trainer.train()
+    best_dev = trainer.evaluate()
+    trainer.save_model(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    for ckpt in (folder / "checkpoints").glob("checkpoint-*"):
+        import shutil
+
+        shutil.rmtree(ckpt, ignore_errors=True)
+    config: dict[str, Any] = {
+        "kind": "finetune",
+        "name": name or folder.name,
+        "labels": list(LABELS),
+        "base": base,
+        "max_length": max_length,
+        "temperature": 1.0,
+        "trained_on": "SST-2 GLUE train" + (f" (first {train_limit})" if train_limit else ""),
+        "selected_on": "SST-2 GLUE dev",
+        "seed": seed,
+        "epochs": epochs,
+        "max_steps": max_steps,
+        "steps": int(trainer.state.global_step),
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "stopped_by_time_budget": bool(budget.stopped_early),
+        "learning_rate": learning_rate,
+        "batch_size": batch_size,
+        "device": dev_type,
+        "torch_threads": torch.get_num_threads(),
+    }
+    write_config(folder, config)
+    head = FinetunedSentiment(folder, config, device=dev_type)
+    margins = head.logit_margin(dev.texts)
+    config["temperature"] = fit_temperature(margins, np.asarray(dev.labels))
+    config["dev_accuracy"] = float(best_dev.get("eval_accuracy", float("nan")))
+    config["wall_seconds"] = round(time.perf_counter() - start, 1)
+    write_config(folder, config)
+    head.temperature = config["temperature"]
+    dev_metrics = accuracy_f1(head.positive_proba(dev.texts), dev.labels)
+    losses = [float(e["loss"]) for e in trainer.state.log_history if "loss" in e]
+    return {"out": str(folder), "kind": "finetune", "steps": config["steps"], "losses": losses,
+            "temperature": config["temperature"],
+            "stopped_by_time_budget": config["stopped_by_time_budget"], "dev": dev_metrics,
+            "wall_seconds": config["wall_seconds"]}
+
+
+def evaluate_sentiment(model: Any, data_dir: str | Path, dataset: str = "sst2-dev",
+                       batch_size: int | None = None) -> dict[str, Any]:
+    """Accuracy, F1 and calibration error on SST-2 dev (GLUE) or test (Kim's labelled 1,821)."""
+    from textlatent.eval.loaders import load_sst2
+
+    if dataset not in EVAL_DATASETS:
+        raise InvalidInputError(f"dataset must be one of {', '.join(EVAL_DATASETS)}, got {dataset!r}",
+                                param="dataset")
+    split, source = EVAL_DATASETS[dataset]
+    data = load_sst2(data_dir, split, source)
+    assert data.labels is not None
+    start = time.perf_counter()
+    probs = model.positive_proba(data.texts, batch_size=batch_size)
+    seconds = time.perf_counter() - start
+    return {"model": model.model_id, "dataset": dataset, "n": len(data), **accuracy_f1(probs, data.labels),
+            "sentences_per_second": round(len(data) / seconds, 1)}
