@@ -193,3 +193,10 @@ def test_real_bundled_head_in_process_and_in_worker_processes(tmp_path: Path) ->
         assert [r["label"] for r in out] == ["positive", "negative", ""]
         assert out[2]["error"] == "empty text"
     assert [float(r["score"]) for r in results[0][:2]] == pytest.approx([float(r["score"]) for r in results[1][:2]])
+
+
+def test_an_absent_text_column_is_a_usage_error(tmp_path: Path) -> None:
+    src = write_csv(tmp_path / "in.csv", rows_of(2))
+    with pytest.raises(InvalidInputError, match="no column 'review'.*--text-column"):
+        score(src, tmp_path / "out.csv", text_column="review")
+    assert not (tmp_path / "out.csv").exists() and not (tmp_path / "out.csv.progress.json").exists()

@@ -70,12 +70,25 @@ class Chunk:
     batch: Any = None  # the pyarrow RecordBatch for Parquet input
 
 
-def _csv_chunks(path: Path, chunk_size: int, skip: int, columns_out: list[str]) -> Iterator[Chunk]:
+def csv_header(path: Path) -> list[str]:
+    with path.open("r", encoding="utf-8-sig", newline="") as fh:
+        return next(csv.reader(fh), [])
+
+
+def _check_column(text_column: str, columns: Sequence[str], path: Path) -> None:
+    """A text column absent from the header is a usage mistake, not a file of bad rows."""
+    if columns and text_column not in columns:
+        raise InvalidInputError(
+            f"{path.name} has no column {text_column!r} (columns: {', '.join(columns)}); use --text-column",
+            param="text_column",
+        )
+
+
+def _csv_chunks(path: Path, chunk_size: int, skip: int) -> Iterator[Chunk]:
     with path.open("r", encoding="utf-8-sig", newline="") as fh:
         reader = csv.DictReader(fh)
         if reader.fieldnames is None:
             return
-        columns_out.extend(reader.fieldnames)
         rows: list[dict[str, Any]] = []
         errors: list[str | None] = []
         for i, row in enumerate(reader):
@@ -331,6 +344,24 @@ def score_file(
     progress_file = _progress_path(out)
     report = ScoreReport(str(src), str(out), model=model_id)
 
+    # Everything a user can get wrong is checked before OUTPUT or its record is touched.
+    header: list[str] = []
+    if fmt == "csv":
+        header = columns = csv_header(src)
+        read_chunks = _csv_chunks
+    elif fmt == "jsonl":
+        columns = []
+        read_chunks = _jsonl_chunks
+    else:
+        import pyarrow.parquet as pq
+
+        columns = list(pq.ParquetFile(src).schema_arrow.names)
+        read_chunks = _parquet_chunks
+    _check_column(text_column, columns, src)
+    clash = [n for n in names if n in columns]
+    if clash:
+        raise InvalidInputError(f"the input already has column(s) {clash}; choose another --prefix", param="prefix")
+
     state: dict[str, Any] | None = None
     if progress_file.is_file() and not overwrite:
         state = json.loads(progress_file.read_text(encoding="utf-8"))
@@ -357,19 +388,7 @@ def score_file(
 
     skip = int(state["rows_done"])
     report.skipped_resumed = skip
-    header: list[str] = []
-    if fmt == "csv":
-        chunks = _csv_chunks(src, chunk_size, skip, header)
-    elif fmt == "jsonl":
-        chunks = _jsonl_chunks(src, chunk_size, skip)
-    else:
-        chunks = _parquet_chunks(src, chunk_size, skip)
-        import pyarrow.parquet as pq
-
-        clash = [n for n in names if n in pq.ParquetFile(src).schema_arrow.names]
-        if clash:
-            raise InvalidInputError(f"the input already has column(s) {clash}; choose another --prefix",
-                                    param="prefix")
+    chunks = read_chunks(src, chunk_size, skip)
 
     writer: _TextWriter | _ParquetWriter | None = None
     total = count_rows(src, fmt)
@@ -409,11 +428,6 @@ def score_file(
             if fmt == "parquet":
                 writer = _ParquetWriter(out, int(state["parts"]))
             else:
-                if fmt == "csv":
-                    clash = [n for n in names if n in header]
-                    if clash:
-                        raise InvalidInputError(f"the input already has column(s) {clash}; choose another --prefix",
-                                                param="prefix")
                 writer = _TextWriter(out, fmt, int(state["output_bytes"]), header + names)
         if isinstance(writer, _ParquetWriter):
             state["parts"] = writer.write(chunk.batch, labels, scores, chunk.errors, names)
