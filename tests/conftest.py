@@ -22,6 +22,18 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """ONNX exports and cached embeddings go to a per-session folder, never the user's cache."""
+    old = os.environ.get("TEXTLATENT_CACHE_DIR")
+    os.environ["TEXTLATENT_CACHE_DIR"] = str(tmp_path_factory.mktemp("textlatent-cache"))
+    yield
+    if old is None:
+        os.environ.pop("TEXTLATENT_CACHE_DIR", None)
+    else:
+        os.environ["TEXTLATENT_CACHE_DIR"] = old
+
+
 @pytest.fixture(scope="session")
 def encoder() -> Any:
     """The bundled all-MiniLM-L6-v2, loaded once (about 10 s) and shared by every test."""

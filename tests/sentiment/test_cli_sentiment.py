@@ -6,15 +6,9 @@ import csv
 import json
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from textlatent.cli import app
-
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TEXTLATENT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
 def last_json(output: str) -> dict:

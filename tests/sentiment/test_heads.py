@@ -13,11 +13,6 @@ from textlatent.sentiment import LinearSentiment, load_sentiment_model, predict
 from textlatent.sentiment.heads import BUNDLED_HEAD, expected_calibration_error, fit_temperature
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TEXTLATENT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
-
-
 def test_fit_temperature_recovers_the_temperature_that_generated_the_labels() -> None:
     rng = np.random.default_rng(0)
     logits = rng.normal(0, 4, 40_000)
