@@ -89,3 +89,15 @@ def test_bad_model_folders_are_clear_errors(tmp_path: Path) -> None:
     (tmp_path / "sentiment.json").write_text(json.dumps({"kind": "tree"}))
     with pytest.raises(InvalidInputError, match="unknown sentiment model kind"):
         load_sentiment_model(tmp_path)
+
+
+def test_linear_head_weights_stay_finite_when_a_dimension_is_constant() -> None:
+    from textlatent.sentiment.heads import fit_linear_head
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 8))
+    x[:, 3] = 1e-34 * rng.normal(size=200)  # a dead dimension, as MiniLM has
+    y = (x[:, 0] > 0).astype(int)
+    fitted = fit_linear_head(x[:150], y[:150], x[150:], y[150:])
+    weights = np.asarray(fitted["weights"])
+    assert np.abs(weights).max() < 100 and fitted["dev_accuracy"] >= 0.9

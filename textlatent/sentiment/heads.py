@@ -171,10 +171,14 @@ def fit_linear_head(
     so the stored head is still one linear map of the raw normalised embedding.
     """
     from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
 
-    scaler = StandardScaler().fit(train_x)
-    train_s, dev_s = scaler.transform(train_x), scaler.transform(dev_x)
+    train_x = np.asarray(train_x, dtype=np.float64)
+    mean = train_x.mean(axis=0)
+    scale = train_x.std(axis=0)
+    # MiniLM has a few dimensions that are constant up to ~1e-33; dividing by that would give
+    # weights of 1e32. Such dimensions are left unscaled (as StandardScaler does for exact zeros).
+    scale = np.where(scale < 1e-6 * np.median(scale), 1.0, scale)
+    train_s, dev_s = (train_x - mean) / scale, (np.asarray(dev_x, dtype=np.float64) - mean) / scale
     best: dict[str, Any] | None = None
     trials = []
     for c in cs:
@@ -186,8 +190,6 @@ def fit_linear_head(
             best = {"C": c, "dev_accuracy": acc, "clf": clf}
     assert best is not None
     clf = best.pop("clf")
-    scale = np.asarray(scaler.scale_, dtype=np.float64)
-    mean = np.asarray(scaler.mean_, dtype=np.float64)
     weights = clf.coef_[0].astype(np.float64) / scale
     bias = float(clf.intercept_[0] - weights @ mean)
     temperature = fit_temperature(dev_x @ weights + bias, dev_y)
