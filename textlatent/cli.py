@@ -296,14 +296,30 @@ def eval_beir(
     model: EvalModelOption = None,
     as_json: EvalJsonOption = False,
     batch_size: EvalBatchOption = None,
+    mode: Annotated[str, typer.Option(help="dense, bm25 or hybrid (RRF of both)")] = "dense",
+    rerank: Annotated[Path | None, typer.Option(help="Reranker folder from `textlatent rerank train`")] = None,
+    rerank_top: Annotated[
+        int | None, typer.Option(min=1, help="Candidates to rerank [default: the reranker's]")
+    ] = None,
+    fusion: Annotated[str, typer.Option(help="hybrid fusion: rrf or weighted (min-max scores)")] = "rrf",
+    alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="weight of dense in weighted fusion")] = 0.5,
 ) -> None:
-    """BEIR retrieval: nDCG@10 and Recall@100 of dense exact search over the whole corpus."""
+    """BEIR retrieval: nDCG@10 and Recall@100 over the whole corpus (dense, BM25 or hybrid; reranked)."""
     from textlatent.eval import evaluate_beir, load_beir
 
+    if mode not in ("dense", "bm25", "hybrid"):
+        raise _fail(f"--mode must be dense, bm25 or hybrid, got {mode!r}")
     data = _run(lambda: load_beir(data_dir, dataset, split))
     typer.echo(f"{data.name}/{split}: {len(data.corpus)} documents, {len(data.queries)} queries", err=True)
-    encoder = _eval_encoder(model, batch_size)
-    result = _run(lambda: evaluate_beir(encoder, data, batch_size=batch_size, show_progress=True))
+    encoder = _eval_encoder(model, batch_size) if mode != "bm25" else None
+    reranker = None
+    if rerank is not None:
+        from textlatent.retrieval.rerank import Reranker
+
+        reranker = _run(lambda: Reranker(rerank, device=_State.settings().device))
+    top = rerank_top or (reranker.top_n if reranker is not None else 30)
+    result = _run(lambda: evaluate_beir(encoder, data, mode=mode, reranker=reranker, rerank_top=top, fusion=fusion,
+                                        alpha=alpha, batch_size=batch_size, show_progress=True))
     _print_result(result, as_json)
 
 
@@ -373,6 +389,11 @@ def finetune_retrieval_cmd(
                                              seed=seed, device=settings.device, max_steps=max_steps,
                                              dev_fraction=dev_fraction))
     _print_finetune(result, as_json)
+
+
+from textlatent.cli_retrieval import register as _register_retrieval  # noqa: E402  (typer only)
+
+_register_retrieval(app, _State, _run, _fail)  # `ingest`, `rerank train`
 
 
 def main() -> None:
