@@ -217,11 +217,13 @@ def search(
         list[str] | None, typer.Option("--filter", help="key=value metadata equality; repeatable")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    mode: Annotated[str, typer.Option(help="dense, bm25 or hybrid")] = "dense",
+    rerank: Annotated[bool, typer.Option("--rerank", help="Rerank with TEXTLATENT_RERANKER")] = False,
 ) -> None:
     """Top-k documents of a collection for a text query."""
     conditions = _parse_filter(filter)
     service = _State.service()
-    hits = _run(lambda: service.search(name, query=query, k=k, filter=conditions))
+    hits = _run(lambda: service.search(name, query=query, k=k, filter=conditions, mode=mode, rerank=rerank))
     if as_json:
         typer.echo(json.dumps([h.__dict__ for h in hits], ensure_ascii=False))
         return
