@@ -59,7 +59,7 @@ class Reranker:
                                 "`textlatent rerank train`", param="rerank")
         meta = json.loads((self.path / CONFIG_FILE).read_text()) if (self.path / CONFIG_FILE).is_file() else {}
         self.beta = float(meta.get("beta", 1.0))
-        self.top_n = int(meta.get("top_n", 30))
+        self.top_n = int(meta.get("top_n", 20))
         self.name = self.path.name
         self.batch_size = batch_size
         self.model = CrossEncoder(str(self.path), device=resolve_device(device), local_files_only=True)
@@ -124,13 +124,13 @@ def train_reranker(
     data_dir: str | Path = "../shared/data",
     model: str | None = None,
     epochs: float = 1.0,
-    negatives: int = 6,
+    negatives: int = 3,
     mine_top: int = 30,
-    top_n: int = 30,
+    top_n: int = 20,
     heldout_fraction: float = 0.1,
     batch_size: int = 16,
     lr: float = 3e-5,
-    max_length: int = 256,
+    max_length: int = 128,
     max_steps: int | None = None,
     device: str = "auto",
     seed: int = 13,
