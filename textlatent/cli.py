@@ -298,13 +298,13 @@ def eval_beir(
     model: EvalModelOption = None,
     as_json: EvalJsonOption = False,
     batch_size: EvalBatchOption = None,
-    mode: Annotated[str, typer.Option(help="dense, bm25 or hybrid (RRF of both)")] = "dense",
+    mode: Annotated[str, typer.Option(help="dense, bm25 or hybrid (fusion of both)")] = "dense",
     rerank: Annotated[Path | None, typer.Option(help="Reranker folder from `textlatent rerank train`")] = None,
     rerank_top: Annotated[
         int | None, typer.Option(min=1, help="Candidates to rerank [default: the reranker's]")
     ] = None,
-    fusion: Annotated[str, typer.Option(help="hybrid fusion: rrf or weighted (min-max scores)")] = "rrf",
-    alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="weight of dense in weighted fusion")] = 0.5,
+    fusion: Annotated[str, typer.Option(help="hybrid fusion: weighted (min-max scores) or rrf")] = "weighted",
+    alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="weight of dense in weighted fusion")] = 0.4,
 ) -> None:
     """BEIR retrieval: nDCG@10 and Recall@100 over the whole corpus (dense, BM25 or hybrid; reranked)."""
     from textlatent.eval import evaluate_beir, load_beir
@@ -319,7 +319,7 @@ def eval_beir(
         from textlatent.retrieval.rerank import Reranker
 
         reranker = _run(lambda: Reranker(rerank, device=_State.settings().device))
-    top = rerank_top or (reranker.top_n if reranker is not None else 30)
+    top = rerank_top or (reranker.top_n if reranker is not None else 10)
     result = _run(lambda: evaluate_beir(encoder, data, mode=mode, reranker=reranker, rerank_top=top, fusion=fusion,
                                         alpha=alpha, batch_size=batch_size, show_progress=True))
     _print_result(result, as_json)

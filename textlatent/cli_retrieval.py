@@ -77,13 +77,17 @@ def register(app: typer.Typer, state: Any, run: Any, fail: Any) -> None:
         epochs: Annotated[float, typer.Option(min=0.01, help="Training epochs")] = 1.0,
         negatives: Annotated[int, typer.Option(min=1, help="Hard negatives per query, from our hybrid retriever")] = 3,
         mine_top: Annotated[int, typer.Option(min=2, help="Draw negatives from this many top hybrid results")] = 30,
-        top_n: Annotated[int, typer.Option(min=1, help="Candidates the reranker reorders at query time")] = 20,
+        top_n: Annotated[int, typer.Option(min=1, help="Candidates the reranker reorders at query time")] = 10,
         batch_size: Annotated[int, typer.Option(min=2)] = 16,
         lr: Annotated[float, typer.Option(min=0.0, help="Learning rate")] = 3e-5,
         max_length: Annotated[int, typer.Option(min=16, help="Most tokens of query + passage")] = 128,
         heldout: Annotated[float, typer.Option(help="Share of train queries held out to choose the blend")] = 0.1,
         seed: Annotated[int, typer.Option()] = 13,
         max_steps: Annotated[int | None, typer.Option(min=1, help="Stop after this many steps")] = None,
+        max_minutes: Annotated[
+            float | None,
+            typer.Option(min=0.1, help="End training after this many minutes, keeping the model trained so far"),
+        ] = 20.0,
         as_json: JsonOption = False,
     ) -> None:
         """Train a cross-encoder from the bundled MiniLM weights on train qrels (never test)."""
@@ -97,7 +101,8 @@ def register(app: typer.Typer, state: Any, run: Any, fail: Any) -> None:
         result = run(lambda: train_reranker(
             out, dataset=dataset, data_dir=data_dir, model=model or settings.model, epochs=epochs, negatives=negatives,
             mine_top=mine_top, top_n=top_n, heldout_fraction=heldout, batch_size=batch_size, lr=lr,
-            max_length=max_length, max_steps=max_steps, device=settings.device, seed=seed))
+            max_length=max_length, max_steps=max_steps, max_minutes=max_minutes, device=settings.device,
+            seed=seed))
         if as_json:
             typer.echo(json.dumps(asdict(result)))
             return

@@ -174,14 +174,16 @@ def bm25_run(
 
 def fuse_runs(
     lexical: dict[str, dict[str, float]], dense: dict[str, dict[str, float]], *, top_k: int = 1000,
-    fusion: str = "rrf", alpha: float = 0.5,
+    fusion: str = "weighted", alpha: float = 0.4, depth: int = 100,
 ) -> dict[str, dict[str, float]]:
-    """Per query, RRF (``fusion='rrf'``) or a weighted sum of min-max scores (``'weighted'``)."""
+    """Per query, RRF (``fusion='rrf'``) or a weighted sum of min-max scores (``'weighted'``,
+    ``alpha`` the dense weight) of each run's top ``depth``, as collection search fuses them."""
     from textlatent.retrieval.fusion import ranked, rrf, weighted
 
     out: dict[str, dict[str, float]] = {}
     for qid in dense.keys() | lexical.keys():
-        lex, den = lexical.get(qid, {}), dense.get(qid, {})
+        lex = dict(ranked(lexical.get(qid, {}), depth))
+        den = dict(ranked(dense.get(qid, {}), depth))
         if fusion == "rrf":
             order = [[d for d, _ in ranked(lex)], [d for d, _ in ranked(den)]]
             fused = rrf(order)
@@ -221,9 +223,9 @@ def evaluate_beir(
     *,
     mode: str = "dense",
     reranker: PassageReranker | None = None,
-    rerank_top: int = 30,
-    fusion: str = "rrf",
-    alpha: float = 0.5,
+    rerank_top: int = 10,
+    fusion: str = "weighted",
+    alpha: float = 0.4,
     batch_size: int | None = None,
     top_k: int = 1000,
     ignore_identical_ids: bool = True,

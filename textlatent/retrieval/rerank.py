@@ -3,7 +3,7 @@
 Training (``train_reranker``): start from the bundled all-MiniLM-L6-v2 weights (a bi-encoder;
 the scoring head is new), and learn ``P(relevant | query, passage)`` with binary
 cross-entropy on a BEIR dataset's **train** qrels: every judged positive, plus hard negatives
-drawn from the top of *our own* hybrid retriever (BM25 + dense, RRF), i.e. the passages the
+drawn from the top of *our own* hybrid retriever (BM25 + dense, fused), i.e. the passages the
 reranker will actually have to reorder. A slice of the train queries is held out to choose
 how much to trust the reranker: the final score is ``beta * minmax(cross-encoder) + (1 - beta)
 * minmax(first stage)`` on the reranked head, with ``beta`` picked by nDCG@10 on those held-out
@@ -59,7 +59,7 @@ class Reranker:
                                 "`textlatent rerank train`", param="rerank")
         meta = json.loads((self.path / CONFIG_FILE).read_text()) if (self.path / CONFIG_FILE).is_file() else {}
         self.beta = float(meta.get("beta", 1.0))
-        self.top_n = int(meta.get("top_n", 20))
+        self.top_n = int(meta.get("top_n", 10))
         self.name = self.path.name
         self.batch_size = batch_size
         self.model = CrossEncoder(str(self.path), device=resolve_device(device), local_files_only=True)
@@ -103,7 +103,7 @@ class RerankTrainResult:
 
 
 def _first_stage(encoder: Any, data: Any, query_ids: Sequence[str], top_k: int) -> dict[str, dict[str, float]]:
-    """Our hybrid retriever (BM25 + dense, RRF) on ``query_ids``: the candidates to learn on."""
+    """Our hybrid retriever (BM25 + dense, default fusion) on ``query_ids``: the candidates to learn on."""
     from textlatent.eval.tasks import bm25_run, dense_run, encode_all, fuse_runs
     from textlatent.retrieval.bm25 import BM25Index
     from textlatent.retrieval.embcache import cached_embeddings
@@ -117,6 +117,23 @@ def _first_stage(encoder: Any, data: Any, query_ids: Sequence[str], top_k: int) 
     return fuse_runs(lexical, dense, top_k=top_k)
 
 
+def _time_budget(minutes: float) -> Any:
+    """A trainer callback that ends training once ``minutes`` of it have passed: on a shared
+    2-core machine a step's cost varies several-fold, so a step count alone cannot bound time."""
+    from transformers import TrainerCallback
+
+    class TimeBudget(TrainerCallback):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.start = time.perf_counter()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if time.perf_counter() - self.start > 60 * minutes:
+                control.should_training_stop = True
+            return control
+
+    return TimeBudget()
+
+
 def train_reranker(
     out: str | Path,
     *,
@@ -126,12 +143,13 @@ def train_reranker(
     epochs: float = 1.0,
     negatives: int = 3,
     mine_top: int = 30,
-    top_n: int = 20,
+    top_n: int = 10,
     heldout_fraction: float = 0.1,
     batch_size: int = 16,
     lr: float = 3e-5,
     max_length: int = 128,
     max_steps: int | None = None,
+    max_minutes: float | None = None,
     device: str = "auto",
     seed: int = 13,
 ) -> RerankTrainResult:
@@ -192,7 +210,8 @@ def train_reranker(
         seed=seed, data_seed=seed, bf16=cuda, use_cpu=not cuda, eval_strategy="no", save_strategy="no",
         logging_steps=10, logging_first_step=True, report_to="none", dataloader_num_workers=0,
     )
-    trainer = CrossEncoderTrainer(model=ce, args=args, train_dataset=train_ds, loss=loss)
+    trainer = CrossEncoderTrainer(model=ce, args=args, train_dataset=train_ds, loss=loss,
+                                  callbacks=[_time_budget(max_minutes)] if max_minutes else None)
     start = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):  # the trainer prints logs; stdout is for results
         trainer.train()

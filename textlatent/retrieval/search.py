@@ -2,12 +2,13 @@
 
 * ``dense``: the collection's FAISS index (cosine of normalised embeddings);
 * ``bm25``: the collection's BM25 sidecar (:func:`textlatent.retrieval.bm25.collection_bm25`);
-* ``hybrid``: both, each fetching ``max(k, HYBRID_FETCH)`` candidates, fused by reciprocal rank
-  fusion (ranks only, so BM25's unbounded scores need no calibration against cosines).
+* ``hybrid``: both, each fetching ``max(k, FUSION_DEPTH)`` (100) candidates, fused by a weighted
+  sum of min-max normalised scores (dense weight 0.4), which beat reciprocal rank fusion by
+  0.02 nDCG@10 on SciFact train queries (see :mod:`textlatent.retrieval.fusion`).
 
 With a reranker, the first ``max(k, reranker.top_n)`` candidates are scored by the
 cross-encoder and blended with their first-stage score (see :mod:`textlatent.retrieval.rerank`).
-Scores are comparable within one result list only: cosine, BM25, RRF or blended, by mode.
+Scores are comparable within one result list only: cosine, BM25, fused or blended, by mode.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from textlatent.collections import Collection, SearchHit
 from textlatent.errors import InvalidInputError
-from textlatent.retrieval.fusion import ranked, rrf
+from textlatent.retrieval.fusion import DEFAULT_ALPHA, FUSION_DEPTH, ranked, weighted
 
 if TYPE_CHECKING:
     import numpy as np
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
     from textlatent.retrieval.rerank import Reranker
 
 MODES = ("dense", "bm25", "hybrid")
-HYBRID_FETCH = 100
 
 
 def check_mode(mode: Any) -> str:
@@ -72,11 +72,12 @@ def search_collection(
         hits = bm25_search(coll, query, fetch, filter)
     else:
         assert query is not None
-        wide = max(fetch, HYBRID_FETCH)
+        wide = max(fetch, FUSION_DEPTH)
         dense = coll.search(query_vector, k=wide, filter=filter)[0]
         lexical = bm25_search(coll, query, wide, filter)
         by_id = {h.id: h for h in lexical} | {h.id: h for h in dense}
-        fused = ranked(rrf([[h.id for h in lexical], [h.id for h in dense]]), fetch)
+        fused = ranked(weighted({h.id: h.score for h in lexical}, {h.id: h.score for h in dense},
+                                alpha=DEFAULT_ALPHA), fetch)
         hits = [SearchHit(id=d, score=s, text=by_id[d].text, metadata=by_id[d].metadata) for d, s in fused]
     if reranker is not None and hits:
         assert query is not None
