@@ -109,3 +109,20 @@ def register(app: typer.Typer, state: Any, run: Any, fail: Any) -> None:
         typer.echo(f"saved {result.out} ({result.steps} steps, {result.seconds:.0f} s on {result.device}); held-out "
                    f"train nDCG@10 {result.heldout_ndcg10}; beta={result.beta}. Use it with --rerank {result.out} "
                    f"or TEXTLATENT_RERANKER={result.out}")
+
+    @rerank_app.command("calibrate")
+    def rerank_calibrate(
+        folder: Annotated[Path, typer.Argument(help="Reranker folder from `rerank train`")],
+        data_dir: DataDirOption = Path("../shared/data"),
+        as_json: JsonOption = False,
+    ) -> None:
+        """Choose the reranker's blend weight again for the current first stage (held-out train queries)."""
+        from textlatent.retrieval.rerank import recalibrate
+
+        settings = state.settings()
+        meta = run(lambda: recalibrate(folder, data_dir=data_dir, device=settings.device))
+        if as_json:
+            typer.echo(json.dumps({k: meta[k] for k in ("beta", "heldout_ndcg10", "recalibrated")}))
+            return
+        typer.echo(f"beta {meta['recalibrated']['beta_before']} → {meta['beta']}; held-out train nDCG@10 "
+                   f"{meta['heldout_ndcg10']}")

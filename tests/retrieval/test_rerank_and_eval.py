@@ -49,7 +49,7 @@ def test_fuse_runs_weighted_and_rrf() -> None:
 
 
 def test_train_reranker_a_few_steps_and_use_it(encoder: Any, tmp_path: Path) -> None:
-    from textlatent.retrieval.rerank import CONFIG_FILE, Reranker, train_reranker
+    from textlatent.retrieval.rerank import CONFIG_FILE, Reranker, recalibrate, train_reranker
 
     root = _toy_beir(tmp_path / "data")
     out = tmp_path / "reranker"
@@ -60,6 +60,10 @@ def test_train_reranker_a_few_steps_and_use_it(encoder: Any, tmp_path: Path) -> 
     assert result.beta in (0.0, 0.25, 0.5, 0.75, 1.0) and len(result.heldout_ndcg10) == 5
     meta = json.loads((out / CONFIG_FILE).read_text())
     assert meta["beta"] == result.beta and meta["top_n"] == 5
+    assert len(meta["heldout_query_ids"]) == 2 and not set(meta["heldout_query_ids"]) & {"q0", "q1", "q2"}
+    again = recalibrate(out, data_dir=root, device="cpu")  # same held-out train queries, current first stage
+    assert again["heldout_query_ids"] == meta["heldout_query_ids"] and again["recalibrated"]["beta_before"] == \
+        result.beta and again["beta"] in (0.0, 0.25, 0.5, 0.75, 1.0)
     reranker = Reranker(out, device="cpu")
     ranked = reranker.rerank("aspirin", [("x", "aspirin and the heart", 0.5), ("y", "tooth decay", 0.1)])
     assert sorted(d for d, _ in ranked) == ["x", "y"]

@@ -100,6 +100,72 @@ class RerankTrainResult:
     top_n: int
     heldout_ndcg10: dict[str, float] = field(default_factory=dict)  # first stage / blends, on held-out train queries
     seed: int = 0
+    heldout_query_ids: list[str] = field(default_factory=list)  # so the choice of beta can be checked again
+
+
+def _split(query_ids: Any, fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """``(held-out, training)`` train query ids: a seeded shuffle, so it can be redone exactly."""
+    qids = sorted(query_ids)
+    random.Random(seed).shuffle(qids)
+    n_held = max(1, round(len(qids) * fraction))
+    return sorted(qids[:n_held]), sorted(qids[n_held:])
+
+
+def recalibrate(path: str | Path, *, data_dir: str | Path = "../shared/data", device: str = "auto") -> dict[str, Any]:
+    """Choose beta again for the *current* first stage on the reranker's own held-out train queries.
+
+    The blend weight depends on the first stage's scores; when the default fusion changes, the
+    weight chosen at training time no longer fits. Updates ``textlatent_reranker.json``.
+    """
+    from textlatent.encoder import Encoder
+    from textlatent.eval import load_beir
+
+    path = Path(path)
+    meta = json.loads((path / CONFIG_FILE).read_text())
+    data = load_beir(data_dir, meta["dataset"], "train")
+    held = meta.get("heldout_query_ids") or _split(data.queries, meta["heldout_queries"] / len(data.queries),
+                                                    meta.get("seed", 13))[0]
+    if len(held) != meta["heldout_queries"]:
+        raise InvalidInputError("cannot rebuild the held-out split of this reranker", param="rerank")
+    reranker = Reranker(path, device=device)
+    first = _first_stage(Encoder(None, device=resolve_device(device)), data, held, max(30, reranker.top_n))
+    beta, report = select_beta(reranker.model, data, held, first, reranker.top_n)
+    meta.update(beta=beta, heldout_ndcg10=report, heldout_query_ids=held,
+                recalibrated={"beta_before": reranker.beta, "fusion": "default of this version"})
+    (path / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+    return meta
+
+
+def select_beta(
+    model: Any, data: Any, query_ids: Sequence[str], first: dict[str, dict[str, float]], top_n: int
+) -> tuple[float, dict[str, float]]:
+    """The blend weight with the best nDCG@10 on ``query_ids`` (held-out *train* queries), given
+    their first-stage runs; ``model`` is a CrossEncoder. Returns ``(beta, {"beta=b": nDCG@10})``."""
+    from textlatent.eval.metrics import retrieval_metrics
+
+    doc_ids, doc_texts = data.corpus_texts()
+    text_of = dict(zip(doc_ids, doc_texts, strict=True))
+    ce_scores: dict[str, np.ndarray] = {}
+    for q in query_ids:
+        head = list(first[q])[:top_n]
+        pairs = [(data.queries[q], text_of[d]) for d in head]
+        ce_scores[q] = np.asarray(model.predict(pairs, batch_size=32, show_progress_bar=False) if pairs else [],
+                                  dtype=np.float32).reshape(-1)
+    report: dict[str, float] = {}
+    best_beta, best = 0.0, -1.0
+    for beta in BETAS:
+        run: dict[str, dict[str, float]] = {}
+        for q in query_ids:
+            order = list(first[q])
+            head = order[:top_n]
+            final = blend(ce_scores[q], np.array([first[q][d] for d in head]), beta)
+            ranked = [head[i] for i in np.argsort(-final, kind="stable")] + order[top_n:]
+            run[q] = {d: float(len(ranked) - r) for r, d in enumerate(ranked)}
+        score = retrieval_metrics({q: data.qrels[q] for q in query_ids}, run, ndcg_at=(10,), recall_at=(100,))
+        report[f"beta={beta}"] = round(score["ndcg@10"], 5)
+        if score["ndcg@10"] > best + 1e-9:
+            best_beta, best = beta, score["ndcg@10"]
+    return best_beta, report
 
 
 def _first_stage(encoder: Any, data: Any, query_ids: Sequence[str], top_k: int) -> dict[str, dict[str, float]]:
@@ -161,16 +227,13 @@ def train_reranker(
         raise InvalidInputError("need 1 <= negatives < mine_top", param="negatives")
     from textlatent.encoder import Encoder
     from textlatent.eval import load_beir
-    from textlatent.eval.metrics import retrieval_metrics
 
     out = Path(out)
     data = load_beir(data_dir, dataset, "train")  # train qrels only: the test split is never read
     dev = resolve_device(device)
     rng = random.Random(seed)
-    qids = sorted(data.queries)
-    rng.shuffle(qids)
-    n_held = max(1, round(len(qids) * heldout_fraction))
-    held, train_q = sorted(qids[:n_held]), sorted(qids[n_held:])
+    held, train_q = _split(data.queries, heldout_fraction, seed)
+    qids = held + train_q
 
     encoder = Encoder(model, device=dev)
     candidates = _first_stage(encoder, data, qids, max(mine_top, top_n))
@@ -217,28 +280,7 @@ def train_reranker(
         trainer.train()
     seconds = time.perf_counter() - start
 
-    # Choose beta on the held-out train queries.
-    held_data = {q: data.qrels[q] for q in held}
-    first = {q: candidates[q] for q in held}
-    ce_scores: dict[str, np.ndarray] = {}
-    for q in held:
-        head = list(first[q])[:top_n]
-        ce_scores[q] = np.asarray(ce.predict([(data.queries[q], text_of[d]) for d in head], batch_size=32,
-                                             show_progress_bar=False), dtype=np.float32).reshape(-1)
-    report: dict[str, float] = {}
-    best_beta, best = 0.0, -1.0
-    for beta in BETAS:
-        run: dict[str, dict[str, float]] = {}
-        for q in held:
-            order = list(first[q])
-            head = order[:top_n]
-            final = blend(ce_scores[q], np.array([first[q][d] for d in head]), beta)
-            ranked = [head[i] for i in np.argsort(-final, kind="stable")] + order[top_n:]
-            run[q] = {d: float(len(ranked) - r) for r, d in enumerate(ranked)}
-        score = retrieval_metrics(held_data, run, ndcg_at=(10,), recall_at=(100,))["ndcg@10"]
-        report[f"beta={beta}"] = round(score, 5)
-        if score > best + 1e-9:
-            best_beta, best = beta, score
+    best_beta, report = select_beta(ce, data, held, {q: candidates[q] for q in held}, top_n)
     ce.save(str(out))
     import shutil
 
@@ -247,7 +289,7 @@ def train_reranker(
         out=str(out), dataset=dataset, base_model=str(base), train_queries=len(train_q), heldout_queries=len(held),
         train_pairs=len(rows["label"]), negatives_per_query=negatives, steps=int(trainer.state.global_step),
         epochs=float(trainer.state.epoch or 0.0), seconds=round(seconds, 1), device=dev, beta=best_beta,
-        top_n=top_n, heldout_ndcg10=report, seed=seed,
+        top_n=top_n, heldout_ndcg10=report, seed=seed, heldout_query_ids=held,
     )
     (out / CONFIG_FILE).write_text(json.dumps(asdict(result), indent=2))
     return result
