@@ -321,7 +321,7 @@ def eval_beir(
         reranker = _run(lambda: Reranker(rerank, device=_State.settings().device))
     top = rerank_top or (reranker.top_n if reranker is not None else 10)
     result = _run(lambda: evaluate_beir(encoder, data, mode=mode, reranker=reranker, rerank_top=top, fusion=fusion,
-                                        alpha=alpha, batch_size=batch_size, show_progress=True))
+                                        alpha=alpha, batch_size=batch_size, show_progress=True, cache=True))
     _print_result(result, as_json)
 
 

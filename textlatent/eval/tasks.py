@@ -230,14 +230,15 @@ def evaluate_beir(
     top_k: int = 1000,
     ignore_identical_ids: bool = True,
     show_progress: bool = False,
-    cache: bool = True,
+    cache: bool = False,
 ) -> dict[str, Any]:
     """nDCG@10 and Recall@100 of ``mode`` retrieval (dense exact search, BM25 or their fusion),
     optionally reranked, with timings.
 
     ``queries_per_s`` counts what a user waits for once the corpus is indexed: query encoding,
     search, fusion and reranking. ``corpus_seconds`` is the time to index the corpus (embedding,
-    unless the embeddings came from the cache, see :mod:`textlatent.retrieval.embcache`).
+    unless ``cache`` is set and the embeddings came from the disk cache, see
+    :mod:`textlatent.retrieval.embcache`; ``textlatent eval beir`` sets it).
     """
     if mode not in RETRIEVAL_MODES:
         raise InvalidInputError(f"mode must be one of {', '.join(RETRIEVAL_MODES)}, got {mode!r}", param="mode")

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+MIN_TEXTS = 1000  # below this, encoding is cheaper than a cache file (and tests leave no files behind)
+
 
 def cache_root() -> Path:
     """``$TEXTLATENT_CACHE_DIR`` or ``~/.cache/textlatent``."""
@@ -55,7 +57,10 @@ def cached_embeddings(
 
     ``encoder`` supplies the identity (``model_id`` and ``path``); ``encode`` does the work, so
     callers keep their own batching and progress bars. Writes are atomic (temp file + rename).
+    Fewer than ``MIN_TEXTS`` texts are encoded without touching the cache.
     """
+    if len(texts) < MIN_TEXTS:
+        return np.ascontiguousarray(encode(texts), dtype=np.float32)
     root = Path(cache_dir) if cache_dir else cache_root() / "embeddings"
     model_id = str(getattr(encoder, "model_id", type(encoder).__name__))
     model_path = getattr(encoder, "path", None)
