@@ -44,6 +44,7 @@ def test_generation_options_are_checked(n: object, t: object) -> None:
         check_generation(n, t)
 
 
+@pytest.mark.slow  # ~40 s on 2 busy cores once converted; the first run converts the GGUF (1-3 min)
 def test_local_smollm2_generates_a_few_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
     """The bundled GGUF, converted once into ~/.cache/textlatent (kept: it is what a server uses)."""
     monkeypatch.delenv("TEXTLATENT_CACHE_DIR", raising=False)

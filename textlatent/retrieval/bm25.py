@@ -10,8 +10,9 @@ committed generation, from one consistent read of SQLite (generation and texts i
 read transaction), written to a temporary folder and published by an atomic rename; older
 folders are then removed. So an upsert or delete can never leave BM25 serving a stale
 corpus: a query always looks for the folder of the generation it just read. Rebuilding the
-whole index costs about a second per 10,000 short documents; a write-heavy collection pays
-that once per query burst, not per write.
+whole index took 3.1 s for SciFact's 5,183 abstracts on a busy 2-core machine; a write-heavy
+collection pays that once per burst of queries after writes, not per write. (Incremental
+updates would need a BM25 library with deletable postings; bm25s rebuilds.)
 """
 
 from __future__ import annotations
