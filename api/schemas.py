@@ -28,6 +28,7 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         409: "Conflicts with what exists",
         413: "Too many items or too large a body",
         422: "Invalid input (the message names the field)",
+        502: "The remote LLM endpoint failed",
         503: "The collection is being written by another process; retry shortly",
     }
     return {c: {"model": ErrorResponse, "description": descriptions[c]} for c in codes}
@@ -139,6 +140,10 @@ class SearchRequest(BaseModel):
     vector: list[float] | None = Field(None, description="Query vector of the collection's dimension.")
     k: int = Field(10, description="How many results (1 to the server's max_k).")
     filter: dict[str, Scalar] | None = Field(None, description="Metadata fields that must equal these values.")
+    mode: Literal["dense", "bm25", "hybrid"] = Field(
+        "dense", description="dense (FAISS), bm25 (lexical) or hybrid (both, reciprocal rank fusion).")
+    rerank: bool = Field(False, description="Rerank the candidates with the trained cross-encoder "
+                         "(TEXTLATENT_RERANKER); needs a text query.")
 
 
 class SearchHitOut(BaseModel):

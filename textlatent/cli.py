@@ -217,11 +217,13 @@ def search(
         list[str] | None, typer.Option("--filter", help="key=value metadata equality; repeatable")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    mode: Annotated[str, typer.Option(help="dense, bm25 or hybrid")] = "dense",
+    rerank: Annotated[bool, typer.Option("--rerank", help="Rerank with TEXTLATENT_RERANKER")] = False,
 ) -> None:
     """Top-k documents of a collection for a text query."""
     conditions = _parse_filter(filter)
     service = _State.service()
-    hits = _run(lambda: service.search(name, query=query, k=k, filter=conditions))
+    hits = _run(lambda: service.search(name, query=query, k=k, filter=conditions, mode=mode, rerank=rerank))
     if as_json:
         typer.echo(json.dumps([h.__dict__ for h in hits], ensure_ascii=False))
         return
@@ -296,14 +298,30 @@ def eval_beir(
     model: EvalModelOption = None,
     as_json: EvalJsonOption = False,
     batch_size: EvalBatchOption = None,
+    mode: Annotated[str, typer.Option(help="dense, bm25 or hybrid (fusion of both)")] = "dense",
+    rerank: Annotated[Path | None, typer.Option(help="Reranker folder from `textlatent rerank train`")] = None,
+    rerank_top: Annotated[
+        int | None, typer.Option(min=1, help="Candidates to rerank [default: the reranker's]")
+    ] = None,
+    fusion: Annotated[str, typer.Option(help="hybrid fusion: weighted (min-max scores) or rrf")] = "weighted",
+    alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="weight of dense in weighted fusion")] = 0.4,
 ) -> None:
-    """BEIR retrieval: nDCG@10 and Recall@100 of dense exact search over the whole corpus."""
+    """BEIR retrieval: nDCG@10 and Recall@100 over the whole corpus (dense, BM25 or hybrid; reranked)."""
     from textlatent.eval import evaluate_beir, load_beir
 
+    if mode not in ("dense", "bm25", "hybrid"):
+        raise _fail(f"--mode must be dense, bm25 or hybrid, got {mode!r}")
     data = _run(lambda: load_beir(data_dir, dataset, split))
     typer.echo(f"{data.name}/{split}: {len(data.corpus)} documents, {len(data.queries)} queries", err=True)
-    encoder = _eval_encoder(model, batch_size)
-    result = _run(lambda: evaluate_beir(encoder, data, batch_size=batch_size, show_progress=True))
+    encoder = _eval_encoder(model, batch_size) if mode != "bm25" else None
+    reranker = None
+    if rerank is not None:
+        from textlatent.retrieval.rerank import Reranker
+
+        reranker = _run(lambda: Reranker(rerank, device=_State.settings().device))
+    top = rerank_top or (reranker.top_n if reranker is not None else 10)
+    result = _run(lambda: evaluate_beir(encoder, data, mode=mode, reranker=reranker, rerank_top=top, fusion=fusion,
+                                        alpha=alpha, batch_size=batch_size, show_progress=True, cache=True))
     _print_result(result, as_json)
 
 
@@ -377,6 +395,9 @@ def finetune_retrieval_cmd(
 
 # Command groups that live in their own modules register themselves on import.
 from textlatent import cli_sentiment  # noqa: E402,F401
+from textlatent.cli_retrieval import register as _register_retrieval  # noqa: E402  (typer only)
+
+_register_retrieval(app, _State, _run, _fail)  # `ingest`, `rerank train`
 
 
 def main() -> None:

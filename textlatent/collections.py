@@ -728,6 +728,48 @@ class Collection:
             results.append(hits)
         return results
 
+    # ---- reads for derived indexes (BM25) and hybrid retrieval
+
+    def generation(self) -> int:
+        """The committed write generation (bumped by every upsert and delete)."""
+        return self._db_generation()
+
+    def snapshot_texts(self) -> tuple[int, list[int], list[str], list[str]]:
+        """``(generation, keys, ids, texts)`` from one read transaction, so a derived index is
+        built from exactly the rows of the generation it is labelled with."""
+        with self._db() as conn:
+            conn.execute("BEGIN")
+            generation = self._db_generation(conn)
+            rows = conn.execute("SELECT key, id, text FROM docs ORDER BY key").fetchall()
+            conn.execute("COMMIT")
+        return generation, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
+
+    def keys_matching(self, filter: Mapping[str, Any] | None) -> np.ndarray | None:
+        """Keys of the documents a metadata filter admits; ``None`` when there is no filter."""
+        conditions = _check_scalar_filter(filter)
+        if not conditions:
+            return None
+        where, params = _filter_sql(conditions)
+        with self._db() as conn:
+            return np.fromiter((r[0] for r in conn.execute(f"SELECT key FROM docs WHERE {where}", params)),
+                               dtype=np.int64)
+
+    def ids_matching(self, filter: Mapping[str, Any]) -> list[str]:
+        """Ids of the documents a (non-empty) metadata filter admits."""
+        where, params = _filter_sql(_check_scalar_filter(filter))
+        with self._db() as conn:
+            return [r[0] for r in conn.execute(f"SELECT id FROM docs WHERE {where}", params)]
+
+    def hits_by_id(self, ids: Sequence[str]) -> dict[str, SearchHit]:
+        """Stored text and metadata of ``ids`` (those still present), score 0."""
+        out: dict[str, SearchHit] = {}
+        with self._db() as conn:
+            for chunk in _chunks(list(ids)):
+                marks = ",".join("?" * len(chunk))
+                for r in conn.execute(f"SELECT id, text, metadata FROM docs WHERE id IN ({marks})", chunk):
+                    out[r[0]] = SearchHit(id=r[0], score=0.0, text=r[1], metadata=json.loads(r[2]))
+        return out
+
     def close(self) -> None:
         """Close the idle pooled connections (busy ones close when returned, once deleted)."""
         with self._pool_lock:

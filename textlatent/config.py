@@ -43,6 +43,14 @@ class Settings(BaseSettings):
         "", description="Comma-separated API keys; when set, every route but /healthz needs a Bearer key."
     )
     preload: bool = Field(True, description="Load the default encoder when the API starts.")
+    # Retrieval and RAG (textlatent/retrieval): a trained reranker, and where answers are generated.
+    reranker: str | None = Field(None, description="Cross-encoder folder from `textlatent rerank train`; "
+                                 "enables rerank=true in searches and /rag/query.")
+    llm_url: str | None = Field(None, description="OpenAI-compatible chat-completions URL for RAG answers "
+                                "(e.g. http://host:8080/v1/chat/completions); empty means the local SmolLM2.")
+    llm_model: str = Field("default", description="`model` sent to the remote chat-completions endpoint.")
+    llm_api_key: str = Field("", description="Bearer key for the remote chat-completions endpoint.")
+    llm_timeout: float = Field(120.0, gt=0, description="Seconds to wait for the remote endpoint.")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
 

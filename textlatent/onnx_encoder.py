@@ -52,10 +52,10 @@ def export_onnx(model_path: str | Path) -> Path:
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from textlatent.cache import cache_dir, model_fingerprint
+    from textlatent.retrieval.embcache import cache_root, model_fingerprint
 
     src = Path(model_path)
-    target = cache_dir() / "onnx" / model_fingerprint(src) / "model.onnx"
+    target = cache_root() / "onnx" / model_fingerprint(src) / "model.onnx"
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ from textlatent.models import DEFAULT_MODEL_ID, model_id_for
 
 if TYPE_CHECKING:
     from textlatent.encoder import Encoder, EncodeResult
+    from textlatent.retrieval.rerank import Reranker
 
 
 def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -64,6 +65,7 @@ class TextLatent:
         self.default_model = model_id_for(self.settings.model)
         self._sentiment: Any = None
         self._sentiment_lock = threading.Lock()
+        self._reranker: Reranker | None = None
 
     # ---- models and encoding
 
@@ -261,7 +263,14 @@ class TextLatent:
         vector: Sequence[float] | np.ndarray | None = None,
         k: int = 10,
         filter: Mapping[str, Any] | None = None,
+        mode: str = "dense",
+        rerank: bool = False,
     ) -> list[SearchHit]:
+        """Top ``k`` documents by ``mode`` (dense, bm25 or hybrid), reranked when asked
+        (see :mod:`textlatent.retrieval.search`)."""
+        from textlatent.retrieval.search import check_mode, search_collection
+
+        check_mode(mode)
         coll = self.collection(name)
         if (query is None) == (vector is None):
             raise InvalidInputError("give exactly one of query (text) or vector", param="query")
@@ -272,9 +281,26 @@ class TextLatent:
 
             if not isinstance(query, str):
                 raise InvalidInputError("query must be a string", param="query")
-            q = self._collection_encoder(coll).encode(validate_texts(query, param="query"))
+            validate_texts(query, param="query")
+            # BM25 alone needs no embedding (and no encoder: it works on any collection).
+            q = None if mode == "bm25" else self._collection_encoder(coll).encode([query])
         else:
             q = check_vectors(vector, coll.config.dim)
             if len(q) != 1:
                 raise InvalidInputError("vector must be one list of numbers", param="vector")
-        return coll.search(q, k=k, filter=filter)[0]
+        reranker = self.reranker() if rerank else None
+        return search_collection(coll, query, q, k=k, mode=mode, filter=filter, reranker=reranker)
+
+    def reranker(self) -> Reranker:
+        """The cross-encoder of ``TEXTLATENT_RERANKER``, loaded once."""
+        if self._reranker is not None:
+            return self._reranker
+        if not self.settings.reranker:
+            raise InvalidInputError("rerank needs a trained reranker: set TEXTLATENT_RERANKER to the folder "
+                                    "written by `textlatent rerank train`", param="rerank")
+        with self._encoder_lock:
+            if self._reranker is None:
+                from textlatent.retrieval.rerank import Reranker
+
+                self._reranker = Reranker(self.settings.reranker, device=self.settings.device)
+            return self._reranker

@@ -90,7 +90,8 @@ def delete_document(name: str, doc_id: str, service: TextLatent = Depends(get_se
     summary="Top-k documents for a text query or a vector",
 )
 def search(name: str, body: SearchRequest, service: TextLatent = Depends(get_service)) -> SearchResponse:
-    hits = service.search(name, query=body.query, vector=body.vector, k=body.k, filter=body.filter)
+    hits = service.search(name, query=body.query, vector=body.vector, k=body.k, filter=body.filter,
+                          mode=body.mode, rerank=body.rerank)
     return SearchResponse(
         results=[SearchHitOut(id=h.id, score=h.score, text=h.text, metadata=h.metadata) for h in hits]
     )

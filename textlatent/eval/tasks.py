@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from textlatent.errors import InvalidInputError
 from textlatent.eval.loaders import BeirDataset, StsData
 from textlatent.eval.metrics import pearson, retrieval_metrics, spearman
+
+if TYPE_CHECKING:
+    from textlatent.retrieval.bm25 import BM25Index
 
 
 class TextEncoder(Protocol):
@@ -145,44 +148,163 @@ def dense_run(
     return run
 
 
+RETRIEVAL_MODES = ("dense", "bm25", "hybrid")
+
+
+class PassageReranker(Protocol):
+    """What reranking needs (:class:`textlatent.retrieval.rerank.Reranker` fits)."""
+
+    def rerank(self, query: str, candidates: Sequence[tuple[str, str, float]]) -> list[tuple[str, float]]: ...
+
+
+def bm25_run(
+    query_ids: Sequence[str], queries: Sequence[str], index: BM25Index,
+    *, top_k: int = 1000, ignore_identical_ids: bool = True,
+) -> dict[str, dict[str, float]]:
+    """``{query id: {doc id: BM25 score}}`` from an index built with BEIR's Elasticsearch settings
+    (k1=0.9, b=0.4, English stopwords and stemming); documents sharing no term are left out."""
+    doc_ids = index.ids
+    run: dict[str, dict[str, float]] = {}
+    for qid, text in zip(query_ids, queries, strict=True):
+        hits = index.search(text, top_k + (1 if ignore_identical_ids else 0))
+        pairs = [(doc_ids[i], s) for i, s in hits if not (ignore_identical_ids and doc_ids[i] == qid)]
+        run[qid] = dict(pairs[:top_k])
+    return run
+
+
+def fuse_runs(
+    lexical: dict[str, dict[str, float]], dense: dict[str, dict[str, float]], *, top_k: int = 1000,
+    fusion: str = "weighted", alpha: float = 0.4, depth: int = 100,
+) -> dict[str, dict[str, float]]:
+    """Per query, RRF (``fusion='rrf'``) or a weighted sum of min-max scores (``'weighted'``,
+    ``alpha`` the dense weight) of each run's top ``depth``, as collection search fuses them."""
+    from textlatent.retrieval.fusion import ranked, rrf, weighted
+
+    out: dict[str, dict[str, float]] = {}
+    for qid in dense.keys() | lexical.keys():
+        lex = dict(ranked(lexical.get(qid, {}), depth))
+        den = dict(ranked(dense.get(qid, {}), depth))
+        if fusion == "rrf":
+            order = [[d for d, _ in ranked(lex)], [d for d, _ in ranked(den)]]
+            fused = rrf(order)
+        elif fusion == "weighted":
+            fused = weighted(lex, den, alpha=alpha)
+        else:
+            raise InvalidInputError(f"fusion must be rrf or weighted, got {fusion!r}", param="fusion")
+        out[qid] = dict(ranked(fused, top_k))
+    return out
+
+
+def rerank_run(
+    run: dict[str, dict[str, float]], queries: dict[str, str], doc_text: dict[str, str],
+    reranker: PassageReranker, *, top_n: int = 30, show_progress: bool = False,
+) -> dict[str, dict[str, float]]:
+    """Rerank the first ``top_n`` documents of each query; the rest keep their order below them."""
+    from tqdm.auto import tqdm
+
+    out: dict[str, dict[str, float]] = {}
+    for qid, hits in tqdm(run.items(), desc="rerank", unit="query", disable=not show_progress):
+        order = sorted(hits.items(), key=lambda kv: -kv[1])
+        head = [(d, doc_text[d], s) for d, s in order[:top_n]]
+        reranked = reranker.rerank(queries[qid], head) if head else []
+        merged: dict[str, float] = {}
+        n = len(order)
+        for rank, (d, _) in enumerate(reranked):
+            merged[d] = float(2 * n - rank)  # the reranked head, above everything else
+        for rank, (d, _) in enumerate(order[top_n:]):
+            merged[d] = float(n - rank)
+        out[qid] = merged
+    return out
+
+
 def evaluate_beir(
-    encoder: TextEncoder,
+    encoder: TextEncoder | None,
     data: BeirDataset,
     *,
+    mode: str = "dense",
+    reranker: PassageReranker | None = None,
+    rerank_top: int = 10,
+    fusion: str = "weighted",
+    alpha: float = 0.4,
     batch_size: int | None = None,
     top_k: int = 1000,
     ignore_identical_ids: bool = True,
     show_progress: bool = False,
+    cache: bool = False,
 ) -> dict[str, Any]:
-    """nDCG@10 and Recall@100 of dense exact search, with timings.
+    """nDCG@10 and Recall@100 of ``mode`` retrieval (dense exact search, BM25 or their fusion),
+    optionally reranked, with timings.
 
-    ``queries_per_s`` counts query encoding plus search (what a user waits for once the corpus
-    is indexed); ``corpus_seconds`` is the time to embed the corpus.
+    ``queries_per_s`` counts what a user waits for once the corpus is indexed: query encoding,
+    search, fusion and reranking. ``corpus_seconds`` is the time to index the corpus (embedding,
+    unless ``cache`` is set and the embeddings came from the disk cache, see
+    :mod:`textlatent.retrieval.embcache`; ``textlatent eval beir`` sets it).
     """
+    if mode not in RETRIEVAL_MODES:
+        raise InvalidInputError(f"mode must be one of {', '.join(RETRIEVAL_MODES)}, got {mode!r}", param="mode")
+    if mode != "bm25" and encoder is None:
+        raise InvalidInputError(f"mode {mode!r} needs an encoder", param="mode")
     start = time.perf_counter()
     doc_ids, doc_texts = data.corpus_texts()
     if not doc_ids:
         raise InvalidInputError(f"dataset {data.name!r} has an empty corpus", param="dataset")
-    corpus_emb = encode_all(encoder, doc_texts, batch_size=batch_size, show_progress=show_progress)
+    corpus_emb = bm25 = None
+    if mode in ("bm25", "hybrid"):
+        from textlatent.retrieval.bm25 import BM25Index
+
+        bm25 = BM25Index.build(doc_ids, doc_texts, show_progress=show_progress)
+    if mode != "bm25":
+        assert encoder is not None
+
+        def embed(texts: Sequence[str]) -> np.ndarray:
+            return encode_all(encoder, texts, batch_size=batch_size, show_progress=show_progress)
+
+        if cache:
+            from textlatent.retrieval.embcache import cached_embeddings
+
+            corpus_emb = cached_embeddings(encoder, doc_ids, doc_texts, embed)
+        else:
+            corpus_emb = embed(doc_texts)
     corpus_seconds = time.perf_counter() - start
 
     query_start = time.perf_counter()
     query_ids = list(data.queries)
-    query_emb = encode_all(encoder, [data.queries[q] for q in query_ids], batch_size=batch_size)
-    run = dense_run(query_ids, query_emb, doc_ids, corpus_emb, top_k=top_k, ignore_identical_ids=ignore_identical_ids)
+    query_texts = [data.queries[q] for q in query_ids]
+    runs: dict[str, dict[str, dict[str, float]]] = {}
+    if bm25 is not None:
+        runs["bm25"] = bm25_run(query_ids, query_texts, bm25, top_k=top_k,
+                                ignore_identical_ids=ignore_identical_ids)
+    if corpus_emb is not None:
+        assert encoder is not None
+        query_emb = encode_all(encoder, query_texts, batch_size=batch_size)
+        runs["dense"] = dense_run(query_ids, query_emb, doc_ids, corpus_emb, top_k=top_k,
+                                  ignore_identical_ids=ignore_identical_ids)
+    run = runs[mode] if mode != "hybrid" else fuse_runs(runs["bm25"], runs["dense"], top_k=top_k,
+                                                       fusion=fusion, alpha=alpha)
+    if reranker is not None:
+        run = rerank_run(run, data.queries, dict(zip(doc_ids, doc_texts, strict=True)), reranker,
+                         top_n=rerank_top, show_progress=show_progress)
     query_seconds = time.perf_counter() - query_start
 
     scores = retrieval_metrics(data.qrels, run, ndcg_at=(10,), recall_at=(100,))
-    return {
+    result: dict[str, Any] = {
         "task": "beir",
         "dataset": data.name,
         "split": data.split,
-        "model": _model_name(encoder),
+        "mode": mode,
+        "model": _model_name(encoder) if encoder is not None else None,
         "ndcg@10": round(scores["ndcg@10"], 5),
         "recall@100": round(scores["recall@100"], 5),
         "queries": len(query_ids),
         "docs": len(doc_ids),
         "queries_per_s": round(len(query_ids) / max(query_seconds, 1e-9), 2),
+        "ms_per_query": round(1000 * query_seconds / max(len(query_ids), 1), 2),
         "corpus_seconds": round(corpus_seconds, 3),
-        "seconds": round(time.perf_counter() - start, 3),
     }
+    if mode == "hybrid":
+        result["fusion"] = fusion if fusion == "rrf" else f"weighted(alpha={alpha})"
+    if reranker is not None:
+        result["reranker"] = str(getattr(reranker, "name", type(reranker).__name__))
+        result["rerank_top"] = rerank_top
+    result["seconds"] = round(time.perf_counter() - start, 3)
+    return result

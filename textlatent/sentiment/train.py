@@ -49,9 +49,9 @@ def train_linear(
 
     On a CPU the embeddings come from the onnxruntime export (same vectors to ~1e-6, faster).
     """
-    from textlatent.cache import cached_embeddings
     from textlatent.eval.loaders import load_sst2
     from textlatent.models import resolve_device
+    from textlatent.retrieval.embcache import cached_embeddings
 
     train = load_sst2(data_dir, "train", "glue")
     dev = load_sst2(data_dir, "dev", "glue")
@@ -68,8 +68,11 @@ def train_linear(
 
         encoder = Encoder(model, device=device, batch_size=batch_size)
     print(f"encoding {len(train):,} train and {len(dev):,} dev sentences with {encoder.model_id}", file=sys.stderr)
-    train_x = cached_embeddings(encoder, train.texts, show_progress=True)
-    dev_x = cached_embeddings(encoder, dev.texts, show_progress=True)
+    def embed(texts: Any) -> np.ndarray:
+        return np.asarray(encoder.encode(list(texts), show_progress=True))
+
+    train_x = cached_embeddings(encoder, [str(i) for i in range(len(train))], train.texts, embed)
+    dev_x = cached_embeddings(encoder, [str(i) for i in range(len(dev))], dev.texts, embed)
     fitted = fit_linear_head(train_x, np.asarray(train.labels), dev_x, np.asarray(dev.labels), seed=seed)
     config = {
         "kind": "linear",

@@ -1,0 +1,63 @@
+"""Answer generation: a remote OpenAI-compatible endpoint (a fake local server) and the local SmolLM2."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.retrieval.fake_llm import fake_llm
+from textlatent.errors import InvalidInputError
+from textlatent.retrieval.generate_llm import RemoteGenerator, UpstreamError, check_generation
+
+MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Does aspirin help?"}]
+
+
+def test_remote_generate_and_stream() -> None:
+    with fake_llm("Aspirin lowers the risk [1].") as (url, seen):
+        gen = RemoteGenerator(url, model="tiny", api_key="sekret")
+        assert gen.generate(MESSAGES, max_new_tokens=8) == "Aspirin lowers the risk [1]."
+        pieces = list(gen.stream(MESSAGES, max_new_tokens=8, temperature=0.5))
+    assert "".join(pieces).strip() == "Aspirin lowers the risk [1]."
+    assert len(pieces) == 5
+    first, second = seen
+    assert first["body"] == {"model": "tiny", "messages": MESSAGES, "max_tokens": 8, "temperature": 0.0,
+                             "stream": False}
+    assert first["auth"] == "Bearer sekret"
+    assert second["body"]["stream"] is True and second["body"]["temperature"] == 0.5
+
+
+def test_remote_errors_are_upstream_errors() -> None:
+    with fake_llm(status=500) as (url, _):
+        gen = RemoteGenerator(url)
+        with pytest.raises(UpstreamError, match="500"):
+            gen.generate(MESSAGES, max_new_tokens=4)
+        with pytest.raises(UpstreamError, match="500"):
+            list(gen.stream(MESSAGES, max_new_tokens=4))
+    with pytest.raises(UpstreamError):
+        RemoteGenerator("http://127.0.0.1:9/v1/chat/completions", timeout=2).generate(MESSAGES, max_new_tokens=4)
+    with pytest.raises(InvalidInputError):
+        RemoteGenerator("ftp://example.org")
+
+
+@pytest.mark.parametrize(("n", "t"), [(0, 0.0), (5000, 0.0), (True, 0.0), (8, -1.0), (8, 3.0)])
+def test_generation_options_are_checked(n: object, t: object) -> None:
+    with pytest.raises(InvalidInputError):
+        check_generation(n, t)
+
+
+@pytest.mark.slow  # ~40 s on 2 busy cores once converted; the first run converts the GGUF (1-3 min)
+def test_local_smollm2_generates_a_few_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bundled GGUF, converted once into ~/.cache/textlatent (kept: it is what a server uses)."""
+    monkeypatch.delenv("TEXTLATENT_CACHE_DIR", raising=False)
+    pytest.importorskip("gguf")
+    from textlatent.retrieval.generate_llm import LocalGenerator, gguf_path
+
+    try:
+        gguf_path()
+    except Exception as exc:  # the package is installed by `make install`; say so when it is not
+        pytest.skip(str(exc))
+    gen = LocalGenerator(device="cpu")
+    text = gen.generate(MESSAGES, max_new_tokens=8)
+    assert isinstance(text, str) and text
+    assert len(gen.tokenizer(text)["input_ids"]) <= 8
+    streamed = "".join(gen.stream(MESSAGES, max_new_tokens=8)).strip()
+    assert streamed == text  # greedy: the same tokens either way
