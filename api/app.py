@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.routers import collections, embeddings, health
+from api.routers import collections, embeddings, health, latent
 from textlatent import __version__
 from textlatent.config import Settings, get_settings
 from textlatent.errors import TextLatentError
@@ -133,6 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(embeddings.router)
     app.include_router(collections.router)
+    app.include_router(latent.router)
     return app
 
 

@@ -375,6 +375,11 @@ def finetune_retrieval_cmd(
     _print_finetune(result, as_json)
 
 
+from textlatent.cli_vae import vae_app  # noqa: E402  (registered last: its module needs nothing above)
+
+app.add_typer(vae_app, name="vae")
+
+
 def main() -> None:
     from textlatent.models import set_offline_defaults
 

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     api_keys: str = Field(
         "", description="Comma-separated API keys; when set, every route but /healthz needs a Bearer key."
     )
+    vae_model: Path | None = Field(
+        None, description="Trained text VAE folder served by the /latent routes (`textlatent vae train --out`)."
+    )
     preload: bool = Field(True, description="Load the default encoder when the API starts.")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
