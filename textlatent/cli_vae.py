@@ -65,7 +65,7 @@ def train_cmd(
     train: Annotated[Path, typer.Option("--train", help="Training text, one sentence per line")],
     valid: Annotated[Path, typer.Option("--valid", help="Validation text (epoch selection), one per line")],
     out: Annotated[Path, typer.Option("--out", help="Folder to write the model and checkpoints to")],
-    epochs: Annotated[int, typer.Option(min=1)] = 4,
+    epochs: Annotated[int, typer.Option(min=1, help="2 fits the CPU budget (see docs/benchmarks.md)")] = 2,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
     lr: Annotated[float, typer.Option(min=0.0)] = 2e-3,
     latent_dim: Annotated[int, typer.Option(min=1, max=1024)] = 32,
@@ -73,7 +73,7 @@ def train_cmd(
     word_dim: Annotated[int, typer.Option(min=8)] = 256,
     free_bits: Annotated[float, typer.Option(min=0.0, help="Free bits λ per latent dimension, in nats")] = 0.25,
     kl_cycles: Annotated[int, typer.Option(min=0, help="Cyclical KL annealing cycles (0: β=1 throughout)")] = 4,
-    word_dropout: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.3,
+    word_dropout: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.25,
     seed: int = 0,
     train_encoder: Annotated[bool, typer.Option("--train-encoder", help="Fine-tune MiniLM too (slow)")] = False,
     max_train_sentences: Annotated[int | None, typer.Option(min=1, help="Use only the first N")] = None,
@@ -107,6 +107,8 @@ def eval_cmd(
     data: Annotated[Path, typer.Option("--data", help="Text to evaluate, one sentence per line")],
     model: ModelOpt = None,
     k: Annotated[int, typer.Option(min=0, help="Importance samples for iw_nll (0 skips it)")] = 100,
+    subset: Annotated[int | None, typer.Option(min=1, help="Score only N sentences drawn at random (seeded): "
+                                                        "a quick estimate, not the benchmark figure")] = None,
     seed: int = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
@@ -116,8 +118,12 @@ def eval_cmd(
 
     pipeline = _pipeline(model)
     texts = _run(lambda: read_sentences(data))
+    if subset is not None and subset < len(texts):
+        import random
+
+        texts = [texts[i] for i in sorted(random.Random(seed).sample(range(len(texts)), subset))]
     result = _run(lambda: evaluate_pipeline(pipeline, texts, k=k, seed=seed, progress=not as_json))
-    result["model"], result["data"] = str(pipeline.path), str(data)
+    result["model"], result["data"], result["subset"] = str(pipeline.path), str(data), subset
     if as_json:
         typer.echo(json.dumps(result))
         return

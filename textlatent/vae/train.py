@@ -39,7 +39,7 @@ log = logging.getLogger("textlatent.vae")
 
 @dataclass
 class TrainConfig:
-    epochs: int = 8
+    epochs: int = 2  # what 2 shared CPU cores train in well under 45 minutes (docs/benchmarks.md)
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.01
