@@ -23,14 +23,15 @@ def test_reconstruction_nll_equals_the_sum_of_next_word_log_probs(model):
     nll = model.reconstruction_nll(z, targets, chunk_tokens=3)
     with torch.no_grad():
         features = model.decoder_features(z, targets)
+        full = [model.log_probs(features[b]) for b in range(2)]  # full [T, V] distributions
     manual = []
     for b in range(2):
-        logp = model.log_probs(features[b])  # full [T, V] distribution
+        logp = full[b]
         length = int((targets[b] != 0).sum())
         manual.append(-sum(float(logp[t, targets[b, t]]) for t in range(length)))
     torch.testing.assert_close(nll, torch.tensor(manual), atol=1e-4, rtol=0)
     # each row's distribution is normalised over the whole vocabulary
-    torch.testing.assert_close(model.log_probs(features[0]).exp().sum(-1), torch.ones(4), atol=1e-5, rtol=0)
+    torch.testing.assert_close(full[0].exp().sum(-1), torch.ones(4), atol=1e-5, rtol=0)
 
 
 def test_padding_does_not_change_a_sentence_score(model):
