@@ -58,7 +58,7 @@ def active_units(mu: torch.Tensor, threshold: float = 0.01) -> tuple[int, torch.
 
 
 def mutual_information(
-    mu: torch.Tensor, logvar: torch.Tensor, chunk: int = 512, generator: torch.Generator | None = None
+    mu: torch.Tensor, logvar: torch.Tensor, chunk: int = 128, generator: torch.Generator | None = None
 ) -> float:
     """I(x; z) under q for the ``N`` inputs whose posteriors are given (He et al. 2019).
 
