@@ -79,8 +79,8 @@ class VAEPipeline:
             self.encoder = Encoder(own_encoder, device=self.device)
         elif encoder is not None:
             self.encoder = encoder
-        else:
-            self.encoder = Encoder(meta.get("encoder_model"), device=self.device)
+        else:  # the encoder it was trained on: the bundled MiniLM unless training named another folder
+            self.encoder = Encoder(meta.get("train", {}).get("encoder_model"), device=self.device)
         self._lock = threading.Lock()  # the decoder's generation is not re-entrant across threads
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:

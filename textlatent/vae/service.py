@@ -49,7 +49,8 @@ class LatentService:
         config_file = path / "config.json"
         if self._shared_encoder is not None and config_file.is_file():
             meta: dict[str, Any] = json.loads(config_file.read_text())
-            bundled = meta.get("encoder_id") == DEFAULT_MODEL_ID and not meta.get("trained_encoder")
+            bundled = (meta.get("encoder_id") == DEFAULT_MODEL_ID and not meta.get("trained_encoder")
+                       and not meta.get("train", {}).get("encoder_model"))
             if bundled and not self.settings.model:
                 encoder = self._shared_encoder()
         return VAEPipeline(path, device=self.settings.device, encoder=encoder)
