@@ -122,7 +122,7 @@ def eval_cmd(
         import random
 
         texts = [texts[i] for i in sorted(random.Random(seed).sample(range(len(texts)), subset))]
-    result = _run(lambda: evaluate_pipeline(pipeline, texts, k=k, seed=seed, progress=not as_json))
+    result = _run(lambda: evaluate_pipeline(pipeline, texts, k=k, seed=seed, progress=True))  # bar on stderr
     result["model"], result["data"], result["subset"] = str(pipeline.path), str(data), subset
     if as_json:
         typer.echo(json.dumps(result))
