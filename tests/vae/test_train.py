@@ -52,6 +52,8 @@ def test_resume_continues_where_the_checkpoint_left(tmp_path, encoder):
     assert resumed["history"][1]["step"] == 2 * resumed["history"][0]["step"]
     with pytest.raises(InvalidInputError, match="resume"):
         train_tiny(tmp_path / "b", encoder, cache, epochs=1, resume=True)
+    with pytest.raises(InvalidInputError, match="other model settings"):
+        train_tiny(tmp_path / "a", encoder, cache, epochs=3, resume=True, model={**TINY_MODEL, "hidden_dim": 32})
 
 
 def test_seeded_training_is_deterministic(tmp_path, encoder):

@@ -244,7 +244,11 @@ def train_vae(
     start_epoch, step, best = 0, 0, math.inf
     if resume:
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError:
+            raise InvalidInputError(f"{ckpt_path} was trained with other model settings (sizes or training "
+                                    "text); resume with the same options", param="resume") from None
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         if st_model is not None and "encoder" in state:
@@ -252,8 +256,6 @@ def train_vae(
         start_epoch, step, best, history = state["epoch"], state["step"], state["best"], state["history"]
         random.setstate(state["py_rng"])
         torch.set_rng_state(state["torch_rng"])
-    else:
-        (out / "vocab.txt").unlink(missing_ok=True)
     vocab.save(out / "vocab.txt")
     meta = {"model": model_cfg.to_dict(), "train": asdict(cfg), "encoder": str(encoder.path),
             "encoder_id": encoder.model_id, "trained_encoder": cfg.train_encoder}
