@@ -65,7 +65,7 @@ def train_cmd(
     train: Annotated[Path, typer.Option("--train", help="Training text, one sentence per line")],
     valid: Annotated[Path, typer.Option("--valid", help="Validation text (epoch selection), one per line")],
     out: Annotated[Path, typer.Option("--out", help="Folder to write the model and checkpoints to")],
-    epochs: Annotated[int, typer.Option(min=1, help="2 fits the CPU budget (see docs/benchmarks.md)")] = 2,
+    epochs: Annotated[int, typer.Option(min=1, help="4 fits the CPU budget (see docs/benchmarks.md)")] = 4,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
     lr: Annotated[float, typer.Option(min=0.0)] = 2e-3,
     latent_dim: Annotated[int, typer.Option(min=1, max=1024)] = 32,
