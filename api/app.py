@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.routers import collections, embeddings, health, sentiment
+from api.routers import collections, embeddings, health, latent, sentiment
 from api.routers import rag as rag_router
 from textlatent import __version__
 from textlatent.config import Settings, get_settings
@@ -136,6 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(collections.router)
     app.include_router(sentiment.router)
     app.include_router(rag_router.router)
+    app.include_router(latent.router)
     return app
 
 

@@ -393,11 +393,13 @@ def finetune_retrieval_cmd(
     _print_finetune(result, as_json)
 
 
-# Command groups that live in their own modules register themselves on import.
-from textlatent import cli_sentiment  # noqa: E402,F401
-from textlatent.cli_retrieval import register as _register_retrieval  # noqa: E402  (typer only)
+# Command groups that live in their own modules (imported here, after everything they use).
+from textlatent import cli_sentiment  # noqa: E402,F401  (registers `sentiment`, `score`, `eval sentiment`)
+from textlatent.cli_retrieval import register as _register_retrieval  # noqa: E402
+from textlatent.cli_vae import vae_app  # noqa: E402
 
 _register_retrieval(app, _State, _run, _fail)  # `ingest`, `rerank train`
+app.add_typer(vae_app, name="vae")
 
 
 def main() -> None:

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     api_keys: str = Field(
         "", description="Comma-separated API keys; when set, every route but /healthz needs a Bearer key."
     )
+    vae_model: Path | None = Field(
+        None, description="Trained text VAE folder served by the /latent routes (`textlatent vae train --out`)."
+    )
     preload: bool = Field(True, description="Load the default encoder when the API starts.")
     # Retrieval and RAG (textlatent/retrieval): a trained reranker, and where answers are generated.
     reranker: str | None = Field(None, description="Cross-encoder folder from `textlatent rerank train`; "

@@ -1,0 +1,91 @@
+"""The latent sentence space: encode, decode, sample, interpolate, analogy.
+
+The model is chosen by the ``vae_model`` setting (TEXTLATENT_VAE_MODEL) and loaded on the
+first request; without one every route answers 404 saying how to set it.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+from fastapi import APIRouter, Depends, Request
+
+from api.deps import require_api_key
+from api.schemas import error_responses
+from api.schemas_latent import (
+    AnalogyRequest,
+    AnalogyResponse,
+    DecodeRequest,
+    EncodeRequest,
+    EncodeResponse,
+    InterpolateRequest,
+    PointsResponse,
+    SampleRequest,
+    TextsResponse,
+)
+from textlatent.vae import ops
+from textlatent.vae.service import LatentService
+
+router = APIRouter(prefix="/latent", tags=["latent"], dependencies=[Depends(require_api_key)])
+_ERRORS = error_responses(400, 401, 404, 413, 422)
+_lock = threading.Lock()
+
+
+def get_latent(request: Request) -> LatentService:
+    state = request.app.state
+    with _lock:
+        latent = getattr(state, "latent", None)
+        if latent is None:
+            service = state.service
+            latent = state.latent = LatentService(state.settings, shared_encoder=service.encoder)
+    return latent
+
+
+def _rows(z: np.ndarray) -> list[list[float]]:
+    return [[round(float(x), 6) for x in row] for row in z]
+
+
+@router.post("/encode", response_model=EncodeResponse, responses=_ERRORS, summary="Texts → posterior μ, σ")
+def encode(body: EncodeRequest, latent: LatentService = Depends(get_latent)) -> EncodeResponse:
+    latent.check_count(len(body.texts), "texts")
+    model = latent.model()
+    mu, logvar = model.encode(body.texts)
+    return EncodeResponse(model=model.name, latent_dim=model.latent_dim, mu=_rows(mu),
+                          sigma=_rows(np.exp(0.5 * logvar)))
+
+
+@router.post("/decode", response_model=TextsResponse, responses=_ERRORS, summary="Latent vectors → sentences")
+def decode(body: DecodeRequest, latent: LatentService = Depends(get_latent)) -> TextsResponse:
+    model = latent.model()
+    z = ops.check_z(body.z, model.latent_dim)
+    latent.check_count(z.shape[0], "z")
+    texts = model.decode(z, strategy=body.strategy, temperature=body.temperature, beam_size=body.beam_size,
+                         seed=body.seed)
+    return TextsResponse(model=model.name, texts=texts)
+
+
+@router.post("/sample", response_model=PointsResponse, responses=_ERRORS, summary="Sentences from the prior")
+def sample(body: SampleRequest, latent: LatentService = Depends(get_latent)) -> PointsResponse:
+    latent.check_count(body.n, "n")
+    model = latent.model()
+    z, texts = ops.sample(model, body.n, seed=body.seed, strategy=body.strategy, temperature=body.temperature,
+                          beam_size=body.beam_size)
+    return PointsResponse(model=model.name, texts=texts, z=_rows(z))
+
+
+@router.post("/interpolate", response_model=PointsResponse, responses=_ERRORS,
+             summary="Sentences along the path from a to b")
+def interpolate(body: InterpolateRequest, latent: LatentService = Depends(get_latent)) -> PointsResponse:
+    model = latent.model()
+    z, texts = ops.interpolate(model, body.a, body.b, body.steps, strategy=body.strategy,
+                               temperature=body.temperature, beam_size=body.beam_size, seed=body.seed)
+    return PointsResponse(model=model.name, texts=texts, z=_rows(z))
+
+
+@router.post("/analogy", response_model=AnalogyResponse, responses=_ERRORS, summary="decode(c + (b − a))")
+def analogy(body: AnalogyRequest, latent: LatentService = Depends(get_latent)) -> AnalogyResponse:
+    model = latent.model()
+    z, text = ops.analogy(model, body.a, body.b, body.c, strategy=body.strategy, temperature=body.temperature,
+                          beam_size=body.beam_size, seed=body.seed)
+    return AnalogyResponse(model=model.name, text=text, z=[round(float(x), 6) for x in z])

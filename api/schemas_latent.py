@@ -1,0 +1,64 @@
+"""Request and response models of the ``/latent`` routes (the text VAE's latent space)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Strategy = Literal["greedy", "sample", "beam"]
+
+
+class DecodingOptions(BaseModel):
+    strategy: Strategy = Field("greedy", description="greedy (argmax), sample (at `temperature`) or beam.")
+    temperature: float = Field(1.0, gt=0, le=10, description="Softmax temperature when strategy is 'sample'.")
+    beam_size: int = Field(5, ge=1, le=20, description="Beams when strategy is 'beam'.")
+    seed: int | None = Field(None, description="Seed for 'sample' (and for the prior draw of /latent/sample).")
+
+
+class EncodeRequest(BaseModel):
+    texts: list[str] = Field(min_length=1, description="Sentences to place in the latent space.")
+
+
+class EncodeResponse(BaseModel):
+    model: str
+    latent_dim: int
+    mu: list[list[float]] = Field(description="Posterior means, one vector per text.")
+    sigma: list[list[float]] = Field(description="Posterior standard deviations, one vector per text.")
+
+
+class DecodeRequest(DecodingOptions):
+    z: list[float] | list[list[float]] = Field(description="One latent vector or a list of them.")
+
+
+class TextsResponse(BaseModel):
+    model: str
+    texts: list[str]
+
+
+class SampleRequest(DecodingOptions):
+    n: int = Field(1, ge=1, le=1000, description="Sentences to draw from the prior N(0, I).")
+
+
+class PointsResponse(BaseModel):
+    model: str
+    texts: list[str]
+    z: list[list[float]] = Field(description="The latent point each text was decoded from.")
+
+
+class InterpolateRequest(DecodingOptions):
+    a: str = Field(description="Sentence at the start of the path.")
+    b: str = Field(description="Sentence at the end of the path.")
+    steps: int = Field(5, description="Points on the path, both ends included (2-50).")
+
+
+class AnalogyRequest(DecodingOptions):
+    a: str
+    b: str
+    c: str
+
+
+class AnalogyResponse(BaseModel):
+    model: str
+    text: str = Field(description="decode(μ(c) + μ(b) − μ(a)).")
+    z: list[float]

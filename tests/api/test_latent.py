@@ -1,0 +1,128 @@
+"""The /latent routes: every route on a tiny trained VAE, and their bad inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.api.helpers import assert_error
+from tests.vae.helpers import train_tiny
+
+ROUTES = {
+    "/latent/encode": {"texts": ["the cat sees the house"]},
+    "/latent/decode": {"z": [0.0] * 8},
+    "/latent/sample": {"n": 2},
+    "/latent/interpolate": {"a": "the cat sees the house", "b": "a dog buys fresh bread", "steps": 3},
+    "/latent/analogy": {"a": "the cat sees the house", "b": "the cat buys the house", "c": "a dog sees a red car"},
+}
+
+
+@pytest.fixture(scope="module")
+def vae_dir(encoder: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("api-vae")
+    train_tiny(out, encoder, tmp_path_factory.mktemp("api-vae-cache"), epochs=2)
+    return out
+
+
+@pytest.fixture
+def latent_client(client_factory, vae_dir):
+    return client_factory(vae_model=vae_dir)
+
+
+@pytest.mark.parametrize("route", list(ROUTES))
+def test_without_a_model_every_route_says_how_to_set_one(client, route):
+    err = assert_error(client.post(route, json=ROUTES[route]), 404, param="model")
+    assert "TEXTLATENT_VAE_MODEL" in err["message"]
+
+
+def test_a_configured_folder_that_is_not_a_vae(client_factory, tmp_path):
+    client = client_factory(vae_model=tmp_path)
+    err = assert_error(client.post("/latent/sample", json={"n": 1}), 404)
+    assert "not a trained VAE folder" in err["message"]
+
+
+def test_encode(latent_client, vae_dir):
+    r = latent_client.post("/latent/encode", json={"texts": ["the cat sees the house", "my sister sells some bonds"]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model"] == vae_dir.name and body["latent_dim"] == 8
+    assert len(body["mu"]) == len(body["sigma"]) == 2
+    assert all(len(v) == 8 for v in body["mu"] + body["sigma"])
+    assert all(s > 0 for v in body["sigma"] for s in v)
+    assert body["mu"][0] != body["mu"][1]
+
+
+def test_decode_one_vector_or_many_with_each_strategy(latent_client):
+    mu = latent_client.post("/latent/encode", json={"texts": ["the cat sees the house"]}).json()["mu"][0]
+    one = latent_client.post("/latent/decode", json={"z": mu}).json()
+    assert len(one["texts"]) == 1 and one["texts"][0]
+    for strategy in ("greedy", "sample", "beam"):
+        r = latent_client.post("/latent/decode", json={"z": [mu, [0.0] * 8], "strategy": strategy,
+                                                       "temperature": 0.7, "seed": 1})
+        assert r.status_code == 200, r.text
+        assert len(r.json()["texts"]) == 2
+    a = latent_client.post("/latent/decode", json={"z": mu, "strategy": "sample", "seed": 5}).json()
+    b = latent_client.post("/latent/decode", json={"z": mu, "strategy": "sample", "seed": 5}).json()
+    assert a == b
+
+
+def test_sample(latent_client):
+    body = latent_client.post("/latent/sample", json={"n": 3, "seed": 0}).json()
+    assert len(body["texts"]) == len(body["z"]) == 3
+    assert all(len(z) == 8 for z in body["z"])
+    assert body == latent_client.post("/latent/sample", json={"n": 3, "seed": 0}).json()
+
+
+def test_interpolate(latent_client):
+    r = latent_client.post("/latent/interpolate", json=ROUTES["/latent/interpolate"] | {"steps": 4})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert len(body["texts"]) == len(body["z"]) == 4
+    ends = latent_client.post("/latent/encode", json={"texts": [ROUTES["/latent/interpolate"]["a"]]}).json()
+    assert body["z"][0] == pytest.approx(ends["mu"][0], abs=1e-5)
+
+
+def test_analogy(latent_client):
+    body = latent_client.post("/latent/analogy", json=ROUTES["/latent/analogy"]).json()
+    mu = latent_client.post("/latent/encode", json={"texts": list(ROUTES["/latent/analogy"].values())}).json()["mu"]
+    assert body["z"] == pytest.approx([c + b - a for a, b, c in zip(*mu, strict=True)], abs=1e-4)
+    assert isinstance(body["text"], str) and body["text"]
+
+
+@pytest.mark.parametrize(("route", "payload", "status", "param"), [
+    ("/latent/decode", {"z": [0.0] * 7}, 422, "z"),
+    ("/latent/decode", {"z": [[0.0] * 8, [0.0] * 9]}, 422, "z"),
+    ("/latent/decode", {"z": []}, 422, "z"),
+    ("/latent/decode", {"z": "zero"}, 422, None),
+    ("/latent/decode", {"z": [0.0] * 8, "strategy": "nucleus"}, 422, "strategy"),
+    ("/latent/decode", {"z": [0.0] * 8, "temperature": 0}, 422, "temperature"),
+    ("/latent/decode", {"z": [0.0] * 8, "beam_size": 50}, 422, "beam_size"),
+    ("/latent/decode", {}, 422, "z"),
+    ("/latent/interpolate", {"a": "x y", "b": "y z", "steps": 1}, 422, "steps"),
+    ("/latent/interpolate", {"a": "x y", "b": "y z", "steps": 51}, 422, "steps"),
+    ("/latent/interpolate", {"a": "", "b": "y z"}, 422, None),
+    ("/latent/encode", {"texts": []}, 422, "texts"),
+    ("/latent/encode", {"texts": ["ok", "   "]}, 422, "texts[1]"),
+    ("/latent/sample", {"n": 0}, 422, "n"),
+    ("/latent/sample", {"n": 1001}, 422, "n"),
+    ("/latent/analogy", {"a": "x", "b": "y"}, 422, "c"),
+])
+def test_bad_inputs_get_a_clear_4xx(latent_client, route, payload, status, param):
+    err = assert_error(latent_client.post(route, json=payload), status, param=param)
+    assert err["message"]
+
+
+def test_too_many_items_is_413(client_factory, vae_dir):
+    client = client_factory(vae_model=vae_dir, max_batch=2)
+    assert_error(client.post("/latent/encode", json={"texts": ["a", "b", "c"]}), 413, param="texts")
+    assert_error(client.post("/latent/decode", json={"z": [[0.0] * 8] * 3}), 413, param="z")
+    assert_error(client.post("/latent/sample", json={"n": 3}), 413, param="n")
+
+
+def test_routes_need_the_api_key_when_keys_are_set(client_factory, vae_dir):
+    client = client_factory(vae_model=vae_dir, api_keys="k1")
+    assert_error(client.post("/latent/sample", json={"n": 1}), 401)
+    r = client.post("/latent/sample", json={"n": 1}, headers={"Authorization": "Bearer k1"})
+    assert r.status_code == 200, r.text

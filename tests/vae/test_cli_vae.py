@@ -1,0 +1,95 @@
+"""``textlatent vae …`` through typer's CliRunner, on the tiny corpus."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.vae.helpers import split_corpus
+from textlatent.cli import app
+
+
+@pytest.fixture
+def run(tmp_path, encoder, monkeypatch):
+    """Invoke the CLI with the session encoder standing in for a freshly loaded MiniLM."""
+    import textlatent.encoder
+
+    monkeypatch.setattr(textlatent.encoder, "Encoder", lambda *a, **k: encoder)
+    monkeypatch.setenv("TEXTLATENT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("TEXTLATENT_VAE_MODEL", raising=False)
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | None = None):
+        return runner.invoke(app, ["--device", "cpu", "vae", *args], input=input)
+
+    return invoke
+
+
+@pytest.fixture
+def corpus_files(tmp_path):
+    train, valid = split_corpus()
+    (tmp_path / "train.txt").write_text("\n".join(train) + "\n")
+    (tmp_path / "valid.txt").write_text("\n".join(valid) + "\n")
+    return tmp_path / "train.txt", tmp_path / "valid.txt"
+
+
+def test_train_eval_and_use(run, corpus_files, tmp_path, monkeypatch):
+    train, valid = corpus_files
+    out = tmp_path / "model"
+    r = run("train", "--train", str(train), "--valid", str(valid), "--out", str(out), "--epochs", "2",
+            "--latent-dim", "8", "--hidden-dim", "32", "--word-dim", "16", "--batch-size", "16", "--json")
+    assert r.exit_code == 0, r.output
+    history = json.loads(r.stdout.strip().splitlines()[-1])["history"]
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert (out / "checkpoint.pt").is_file() and (out / "model.pt").is_file()
+
+    r = run("train", "--train", str(train), "--valid", str(valid), "--out", str(out), "--epochs", "3",
+            "--latent-dim", "8", "--hidden-dim", "32", "--word-dim", "16", "--batch-size", "16", "--resume",
+            "--json")
+    assert r.exit_code == 0, r.output
+    assert [h["epoch"] for h in json.loads(r.stdout.strip().splitlines()[-1])["history"]] == [1, 2, 3]
+
+    r = run("eval", "--model", str(out), "--data", str(valid), "--k", "5", "--json")
+    assert r.exit_code == 0, r.output
+    figures = json.loads(r.stdout)
+    assert {"nll", "iw_nll", "kl", "ppl", "au", "mi"} <= set(figures)
+    assert figures["iw_nll"] <= figures["nll"] + 1.0  # IW tightens the ELBO bound (up to sampling noise)
+    assert 0 <= figures["au"] <= 8 and figures["kl"] > 0
+
+    r = run("sample", "--model", str(out), "-n", "3", "--seed", "1")
+    assert r.exit_code == 0, r.output
+    assert len(r.stdout.strip().splitlines()) == 3
+
+    monkeypatch.setenv("TEXTLATENT_VAE_MODEL", str(out))  # the setting stands in for --model
+    r = run("reconstruct", "the cat sees the house", "a dog buys fresh bread")
+    assert r.exit_code == 0, r.output
+    assert [line.split("\t")[0] for line in r.stdout.strip().splitlines()] == [
+        "the cat sees the house", "a dog buys fresh bread"]
+    r = run("interpolate", "the cat sees the house", "a dog buys fresh bread", "--steps", "3")
+    assert r.exit_code == 0, r.output
+    assert [line.split("\t")[0] for line in r.stdout.strip().splitlines()] == ["0", "1", "2"]
+    r = run("analogy", "the cat sees the house", "the cat buys the house", "a dog sees a red car", "--strategy",
+            "beam")
+    assert r.exit_code == 0, r.output
+    assert len(r.stdout.strip().splitlines()) == 1
+
+    r = run("interpolate", "a", "b", "--steps", "1")
+    assert r.exit_code == 2 and "steps" in r.output
+    r = run("sample", "--strategy", "nucleus")
+    assert r.exit_code == 2 and "strategy" in r.output
+
+
+def test_errors_are_messages_with_a_nonzero_exit(run, corpus_files, tmp_path):
+    train, valid = corpus_files
+    r = run("sample")
+    assert r.exit_code == 2 and "TEXTLATENT_VAE_MODEL" in r.output
+    r = run("sample", "--model", str(tmp_path))
+    assert r.exit_code == 2 and "not a trained VAE folder" in r.output
+    r = run("train", "--train", str(tmp_path / "missing.txt"), "--valid", str(valid), "--out", str(tmp_path / "m"))
+    assert r.exit_code == 2 and "missing.txt" in r.output
+    r = run("train", "--train", str(train), "--valid", str(valid), "--out", str(tmp_path / "m2"), "--resume")
+    assert r.exit_code == 2 and "checkpoint" in r.output
+    r = run("eval", "--model", str(tmp_path), "--data", str(valid))
+    assert r.exit_code == 2

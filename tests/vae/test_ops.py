@@ -1,0 +1,75 @@
+"""Operations on a trained (tiny) VAE through the LatentModel interface, and their input checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from textlatent.errors import InvalidInputError, NotFoundError
+from textlatent.vae import ops
+
+
+def test_pipeline_implements_the_latent_model_interface(tiny_pipeline):
+    assert isinstance(tiny_pipeline, ops.LatentModel)
+    mu, logvar = tiny_pipeline.encode(["the cat sees the house", "a dog buys fresh bread"])
+    assert mu.shape == logvar.shape == (2, tiny_pipeline.latent_dim)
+    assert mu.dtype == np.float32
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "sample", "beam"])
+def test_decode_each_strategy(tiny_pipeline, strategy):
+    z = np.zeros((2, tiny_pipeline.latent_dim), dtype=np.float32)
+    texts = tiny_pipeline.decode(z, strategy=strategy, temperature=0.8, beam_size=3, seed=1)
+    assert len(texts) == 2 and all(isinstance(t, str) and t for t in texts)
+    if strategy != "sample":
+        assert texts[0] == texts[1]  # same point, deterministic search: same sentence
+
+
+def test_seeded_sampling_repeats(tiny_pipeline):
+    a = ops.sample(tiny_pipeline, 4, seed=3, strategy="sample")
+    b = ops.sample(tiny_pipeline, 4, seed=3, strategy="sample")
+    assert a[1] == b[1] and np.array_equal(a[0], b[0])
+
+
+def test_interpolation_path_ends_at_the_inputs(tiny_pipeline):
+    a, b = "the cat sees the house", "my sister sells some bonds"
+    z, texts = ops.interpolate(tiny_pipeline, a, b, steps=4)
+    mu, _ = tiny_pipeline.encode([a, b])
+    assert len(texts) == 4 and z.shape == (4, tiny_pipeline.latent_dim)
+    np.testing.assert_allclose(z[0], mu[0], atol=1e-6)
+    np.testing.assert_allclose(z[-1], mu[1], atol=1e-6)
+    assert texts[0] == tiny_pipeline.decode(mu[:1])[0]
+
+
+def test_analogy_is_c_plus_b_minus_a(tiny_pipeline):
+    a, b, c = "the cat sees the house", "the cat buys the house", "a dog sees a red car"
+    z, text = ops.analogy(tiny_pipeline, a, b, c)
+    mu, _ = tiny_pipeline.encode([a, b, c])
+    np.testing.assert_allclose(z, mu[2] + mu[1] - mu[0], atol=1e-5)
+    assert text == tiny_pipeline.decode(z[None, :])[0]
+
+
+def test_bad_inputs_are_named(tiny_pipeline):
+    d = tiny_pipeline.latent_dim
+    with pytest.raises(InvalidInputError, match="latent size") as err:
+        tiny_pipeline.decode(np.zeros((1, d + 1)))
+    assert err.value.param == "z"
+    with pytest.raises(InvalidInputError, match="NaN"):
+        tiny_pipeline.decode(np.full((1, d), np.nan))
+    with pytest.raises(InvalidInputError, match="strategy"):
+        tiny_pipeline.decode(np.zeros((1, d)), strategy="nucleus")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="temperature"):
+        tiny_pipeline.decode(np.zeros((1, d)), strategy="sample", temperature=0)
+    with pytest.raises(InvalidInputError, match="steps"):
+        ops.interpolate(tiny_pipeline, "a", "b", steps=1)
+    with pytest.raises(InvalidInputError, match="steps"):
+        ops.interpolate(tiny_pipeline, "a", "b", steps=ops.MAX_STEPS + 1)
+    with pytest.raises(InvalidInputError, match="n must"):
+        ops.sample(tiny_pipeline, 0)
+    with pytest.raises(InvalidInputError, match="empty"):
+        tiny_pipeline.encode(["fine", "  "])
+
+
+def test_a_folder_that_is_not_a_vae(tmp_path):
+    with pytest.raises(NotFoundError, match="not a trained VAE folder"):
+        ops.VAEPipeline(tmp_path)

@@ -1,0 +1,81 @@
+"""Training on a tiny corpus on the CPU: the KL stays above zero and reconstruction improves."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+
+from tests.vae.helpers import TINY_MODEL, split_corpus, train_tiny
+from textlatent.errors import InvalidInputError
+from textlatent.vae.ops import VAEPipeline
+from textlatent.vae.train import TrainConfig, pad_batch, train_vae
+
+
+def test_tiny_training_learns_and_does_not_collapse(tiny_vae_dir):
+    history = json.loads((tiny_vae_dir / "history.json").read_text())
+    steps = history[-1]["step"]
+    assert steps >= 200  # "a few hundred steps"
+    first, last = history[0], history[-1]
+    assert last["train_rec"] < 0.5 * first["train_rec"]  # reconstruction improves...
+    assert last["valid_rec"] < first["valid_rec"]  # ...on held-out sentences too
+    assert last["valid_kl"] > 0.2  # the posterior is not the prior
+    assert last["valid_au"] >= 1
+    for name in ("config.json", "vocab.txt", "model.pt", "checkpoint.pt"):
+        assert (tiny_vae_dir / name).is_file()
+
+
+def test_the_decoder_reads_z(tiny_pipeline):
+    """A sentence is likelier under its own posterior mean than under other sentences' ones."""
+    train, _ = split_corpus()
+    model, vocab = tiny_pipeline.model, tiny_pipeline.vocab
+    mu, _ = tiny_pipeline.encode(train)
+    targets = pad_batch([vocab.encode(s) for s in train], "cpu")
+    z = torch.from_numpy(mu)
+    shuffled = z[torch.randperm(len(train), generator=torch.Generator().manual_seed(0))]
+    with torch.no_grad():
+        own = float(model.reconstruction_nll(z, targets).mean())
+        other = float(model.reconstruction_nll(shuffled, targets).mean())
+    assert own < other - 0.5
+    outs = tiny_pipeline.decode(mu[:20])
+    assert len(set(outs)) >= 3  # different points decode to different sentences
+
+
+def test_resume_continues_where_the_checkpoint_left(tmp_path, encoder):
+    cache = tmp_path / "cache"
+    first = train_tiny(tmp_path / "a", encoder, cache, epochs=1)
+    resumed = train_tiny(tmp_path / "a", encoder, cache, epochs=2, resume=True)
+    assert [r["epoch"] for r in resumed["history"]] == [1, 2]
+    assert resumed["history"][0] == first["history"][0]  # the first epoch is kept, not redone
+    assert resumed["history"][1]["step"] == 2 * resumed["history"][0]["step"]
+    with pytest.raises(InvalidInputError, match="resume"):
+        train_tiny(tmp_path / "b", encoder, cache, epochs=1, resume=True)
+    with pytest.raises(InvalidInputError, match="other model settings"):
+        train_tiny(tmp_path / "a", encoder, cache, epochs=3, resume=True, model={**TINY_MODEL, "hidden_dim": 32})
+
+
+def test_seeded_training_is_deterministic(tmp_path, encoder):
+    a = train_tiny(tmp_path / "a", encoder, tmp_path / "cache", epochs=1)
+    b = train_tiny(tmp_path / "b", encoder, tmp_path / "cache", epochs=1)
+    assert a["history"][0]["valid_rec"] == b["history"][0]["valid_rec"]
+    sa = torch.load(tmp_path / "a" / "model.pt")
+    sb = torch.load(tmp_path / "b" / "model.pt")
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_train_encoder_fine_tunes_minilm_on_a_tiny_case(tmp_path, encoder):
+    """The unfrozen option: MiniLM's weights change and the fine-tuned copy is saved with the VAE."""
+    own = copy.copy(encoder)
+    own.model = copy.deepcopy(encoder.model)  # the session encoder's weights must stay untouched
+    before = next(own.model.parameters()).detach().clone()
+    train, valid = split_corpus()
+    config = TrainConfig(epochs=1, batch_size=16, device="cpu", train_encoder=True, max_train_sentences=32,
+                         model=dict(TINY_MODEL))
+    train_vae(train, valid[:8], tmp_path / "ft", config, encoder=own, progress=False)
+    assert not torch.equal(before, next(own.model.parameters()).detach())
+    assert (tmp_path / "ft" / "encoder" / "modules.json").is_file()
+    pipeline = VAEPipeline(tmp_path / "ft", device="cpu")
+    mu, logvar = pipeline.encode(["the cat sees the house"])
+    assert mu.shape == logvar.shape == (1, TINY_MODEL["latent_dim"])

@@ -1,0 +1,197 @@
+"""``textlatent vae …``: train, evaluate and use a text VAE.
+
+Argument parsing and printing only; the work is in :mod:`textlatent.vae`. torch and the
+encoder load inside each command so that ``textlatent --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, cast
+
+import typer
+
+if TYPE_CHECKING:
+    from textlatent.vae.ops import Strategy, VAEPipeline
+
+vae_app = typer.Typer(help="A text VAE: a latent sentence space to sample, interpolate and do analogies in.",
+                      no_args_is_help=True)
+
+ModelOpt = Annotated[
+    Path | None, typer.Option("--model", help="Trained VAE folder [env TEXTLATENT_VAE_MODEL]", show_default=False)
+]
+StrategyOpt = Annotated[str, typer.Option(help="greedy, sample or beam")]
+TemperatureOpt = Annotated[float, typer.Option(help="Softmax temperature for --strategy sample")]
+
+
+def _run(fn: Any) -> Any:
+    from textlatent.cli import _run as run
+
+    return run(fn)
+
+
+def _pipeline(model: Path | None) -> VAEPipeline:
+    from textlatent.cli import _fail, _State
+    from textlatent.vae.ops import VAEPipeline
+
+    settings = _State.settings()
+    path = model or settings.vae_model
+    if path is None:
+        raise _fail("no VAE model: pass --model DIR or set TEXTLATENT_VAE_MODEL (train one with `textlatent vae "
+                    "train`)")
+    if settings.threads:
+        import torch
+
+        torch.set_num_threads(settings.threads)
+    return _run(lambda: VAEPipeline(path, device=settings.device))
+
+
+def _strategy(name: str) -> Strategy:
+    """The name as the library's literal type; the library checks it and names the choices."""
+    return cast("Strategy", name)
+
+
+def _texts(texts: list[str] | None) -> list[str]:
+    items = texts or ["-"]
+    if items == ["-"]:
+        items = [line.strip() for line in sys.stdin if line.strip()]
+    return items
+
+
+@vae_app.command("train")
+def train_cmd(
+    train: Annotated[Path, typer.Option("--train", help="Training text, one sentence per line")],
+    valid: Annotated[Path, typer.Option("--valid", help="Validation text (epoch selection), one per line")],
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the model and checkpoints to")],
+    epochs: Annotated[int, typer.Option(min=1, help="4 fits the CPU budget (see docs/benchmarks.md)")] = 4,
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    lr: Annotated[float, typer.Option(min=0.0)] = 2e-3,
+    latent_dim: Annotated[int, typer.Option(min=1, max=1024)] = 32,
+    hidden_dim: Annotated[int, typer.Option(min=8)] = 256,
+    word_dim: Annotated[int, typer.Option(min=8)] = 256,
+    free_bits: Annotated[float, typer.Option(min=0.0, help="Free bits λ per latent dimension, in nats")] = 0.25,
+    kl_cycles: Annotated[int, typer.Option(min=0, help="Cyclical KL annealing cycles (0: β=1 throughout)")] = 4,
+    word_dropout: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.25,
+    seed: int = 0,
+    train_encoder: Annotated[bool, typer.Option("--train-encoder", help="Fine-tune MiniLM too (slow)")] = False,
+    max_train_sentences: Annotated[int | None, typer.Option(min=1, help="Use only the first N")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoint.pt")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the history as JSON")] = False,
+) -> None:
+    """Train on TRAIN, keep the epoch with the best ELBO on VALID; a checkpoint each epoch."""
+    from textlatent.cli import _State
+    from textlatent.vae.data import read_sentences
+    from textlatent.vae.train import TrainConfig, train_vae
+
+    settings = _State.settings()
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, free_bits=free_bits, kl_cycles=kl_cycles,
+                         seed=seed, device=settings.device, threads=settings.threads, train_encoder=train_encoder,
+                         encoder_model=settings.model, max_train_sentences=max_train_sentences,
+                         model={"latent_dim": latent_dim, "hidden_dim": hidden_dim, "word_dim": word_dim,
+                                "word_dropout": word_dropout})
+    train_texts = _run(lambda: read_sentences(train))
+    valid_texts = _run(lambda: read_sentences(valid))
+    result = _run(lambda: train_vae(train_texts, valid_texts, out, config, resume=resume))
+    if as_json:
+        typer.echo(json.dumps(result))
+    else:
+        best = min(result["history"], key=lambda r: r["valid_elbo_nll"])
+        typer.echo(f"saved {out} (epoch {best['epoch']}: valid -ELBO {best['valid_elbo_nll']:.2f}, "
+                   f"KL {best['valid_kl']:.2f}, AU {best['valid_au']})")
+
+
+@vae_app.command("eval")
+def eval_cmd(
+    data: Annotated[Path, typer.Option("--data", help="Text to evaluate, one sentence per line")],
+    model: ModelOpt = None,
+    k: Annotated[int, typer.Option(min=0, help="Importance samples for iw_nll (0 skips it)")] = 100,
+    subset: Annotated[int | None, typer.Option(min=1, help="Score only N sentences drawn at random (seeded): "
+                                                        "a quick estimate, not the benchmark figure")] = None,
+    seed: int = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+) -> None:
+    """NLL (−ELBO), IW-NLL, KL, perplexity, active units and mutual information on DATA."""
+    from textlatent.vae.data import read_sentences
+    from textlatent.vae.evaluate import evaluate_pipeline
+
+    pipeline = _pipeline(model)
+    texts = _run(lambda: read_sentences(data))
+    if subset is not None and subset < len(texts):
+        import random
+
+        texts = [texts[i] for i in sorted(random.Random(seed).sample(range(len(texts)), subset))]
+    result = _run(lambda: evaluate_pipeline(pipeline, texts, k=k, seed=seed, progress=True))  # bar on stderr
+    result["model"], result["data"], result["subset"] = str(pipeline.path), str(data), subset
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    for key in ("sentences", "nll", "iw_nll", "rec", "kl", "ppl", "ppl_elbo", "au", "mi", "seconds"):
+        value = result[key]
+        typer.echo(f"{key:>10}: {value:.3f}" if isinstance(value, float) else f"{key:>10}: {value}")
+
+
+@vae_app.command("sample")
+def sample_cmd(
+    model: ModelOpt = None,
+    n: Annotated[int, typer.Option("-n", min=1, max=1000, help="Sentences to draw from the prior")] = 5,
+    strategy: StrategyOpt = "greedy",
+    temperature: TemperatureOpt = 1.0,
+    seed: int | None = None,
+) -> None:
+    """Decode z ~ N(0, I): one sentence per line."""
+    from textlatent.vae.ops import sample
+
+    pipeline = _pipeline(model)
+    _, texts = _run(lambda: sample(pipeline, n, seed=seed, strategy=_strategy(strategy), temperature=temperature))
+    for text in texts:
+        typer.echo(text)
+
+
+@vae_app.command("reconstruct")
+def reconstruct_cmd(
+    texts: Annotated[list[str] | None, typer.Argument(help="Sentences; none or '-' reads stdin")] = None,
+    model: ModelOpt = None,
+    strategy: StrategyOpt = "greedy",
+) -> None:
+    """decode(μ(x)) for each sentence: input and reconstruction, tab-separated."""
+    from textlatent.vae.ops import reconstruct
+
+    pipeline = _pipeline(model)
+    items = _texts(texts)
+    for src, out in zip(items, _run(lambda: reconstruct(pipeline, items, strategy=_strategy(strategy))), strict=True):
+        typer.echo(f"{src}\t{out}")
+
+
+@vae_app.command("interpolate")
+def interpolate_cmd(
+    a: Annotated[str, typer.Argument(help="First sentence")],
+    b: Annotated[str, typer.Argument(help="Last sentence")],
+    model: ModelOpt = None,
+    steps: Annotated[int, typer.Option(help="Points on the path, both ends included (2-50)")] = 5,
+    strategy: StrategyOpt = "greedy",
+) -> None:
+    """Sentences along the straight line from μ(A) to μ(B)."""
+    from textlatent.vae.ops import interpolate
+
+    pipeline = _pipeline(model)
+    _, texts = _run(lambda: interpolate(pipeline, a, b, steps, strategy=_strategy(strategy)))
+    for i, text in enumerate(texts):
+        typer.echo(f"{i}\t{text}")
+
+
+@vae_app.command("analogy")
+def analogy_cmd(
+    a: Annotated[str, typer.Argument()],
+    b: Annotated[str, typer.Argument()],
+    c: Annotated[str, typer.Argument()],
+    model: ModelOpt = None,
+    strategy: StrategyOpt = "greedy",
+) -> None:
+    """A is to B as C is to …: decode(μ(C) + μ(B) − μ(A))."""
+    from textlatent.vae.ops import analogy
+
+    pipeline = _pipeline(model)
+    _, text = _run(lambda: analogy(pipeline, a, b, c, strategy=_strategy(strategy)))
+    typer.echo(text)

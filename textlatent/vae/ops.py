@@ -1,0 +1,179 @@
+"""Using a trained text VAE: encode, decode, sample, reconstruct, interpolate, analogy.
+
+:class:`LatentModel` is the small interface the ``/latent`` routes and the ``vae`` commands
+talk to: texts → (μ, log σ²), z → texts. :class:`VAEPipeline` implements it with the
+MiniLM posterior and the GRU decoder; another decoder (a pretrained LM conditioned on z)
+only has to implement the same few members to serve behind the same routes. The
+operations below are written once against that interface.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from textlatent.errors import InvalidInputError, NotFoundError
+
+if TYPE_CHECKING:
+    from textlatent.encoder import Encoder
+
+Strategy = Literal["greedy", "sample", "beam"]
+STRATEGIES = ("greedy", "sample", "beam")
+MAX_STEPS = 50
+
+
+@runtime_checkable
+class LatentModel(Protocol):
+    """What a latent text model offers: a posterior over z for texts, and texts for z."""
+
+    name: str
+    latent_dim: int
+
+    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """μ and log σ² of q(z|x), float32 ``[n, latent_dim]`` each."""
+        ...
+
+    def decode(self, z: np.ndarray, *, strategy: Strategy = "greedy", temperature: float = 1.0,
+               beam_size: int = 5, seed: int | None = None) -> list[str]:
+        """One sentence per row of ``z`` (``[n, latent_dim]``)."""
+        ...
+
+
+class VAEPipeline:
+    """A trained VAE folder (see :func:`textlatent.vae.train.train_vae`) ready to use.
+
+    ``encoder`` may be passed in to share an already loaded MiniLM (the API's), as long as
+    it is the one the VAE was trained on; a VAE trained with ``--train-encoder`` loads its
+    own fine-tuned copy from ``<dir>/encoder``."""
+
+    def __init__(self, path: str | Path, *, device: str = "cpu", encoder: Encoder | None = None) -> None:
+        import torch
+
+        from textlatent.encoder import Encoder
+        from textlatent.models import resolve_device
+        from textlatent.vae.data import Vocab
+        from textlatent.vae.model import TextVAE, VAEConfig
+
+        self.path = Path(path).expanduser()
+        config_file, weights = self.path / "config.json", self.path / "model.pt"
+        if not config_file.is_file() or not weights.is_file():
+            raise NotFoundError(
+                f"{str(self.path)!r} is not a trained VAE folder (needs config.json and model.pt); "
+                "train one with `textlatent vae train`", param="model")
+        meta = json.loads(config_file.read_text())
+        self.device = resolve_device(device)
+        self.vocab = Vocab.load(self.path / "vocab.txt")
+        self.config = VAEConfig.from_dict(meta["model"])
+        self.model = TextVAE(self.config).to(self.device)
+        self.model.load_state_dict(torch.load(weights, map_location=self.device, weights_only=True))
+        self.model.eval()
+        self.name = self.path.resolve().name
+        self.latent_dim = self.config.latent_dim
+        own_encoder = self.path / "encoder"
+        if meta.get("trained_encoder") and own_encoder.is_dir():
+            self.encoder = Encoder(own_encoder, device=self.device)
+        elif encoder is not None:
+            self.encoder = encoder
+        else:  # the encoder it was trained on: the bundled MiniLM unless training named another folder
+            self.encoder = Encoder(meta.get("train", {}).get("encoder_model"), device=self.device)
+        self._lock = threading.Lock()  # the decoder's generation is not re-entrant across threads
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        from textlatent.encoder import validate_texts
+
+        return self.encoder.encode(validate_texts(list(texts), param="texts"))
+
+    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        emb = torch.from_numpy(self.embed(texts)).to(self.device)
+        with torch.no_grad():
+            mu, logvar = self.model.encode(emb)
+        return mu.float().cpu().numpy(), logvar.float().cpu().numpy()
+
+    def decode(self, z: np.ndarray, *, strategy: Strategy = "greedy", temperature: float = 1.0,
+               beam_size: int = 5, seed: int | None = None) -> list[str]:
+        import torch
+
+        z_arr = check_z(z, self.latent_dim)
+        check_decoding(strategy, temperature, beam_size)
+        with self._lock, torch.no_grad():
+            if seed is not None:
+                torch.manual_seed(seed)
+            ids = self.model.generate(torch.from_numpy(z_arr).to(self.device), strategy=strategy,
+                                      temperature=temperature, beam_size=beam_size)
+        return [self.vocab.decode(s) for s in ids]
+
+
+# ---------------------------------------------------------------------------- checks
+
+
+def check_z(z: Any, latent_dim: int, *, param: str = "z") -> np.ndarray:
+    """``z`` as float32 ``[n, latent_dim]`` (a single vector becomes one row), or a clear error."""
+    try:
+        arr = np.asarray(z, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{param} must be a list of numbers or a list of such lists", param=param) from None
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.shape[0] == 0:
+        raise InvalidInputError(f"{param} must be one vector or a non-empty list of vectors", param=param)
+    if arr.shape[1] != latent_dim:
+        raise InvalidInputError(f"{param} has {arr.shape[1]} components; this model's latent size is {latent_dim}",
+                                param=param)
+    if not np.isfinite(arr).all():
+        raise InvalidInputError(f"{param} holds NaN or infinite values", param=param)
+    return np.ascontiguousarray(arr)
+
+
+def check_decoding(strategy: str, temperature: float, beam_size: int) -> None:
+    if strategy not in STRATEGIES:
+        raise InvalidInputError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}",
+                                param="strategy")
+    if not (0 < temperature <= 10):
+        raise InvalidInputError(f"temperature must be in (0, 10], got {temperature}", param="temperature")
+    if not (1 <= beam_size <= 20):
+        raise InvalidInputError(f"beam_size must be between 1 and 20, got {beam_size}", param="beam_size")
+
+
+# ---------------------------------------------------------------------------- operations
+
+
+def reconstruct(model: LatentModel, texts: Sequence[str], *, strategy: Strategy = "greedy", **kw: Any) -> list[str]:
+    """decode(μ(x)): what the latent space keeps of each text."""
+    mu, _ = model.encode(texts)
+    return model.decode(mu, strategy=strategy, **kw)
+
+
+def sample(model: LatentModel, n: int, *, seed: int | None = None, strategy: Strategy = "greedy",
+           **kw: Any) -> tuple[np.ndarray, list[str]]:
+    """Sentences decoded from z ~ N(0, I), the prior: every point of the space is a sentence."""
+    if not 1 <= n <= 1000:
+        raise InvalidInputError(f"n must be between 1 and 1000, got {n}", param="n")
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n, model.latent_dim)).astype(np.float32)
+    return z, model.decode(z, strategy=strategy, seed=seed, **kw)
+
+
+def interpolate(model: LatentModel, a: str, b: str, steps: int = 5, *, strategy: Strategy = "greedy",
+                **kw: Any) -> tuple[np.ndarray, list[str]]:
+    """Sentences along the straight path from μ(a) to μ(b), both ends included (``steps`` points)."""
+    if not 2 <= steps <= MAX_STEPS:
+        raise InvalidInputError(f"steps must be between 2 and {MAX_STEPS}, got {steps}", param="steps")
+    mu, _ = model.encode([a, b])
+    t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
+    z = (1 - t) * mu[0] + t * mu[1]
+    return z, model.decode(z, strategy=strategy, **kw)
+
+
+def analogy(model: LatentModel, a: str, b: str, c: str, *, strategy: Strategy = "greedy",
+            **kw: Any) -> tuple[np.ndarray, str]:
+    """a : b :: c : ? — decode(μ(c) + μ(b) − μ(a))."""
+    mu, _ = model.encode([a, b, c])
+    z = mu[2] + (mu[1] - mu[0])
+    return z, model.decode(z[None, :], strategy=strategy, **kw)[0]
