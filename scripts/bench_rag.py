@@ -1,7 +1,7 @@
 """Per-query latency of collection search in each mode, through the library a server uses.
 
 Builds a SciFact collection in a temporary folder from the cached corpus embeddings (no
-re-encoding: see textlatent.retrieval.embcache), then runs the test queries one at a time
+re-encoding: see textlatent.cache), then runs the test queries one at a time
 through ``TextLatent.search`` (encode + search + fusion + rerank, as POST /collections/{name}/search
 does) and ``rag_context`` (+ prompt building), reporting p50/p95 latency and nDCG@10 of the
 served results, so the figures in docs/benchmarks.md are side by side on one machine and run.
@@ -36,11 +36,11 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100, help="test queries to time (first N)")
     args = parser.parse_args()
 
+    from textlatent.cache import cached_embeddings
     from textlatent.collections import Document
     from textlatent.config import Settings
     from textlatent.eval import encode_all, load_beir
     from textlatent.eval.metrics import retrieval_metrics
-    from textlatent.retrieval.embcache import cached_embeddings
     from textlatent.retrieval.rag import rag_context
     from textlatent.service import TextLatent
 

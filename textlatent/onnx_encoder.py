@@ -52,7 +52,7 @@ def export_onnx(model_path: str | Path) -> Path:
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from textlatent.retrieval.embcache import cache_root, model_fingerprint
+    from textlatent.cache import cache_root, model_fingerprint
 
     src = Path(model_path)
     target = cache_root() / "onnx" / model_fingerprint(src) / "model.onnx"

@@ -238,7 +238,7 @@ def evaluate_beir(
     ``queries_per_s`` counts what a user waits for once the corpus is indexed: query encoding,
     search, fusion and reranking. ``corpus_seconds`` is the time to index the corpus (embedding,
     unless ``cache`` is set and the embeddings came from the disk cache, see
-    :mod:`textlatent.retrieval.embcache`; ``textlatent eval beir`` sets it).
+    :mod:`textlatent.cache`; ``textlatent eval beir`` sets it).
     """
     if mode not in RETRIEVAL_MODES:
         raise InvalidInputError(f"mode must be one of {', '.join(RETRIEVAL_MODES)}, got {mode!r}", param="mode")
@@ -260,7 +260,7 @@ def evaluate_beir(
             return encode_all(encoder, texts, batch_size=batch_size, show_progress=show_progress)
 
         if cache:
-            from textlatent.retrieval.embcache import cached_embeddings
+            from textlatent.cache import cached_embeddings
 
             corpus_emb = cached_embeddings(encoder, doc_ids, doc_texts, embed)
         else:

@@ -78,7 +78,7 @@ def gguf_path() -> Path:
 
 def local_model_dir(cache_dir: str | Path | None = None) -> Path:
     """The converted SmolLM2 folder, converting the GGUF file on first use."""
-    from textlatent.retrieval.embcache import cache_root
+    from textlatent.cache import cache_root
 
     target = Path(cache_dir) if cache_dir else cache_root() / "smollm2-135m-instruct"
     if (target / "config.json").is_file():

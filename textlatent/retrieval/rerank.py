@@ -170,9 +170,9 @@ def select_beta(
 
 def _first_stage(encoder: Any, data: Any, query_ids: Sequence[str], top_k: int) -> dict[str, dict[str, float]]:
     """Our hybrid retriever (BM25 + dense, default fusion) on ``query_ids``: the candidates to learn on."""
+    from textlatent.cache import cached_embeddings
     from textlatent.eval.tasks import bm25_run, dense_run, encode_all, fuse_runs
     from textlatent.retrieval.bm25 import BM25Index
-    from textlatent.retrieval.embcache import cached_embeddings
 
     doc_ids, doc_texts = data.corpus_texts()
     corpus_emb = cached_embeddings(encoder, doc_ids, doc_texts,

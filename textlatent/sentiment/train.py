@@ -49,9 +49,9 @@ def train_linear(
 
     On a CPU the embeddings come from the onnxruntime export (same vectors to ~1e-6, faster).
     """
+    from textlatent.cache import cached_embeddings
     from textlatent.eval.loaders import load_sst2
     from textlatent.models import resolve_device
-    from textlatent.retrieval.embcache import cached_embeddings
 
     train = load_sst2(data_dir, "train", "glue")
     dev = load_sst2(data_dir, "dev", "glue")

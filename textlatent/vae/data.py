@@ -9,9 +9,6 @@ file and cached under ``~/.cache/textlatent`` keyed by model and content hash.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -90,35 +87,12 @@ def read_sentences(path: str | Path) -> list[str]:
     return sentences
 
 
-def cache_dir() -> Path:
-    root = os.environ.get("TEXTLATENT_CACHE_DIR")
-    return Path(root) if root else Path.home() / ".cache" / "textlatent"
-
-
-def texts_hash(texts: Sequence[str]) -> str:
-    digest = hashlib.sha256()
-    for t in texts:
-        digest.update(t.encode("utf-8"))
-        digest.update(b"\n")
-    return digest.hexdigest()[:16]
-
-
 def cached_embeddings(encoder: Encoder, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
-    """MiniLM embeddings of ``texts`` (L2-normalised, as :meth:`Encoder.encode` gives them),
-    read from the cache when this model has already embedded exactly these texts.
+    """MiniLM embeddings of ``texts`` (L2-normalised, as :meth:`Encoder.encode` gives them), through
+    the project's embedding cache (:mod:`textlatent.cache`: keyed by model content and texts)."""
+    from textlatent.cache import cached_embeddings as cached
 
-    The key is the model's folder and the texts' hash, so a changed file or another model
-    never reads stale vectors."""
-    model_key = hashlib.sha256(str(encoder.path).encode()).hexdigest()[:12]
-    path = cache_dir() / "vae-embeddings" / f"{encoder.model_id}-{model_key}-{texts_hash(texts)}.npy"
-    if path.is_file():
-        vectors = np.load(path)
-        if vectors.shape[0] == len(texts):
-            return vectors
-    vectors = encoder.encode(list(texts), show_progress=show_progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, vectors)
-    tmp.replace(path)
-    (path.with_suffix(".json")).write_text(json.dumps({"model": str(encoder.path), "n": len(texts)}))
-    return vectors
+    def embed(items: Sequence[str]) -> np.ndarray:
+        return np.asarray(encoder.encode(list(items), show_progress=show_progress))
+
+    return cached(encoder, [str(i) for i in range(len(texts))], texts, embed)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from textlatent.retrieval import embcache
+from textlatent import cache as embcache
 
 
 class _Enc:
