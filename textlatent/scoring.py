@@ -22,7 +22,6 @@ import os
 import shutil
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -301,7 +300,7 @@ class ScoreReport:
                 "rows_per_second": round(self.rows_per_second, 1), "model": self.model}
 
 
-Predictor = Callable[[list[str]], "Future[np.ndarray] | np.ndarray"]
+Predictor = Callable[[list[str]], Any]  # an array of p(positive), or an object whose .result() is one
 
 
 def score_file(
@@ -412,7 +411,7 @@ def score_file(
         nonlocal writer, state
         assert state is not None
         chunk, positions, result = pending.pop(0)
-        probs = result.result() if isinstance(result, Future) else result
+        probs = result.result() if hasattr(result, "result") else result  # a Future, or a Future-like join
         labels: list[str | None] = [None] * len(chunk.rows)
         scores: list[float | None] = [None] * len(chunk.rows)
         for i, p in zip(positions, probs, strict=True):

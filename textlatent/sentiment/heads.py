@@ -335,6 +335,16 @@ def _worker_predict(texts: list[str]) -> np.ndarray:
     return _WORKER_MODEL.positive_proba(texts)
 
 
+class _Joined:
+    """The concatenated results of several futures, in order, behind one ``result()``."""
+
+    def __init__(self, parts: list[Any]) -> None:
+        self.parts = parts
+
+    def result(self) -> np.ndarray:
+        return np.concatenate([p.result() for p in self.parts]) if self.parts else np.zeros(0)
+
+
 class ParallelPredictor:
     """p(positive) for chunks of texts, on ``workers`` one-thread processes (or in this process).
 
@@ -363,9 +373,16 @@ class ParallelPredictor:
             self.model_id = self.model.model_id
 
     def __call__(self, texts: list[str]) -> Any:
-        if self.pool is not None:
-            return self.pool.submit(_worker_predict, texts)
-        return self.model.positive_proba(texts)
+        """p(positive) of ``texts``: an array, or with worker processes a Future of one.
+
+        The texts are split into one slice per worker, so a single chunk already keeps every
+        core busy (a file smaller than one chunk would otherwise run on one worker).
+        """
+        if self.pool is None:
+            return self.model.positive_proba(texts)
+        size = -(-len(texts) // self.workers)
+        parts = [self.pool.submit(_worker_predict, texts[i : i + size]) for i in range(0, len(texts), size)]
+        return _Joined(parts)
 
     def close(self) -> None:
         if self.pool is not None:
