@@ -1,6 +1,6 @@
 """The encoder exported to ONNX and run by onnxruntime: a faster CPU path for batch scoring.
 
-On 2-core CPUs onnxruntime runs the MiniLM graph markedly faster than eager torch
+On 2-core CPUs onnxruntime runs the MiniLM graph somewhat faster per core than eager torch
 (see ``docs/benchmarks.md``), and a one-thread session per worker process scales across
 cores where one two-thread torch process does not. The export is made once per model
 (``torch.onnx.export``) and cached under the textlatent cache folder; vectors match the
