@@ -44,6 +44,16 @@ class _State:
         return _run(lambda: TextLatent(cls.settings()))
 
 
+def _ensure_collection(service: TextLatent, name: str, *, create: bool, index: str) -> None:
+    """For `add` and `ingest`: the collection must exist, or be made when --create is given."""
+    exists = _run(lambda: service.has_collection(name))
+    if create and not exists:
+        _run(lambda: service.create_collection(name, index=index, model=_State.overrides.get("model")))
+    elif not exists:
+        raise _fail(f"collection {name!r} does not exist; create it with `textlatent collection create {name}` "
+                    "or pass --create")
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     return typer.Exit(code)
@@ -176,12 +186,7 @@ def add(
     import time
 
     service = _State.service()
-    exists = _run(lambda: service.has_collection(name))
-    if create and not exists:
-        _run(lambda: service.create_collection(name, index=index, model=_State.overrides.get("model")))
-    elif not exists:
-        raise _fail(f"collection {name!r} does not exist; create it with `textlatent collection create {name}` "
-                    "or pass --create")
+    _ensure_collection(service, name, create=create, index=index)
     start = time.perf_counter()
     n = _run(lambda: service.add_file(name, file, fmt=fmt, id_field=id_field, text_field=text_field,
                                       title_field=title_field or None, batch_size=batch_size))

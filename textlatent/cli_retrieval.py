@@ -48,15 +48,11 @@ def register(app: typer.Typer, state: Any, run: Any, fail: Any) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """Chunk long documents (token-aware, overlapping, with offsets), embed and upsert them."""
+        from textlatent.cli import _ensure_collection
         from textlatent.retrieval.ingest import ingest as run_ingest
 
         service = state.service()
-        exists = run(lambda: service.has_collection(name))
-        if create and not exists:
-            run(lambda: service.create_collection(name, index=index, model=state.overrides.get("model")))
-        elif not exists:
-            raise fail(f"collection {name!r} does not exist; create it with `textlatent collection create {name}` "
-                        "or pass --create")
+        _ensure_collection(service, name, create=create, index=index)
         options: dict[str, Any] = {} if source.is_dir() else dict(fmt=fmt, id_field=id_field, text_field=text_field,
                                                     title_field=title_field or None)
         result = run(lambda: run_ingest(service, name, source, max_tokens=chunk_tokens, overlap=overlap,

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from textlatent.collections import _fsync_dir  # the store's directory fsync, one copy
+
 if TYPE_CHECKING:
     from textlatent.collections import Collection
 
@@ -126,14 +128,6 @@ class BM25Index:
 _cache: dict[str, tuple[int, BM25Index]] = {}  # collection folder → (generation, index)
 _cache_lock = threading.Lock()
 _build_locks: dict[str, threading.Lock] = {}
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def collection_bm25(coll: Collection) -> BM25Index:

@@ -93,6 +93,11 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
     return float(ece)
 
 
+def model_name(folder: str | Path, config: dict[str, Any]) -> str:
+    """The id a sentiment model answers with: its configured name, else its folder's name."""
+    return str(config.get("name") or Path(folder).name)
+
+
 def read_config(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / CONFIG_NAME
     if not path.is_file():
@@ -130,7 +135,7 @@ class LinearSentiment:
         self.weights = np.asarray(config["weights"], dtype=np.float32)
         self.bias = float(config["bias"])
         self.temperature = float(config.get("temperature", 1.0))
-        self.model_id = config.get("name") or self.folder.name
+        self.model_id = model_name(self.folder, config)
         if self.weights.shape != (encoder.dim,):
             raise InvalidInputError(
                 f"sentiment head {self.folder} expects {self.weights.shape[0]}-dimensional embeddings but the "
@@ -218,7 +223,7 @@ class FinetunedSentiment:
 
         self.folder = Path(folder)
         self.config = config
-        self.model_id = config.get("name") or self.folder.name
+        self.model_id = model_name(self.folder, config)
         self.temperature = float(config.get("temperature", 1.0))
         self.device = resolve_device(device)
         self.batch_size = batch_size
@@ -362,8 +367,8 @@ class ParallelPredictor:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            config = read_config(BUNDLED_HEAD if spec is None else spec)  # fail fast, in this process
-            self.model_id = config.get("name") or Path(spec or BUNDLED_HEAD).name
+            folder_path = BUNDLED_HEAD if spec is None else Path(spec)
+            self.model_id = model_name(folder_path, read_config(folder_path))  # fails fast, in this process
             self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                             initializer=_init_worker, initargs=(spec, backend, batch_size))
             # Start every worker now so a model that fails to load fails here, not mid-file.

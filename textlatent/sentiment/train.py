@@ -93,27 +93,24 @@ def train_linear(
             "dev": dev_metrics, "wall_seconds": config["wall_seconds"]}
 
 
-class _TimeBudget:
-    """A TrainerCallback (built lazily) that stops training once ``minutes`` have passed."""
+def _time_budget(minutes: float | None) -> Any:
+    """A TrainerCallback that stops training (then evaluates and saves) once ``minutes`` have passed."""
+    from transformers import TrainerCallback
 
-    @staticmethod
-    def make(minutes: float | None) -> Any:
-        from transformers import TrainerCallback
+    class TimeBudget(TrainerCallback):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.deadline = None if minutes is None else time.monotonic() + minutes * 60
+            self.stopped_early = False
 
-        class TimeBudget(TrainerCallback):  # type: ignore[misc]
-            def __init__(self) -> None:
-                self.deadline = None if minutes is None else time.monotonic() + minutes * 60
-                self.stopped_early = False
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if self.deadline is not None and time.monotonic() > self.deadline:
+                self.stopped_early = True
+                control.should_training_stop = True
+                control.should_evaluate = True
+                control.should_save = True
+            return control
 
-            def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-                if self.deadline is not None and time.monotonic() > self.deadline:
-                    self.stopped_early = True
-                    control.should_training_stop = True
-                    control.should_evaluate = True
-                    control.should_save = True
-                return control
-
-        return TimeBudget()
+    return TimeBudget()
 
 
 def train_finetuned(
@@ -183,7 +180,7 @@ def train_finetuned(
         logits, labels = pred
         return {"accuracy": float((np.argmax(logits, axis=1) == labels).mean())}
 
-    budget = _TimeBudget.make(max_minutes)
+    budget = _time_budget(max_minutes)
     args = TrainingArguments(
         output_dir=str(folder / "checkpoints"),
         num_train_epochs=epochs,
