@@ -380,6 +380,9 @@ def finetune_retrieval_cmd(
     batch_size: Annotated[int, typer.Option(min=2)] = 16,
     lr: Annotated[float, typer.Option(min=0.0, help="Learning rate")] = 2e-5,
     negatives: Annotated[int, typer.Option(min=1, help="Hard negatives per pair")] = 1,
+    range_max: Annotated[
+        int, typer.Option(min=1, help="Mine negatives among the starting model's top N documents")
+    ] = 100,
     dev_fraction: Annotated[
         float, typer.Option(min=0.0, max=0.9, help="Share of train queries held out to pick the best epoch")
     ] = 0.0,
@@ -393,7 +396,7 @@ def finetune_retrieval_cmd(
     settings = _State.settings()
     result = _run(lambda: finetune_retrieval(out, dataset=dataset, data_dir=data_dir, model=model or settings.model,
                                              epochs=epochs, batch_size=batch_size, lr=lr, negatives=negatives,
-                                             seed=seed, device=settings.device, max_steps=max_steps,
+                                             range_max=range_max, seed=seed, device=settings.device, max_steps=max_steps,
                                              dev_fraction=dev_fraction))
     _print_finetune(result, as_json)
 
