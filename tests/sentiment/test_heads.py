@@ -101,3 +101,21 @@ def test_linear_head_weights_stay_finite_when_a_dimension_is_constant() -> None:
     fitted = fit_linear_head(x[:150], y[:150], x[150:], y[150:])
     weights = np.asarray(fitted["weights"])
     assert np.abs(weights).max() < 100 and fitted["dev_accuracy"] >= 0.9
+
+
+def test_budget_schedule_decays_to_zero_at_the_wall_clock_budget_when_it_comes_first() -> None:
+    from textlatent.sentiment.train import budget_lr_factor
+
+    def factor(step: int, elapsed: float, budget: float | None = 100.0) -> float:
+        return budget_lr_factor(step, elapsed=elapsed, budget_s=budget, total_steps=10_000, warmup_ratio=0.1)
+
+    # Step 300 of 10,000 is 3 % of the steps, but 50 % of the time budget: the rate is halfway down.
+    assert factor(300, elapsed=5.0) == pytest.approx(0.5)          # warming up: 5 % of the budget
+    assert factor(300, elapsed=55.0) == pytest.approx(0.5)         # (1 - 0.55) / 0.9
+    assert factor(600, elapsed=99.0) == pytest.approx(0.01 / 0.9)  # nearly zero near the deadline
+    assert factor(600, elapsed=150.0) == 0.0
+    # Without a budget, or when the steps end first, it is the usual step-based linear schedule.
+    assert factor(500, elapsed=1e6, budget=None) == pytest.approx(0.5)
+    assert factor(5_500, elapsed=1.0) == pytest.approx(0.5)
+    rates = [factor(s, elapsed=e) for s, e in [(10, 1), (20, 10), (30, 40), (40, 80), (50, 100)]]
+    assert rates[1] == max(rates) and rates[-1] == 0.0

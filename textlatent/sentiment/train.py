@@ -93,17 +93,48 @@ def train_linear(
             "dev": dev_metrics, "wall_seconds": config["wall_seconds"]}
 
 
-def _time_budget(minutes: float | None) -> Any:
+class _Clock:
+    """Seconds since first asked: the training clock the budget and the schedule share."""
+
+    def __init__(self) -> None:
+        self.start: float | None = None
+
+    def elapsed(self) -> float:
+        now = time.monotonic()
+        if self.start is None:
+            self.start = now
+        return now - self.start
+
+
+def budget_lr_factor(step: int, *, elapsed: float, budget_s: float | None, total_steps: int,
+                     warmup_ratio: float) -> float:
+    """Linear warm-up then linear decay to zero, over whichever end comes first: the last
+    step or the wall-clock budget.
+
+    A step-based schedule sized for an epoch that a CPU budget cuts short never decays (a
+    run stopped at 30 % of its steps trains at nearly peak rate to the end, and a long run may
+    not even finish warming up); sizing the schedule to the progress actually reachable is
+    what makes a budget-stopped run end on a low learning rate."""
+    progress = step / max(1, total_steps)
+    if budget_s:
+        progress = max(progress, elapsed / budget_s)
+    progress = min(1.0, progress)
+    if warmup_ratio > 0 and progress < warmup_ratio:
+        return progress / warmup_ratio
+    return max(0.0, (1.0 - progress) / max(1e-9, 1.0 - warmup_ratio))
+
+
+def _time_budget(minutes: float | None, clock: _Clock) -> Any:
     """A TrainerCallback that stops training (then evaluates and saves) once ``minutes`` have passed."""
     from transformers import TrainerCallback
 
     class TimeBudget(TrainerCallback):  # type: ignore[misc]
         def __init__(self) -> None:
-            self.deadline = None if minutes is None else time.monotonic() + minutes * 60
+            self.budget_s = None if minutes is None else minutes * 60
             self.stopped_early = False
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-            if self.deadline is not None and time.monotonic() > self.deadline:
+            if self.budget_s is not None and clock.elapsed() > self.budget_s:
                 self.stopped_early = True
                 control.should_training_stop = True
                 control.should_evaluate = True
@@ -180,7 +211,8 @@ def train_finetuned(
         logits, labels = pred
         return {"accuracy": float((np.argmax(logits, axis=1) == labels).mean())}
 
-    budget = _time_budget(max_minutes)
+    clock = _Clock()
+    budget = _time_budget(max_minutes, clock)
     args = TrainingArguments(
         output_dir=str(folder / "checkpoints"),
         num_train_epochs=epochs,
@@ -188,9 +220,7 @@ def train_finetuned(
         per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=128,
         learning_rate=learning_rate,
-        warmup_steps=warmup_ratio,  # a float in [0, 1) is a share of the total steps
         weight_decay=weight_decay,
-        lr_scheduler_type="linear",
         eval_strategy="steps",
         eval_steps=eval_steps,
         save_strategy="steps",
@@ -208,7 +238,20 @@ def train_finetuned(
         dataloader_num_workers=0,
         disable_tqdm=False,
     )
-    trainer = Trainer(
+    class BudgetTrainer(Trainer):  # type: ignore[misc]
+        """The Trainer with :func:`budget_lr_factor` as its schedule."""
+
+        def create_scheduler(self, num_training_steps: int, optimizer: Any = None) -> Any:
+            if self.lr_scheduler is None:
+                budget_s = None if max_minutes is None else max_minutes * 60
+                self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
+                    optimizer if optimizer is not None else self.optimizer,
+                    lambda step: budget_lr_factor(step, elapsed=clock.elapsed(), budget_s=budget_s,
+                                                  total_steps=num_training_steps, warmup_ratio=warmup_ratio))
+                self._created_lr_scheduler = True
+            return self.lr_scheduler
+
+    trainer = BudgetTrainer(
         model=model, args=args, train_dataset=train_ds, eval_dataset=dev_ds,
         data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=metrics, callbacks=[budget],
     )
