@@ -136,3 +136,24 @@ def test_finetune_retrieval_rejects_bad_dev_fraction(tiny_beir, tmp_path):
 
     with pytest.raises(InvalidInputError, match="dev_fraction"):
         finetune_retrieval(tmp_path / "m", dataset="tinybeir", data_dir=tiny_beir, dev_fraction=1.5)
+
+
+def test_finetune_retrieval_trains_pairs_that_got_no_negative_with_in_batch_negatives(tiny_beir, tmp_path,
+                                                                                        monkeypatch):
+    import sentence_transformers.util as st_util
+
+    from textlatent.finetune import finetune_retrieval
+
+    real = st_util.mine_hard_negatives
+    seen: dict[str, int] = {}
+
+    def mine_for_half(pairs, *args, **kwargs):  # as if no negative passed the margin for half the pairs
+        mined = real(pairs, *args, **kwargs)
+        seen["pairs"] = len(pairs)
+        return mined.select(range(len(mined) // 2))
+
+    monkeypatch.setattr(st_util, "mine_hard_negatives", mine_for_half)
+    result = finetune_retrieval(tmp_path / "retr", dataset="tinybeir", data_dir=tiny_beir, max_steps=2,
+                                batch_size=2, device="cpu")
+    assert result.train_examples == seen["pairs"] == len(TOPICS)  # none dropped
+    assert result.steps == 2

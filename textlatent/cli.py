@@ -396,8 +396,8 @@ def finetune_retrieval_cmd(
     settings = _State.settings()
     result = _run(lambda: finetune_retrieval(out, dataset=dataset, data_dir=data_dir, model=model or settings.model,
                                              epochs=epochs, batch_size=batch_size, lr=lr, negatives=negatives,
-                                             range_max=range_max, seed=seed, device=settings.device, max_steps=max_steps,
-                                             dev_fraction=dev_fraction))
+                                             range_max=range_max, seed=seed, device=settings.device,
+                                             max_steps=max_steps, dev_fraction=dev_fraction))
     _print_finetune(result, as_json)
 
 

@@ -316,7 +316,9 @@ def finetune_retrieval(
     loss = losses.MultipleNegativesRankingLoss(st_model)
     train_data: Any = mined
     loss_fn: Any = loss
-    if leftover and len(leftover) >= batch_size:
+    if len(leftover) < batch_size:
+        leftover = []  # too few for one batch of in-batch negatives: these few are dropped
+    if leftover:
         train_data = DatasetDict({
             "hard": mined,
             "pairs": Dataset.from_dict({"anchor": [a for a, _ in leftover], "positive": [p for _, p in leftover]}),
