@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from api.schemas_explore import CollectionMap
 from tests.api.helpers import assert_error
 from tests.explore.fixtures import NEGATIVE, POSITIVE, documents
 
@@ -21,6 +22,7 @@ def test_pca_map_with_clusters(mapped):
     r = mapped.get("/collections/films/map", params={"clusters": 3})
     assert r.status_code == 200, r.text
     body = r.json()
+    CollectionMap.model_validate(body)  # the route skips re-validation: the shape must still match
     assert (body["collection"], body["method"], body["color"]) == ("films", "pca", "cluster")
     assert body["total"] == body["count"] == 12 and len(body["points"]) == 12
     assert body["cached"] is False and body["clusters"] == 3
@@ -56,6 +58,7 @@ def test_sentiment_colours_from_the_bundled_head(mapped):
     r = mapped.get("/collections/films/map", params={"color": "sentiment"})
     assert r.status_code == 200, r.text
     body = r.json()
+    CollectionMap.model_validate(body)
     assert body["sentiment_model"] and body["clusters"] is None
     by_id = {p["id"]: p for p in body["points"]}
     for i in range(len(POSITIVE)):
@@ -152,3 +155,24 @@ def test_keys_guard_the_data_but_not_the_page(client_factory):
     assert client.get("/explore").status_code == 200
     assert_error(client.get("/collections/x/map"), 401)
     assert_error(client.get("/collections/x/neighbors", params={"id": "a"}), 401)
+
+
+@pytest.mark.slow
+def test_umap_map(mapped):
+    """UMAP proper (slow: importing umap-learn and numba's first compile take tens of seconds)."""
+    import numpy as np
+
+    r = mapped.get("/collections/films/map", params={"method": "umap"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["method"] == "umap" and body["count"] == 12 and body["explained_variance"] is None
+    xy = {p["id"]: np.array([p["x"], p["y"]]) for p in body["points"]}
+    assert len({tuple(v) for v in xy.values()}) == 12
+    fin = [k for k in xy if k.startswith("fin")]
+    films = [k for k in xy if not k.startswith("fin")]
+
+    def mean_dist(a, b):
+        return np.mean([np.linalg.norm(xy[i] - xy[j]) for i in a for j in b if i != j])
+
+    assert mean_dist(fin, fin) < mean_dist(fin, films)  # the finance news lie together
+    assert mapped.get("/collections/films/map", params={"method": "umap"}).json()["cached"] is True
