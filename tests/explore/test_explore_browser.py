@@ -128,6 +128,20 @@ def test_hover_click_neighbours_and_the_error_without_a_latent_model(browser, se
     assert any(t in items[0] for t in NEGATIVE[1:] + POSITIVE), items[0]
     assert page.locator("#map circle.pt.nb").count() == 10
 
+    # wheel zooms about the mouse (points move apart), a double-click on the background resets
+    def spread() -> float:
+        return float(page.evaluate("""() => { const c = [...document.querySelectorAll('#map circle.pt')];
+            const xs = c.map((e) => +e.getAttribute('cx')); return Math.max(...xs) - Math.min(...xs); }"""))
+
+    before = spread()
+    box = page.locator("#map").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.wheel(0, -300)
+    page.wait_for_timeout(200)
+    assert spread() > 1.2 * before
+    page.mouse.dblclick(box["x"] + 3, box["y"] + 3)
+    assert spread() == pytest.approx(before, abs=1)
+
     # a second pick, then decode: no latent model here, so the API's message is shown plainly
     _hover_and_click(page, "fin1")
     assert page.locator("#map circle.pt.sel").count() == 2
