@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.routers import collections, embeddings, health, latent, sentiment
+from api.routers import outliers as outliers_router
 from api.routers import rag as rag_router
 from textlatent import __version__
 from textlatent.config import Settings, get_settings
@@ -137,6 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sentiment.router)
     app.include_router(rag_router.router)
     app.include_router(latent.router)
+    app.include_router(outliers_router.router)
     return app
 
 
