@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.routers import collections, embeddings, health, latent, sentiment
 from api.routers import explore as explore_router
+from api.routers import outliers as outliers_router
 from api.routers import rag as rag_router
 from textlatent import __version__
 from textlatent.config import Settings, get_settings
@@ -139,6 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(rag_router.router)
     app.include_router(latent.router)
     app.include_router(explore_router.router)
+    app.include_router(outliers_router.router)
     return app
 
 

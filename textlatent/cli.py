@@ -408,6 +408,9 @@ from textlatent.cli_vae import vae_app  # noqa: E402
 
 _register_retrieval(app, _State, _run, _fail)  # `ingest`, `rerank train`
 app.add_typer(vae_app, name="vae")
+from textlatent.cli_anomaly import register as _register_anomaly  # noqa: E402
+
+_register_anomaly(app, eval_app)  # `outliers`, `eval ood`, `eval compression`
 
 
 def main() -> None:

@@ -744,6 +744,37 @@ class Collection:
             conn.execute("COMMIT")
         return generation, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
 
+    def snapshot_vectors(self, limit: int | None = None, *, seed: int = 0
+                         ) -> tuple[int, int, list[str], list[str], np.ndarray]:
+        """``(generation, total, ids, texts, vectors)`` from one read transaction, so all of it
+        belongs to the generation it is labelled with (the explorer's map, the outlier ranking).
+
+        With ``limit`` below the document count, a uniform sample of that many documents, the
+        same for the same seed and generation, in key order: a view of the whole space rather
+        than its oldest documents."""
+        with self._db() as conn:
+            conn.execute("BEGIN")
+            try:
+                generation = self._db_generation(conn)
+                keys = [r[0] for r in conn.execute("SELECT key FROM docs ORDER BY key")]
+                total = len(keys)
+                if limit is not None and total > limit:
+                    rng = np.random.default_rng(seed)
+                    keys = sorted(int(k) for k in rng.choice(np.asarray(keys), limit, replace=False))
+                rows: dict[int, tuple[str, str, bytes]] = {}
+                for start in range(0, len(keys), 900):  # under SQLite's bound-parameter limit
+                    chunk = keys[start:start + 900]
+                    marks = ",".join("?" * len(chunk))
+                    for r in conn.execute(f"SELECT key, id, text, vector FROM docs WHERE key IN ({marks})", chunk):
+                        rows[r[0]] = (r[1], r[2], r[3])
+            finally:
+                conn.execute("COMMIT")
+        ordered = [rows[k] for k in keys]
+        dim = self.config.dim
+        vectors = (np.frombuffer(b"".join(r[2] for r in ordered), dtype=np.float32).reshape(len(ordered), dim)
+                   if ordered else np.zeros((0, dim), dtype=np.float32))
+        return generation, total, [r[0] for r in ordered], [r[1] for r in ordered], vectors
+
     def keys_matching(self, filter: Mapping[str, Any] | None) -> np.ndarray | None:
         """Keys of the documents a metadata filter admits; ``None`` when there is no filter."""
         conditions = _check_scalar_filter(filter)

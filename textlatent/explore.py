@@ -37,7 +37,6 @@ MAX_CLUSTERS = 50
 UMAP_MIN_POINTS = 4  # below this UMAP's neighbour graph is degenerate; PCA says as much
 TEXT_CHARS = 240  # hover text; the full document is one GET away
 _SAMPLE_SEED = 0
-_SQL_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -71,30 +70,8 @@ def snapshot(coll: Collection, limit: int) -> Snapshot:
     A collection larger than ``limit`` is sampled uniformly with a fixed seed (the same sample
     for the same generation), not cut to its oldest documents, so the map shows the whole space.
     """
-    # Collection exposes no public read of all vectors with their ids (its _all_vectors drops
-    # them), so this reads the same SQLite table through the collection's connection pool.
-    with coll._db() as conn:
-        conn.execute("BEGIN")
-        try:
-            generation = int(conn.execute("SELECT value FROM state WHERE name='generation'").fetchone()[0])
-            keys = [r[0] for r in conn.execute("SELECT key FROM docs ORDER BY key")]
-            total = len(keys)
-            if total > limit:
-                rng = np.random.default_rng(_SAMPLE_SEED)
-                keys = sorted(int(k) for k in rng.choice(np.asarray(keys), limit, replace=False))
-            rows: dict[int, tuple[str, str, bytes]] = {}
-            for start in range(0, len(keys), _SQL_CHUNK):
-                chunk = keys[start:start + _SQL_CHUNK]
-                marks = ",".join("?" * len(chunk))
-                for r in conn.execute(f"SELECT key, id, text, vector FROM docs WHERE key IN ({marks})", chunk):
-                    rows[r[0]] = (r[1], r[2], r[3])
-        finally:
-            conn.execute("COMMIT")
-    ordered = [rows[k] for k in keys]
-    dim = coll.config.dim
-    vectors = (np.frombuffer(b"".join(r[2] for r in ordered), dtype=np.float32).reshape(len(ordered), dim)
-               if ordered else np.zeros((0, dim), dtype=np.float32))
-    return Snapshot(generation, total, [r[0] for r in ordered], [r[1] for r in ordered], vectors)
+    generation, total, ids, texts, vectors = coll.snapshot_vectors(limit, seed=_SAMPLE_SEED)
+    return Snapshot(generation, total, ids, texts, vectors)
 
 
 def project(vectors: np.ndarray, method: str) -> tuple[np.ndarray, list[float] | None]:
