@@ -405,6 +405,7 @@ from textlatent.cli_vae import vae_app  # noqa: E402
 
 _register_retrieval(app, _State, _run, _fail)  # `ingest`, `rerank train`
 app.add_typer(vae_app, name="vae")
+from textlatent import cli_transfer  # noqa: E402,F401  (registers `transfer`, `fit-transfer`, `eval transfer`)
 
 
 def main() -> None:
