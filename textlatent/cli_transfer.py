@@ -130,6 +130,8 @@ def eval_transfer_cmd(
                                                             "model's fitted one]; degree 0 is always added")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N dev sentences")] = None,
     fluency: Annotated[bool, typer.Option(help="Perplexity of the outputs under SmolLM2 (slow on a CPU)")] = True,
+    fluency_limit: Annotated[int | None, typer.Option(min=1, help="Perplexity on the first N outputs of each "
+                                                              "set only [default: all]")] = None,
     data_dir: DataDirOption = Path("../shared/data"),
     as_json: EvalJsonOption = False,
 ) -> None:
@@ -149,7 +151,7 @@ def eval_transfer_cmd(
     degrees = degree or [axis.default_degree]
     result = _run(lambda: evaluate_transfer(pipeline, axis, texts, labels, judge=judge_model,
                                             encoder=_similarity_encoder(pipeline), degrees=degrees,
-                                            fluency=scorer, progress=True))
+                                            fluency=scorer, fluency_limit=fluency_limit, progress=True))
     main = next(r for r in result["by_degree"] if r["degree"] == float(degrees[0]))
     summary = {"model": str(pipeline.path), "judge": judge_name, "data": "sst2/glue/dev.tsv",
                "default_degree": axis.default_degree, "degree": main["degree"], "flip_rate": main["flip_rate"],

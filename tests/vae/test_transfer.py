@@ -136,7 +136,7 @@ def test_evaluate_transfer_on_a_tiny_fixture(axis_pipeline, axis, encoder):
         return 42.0
 
     result = evaluate_transfer(axis_pipeline, axis, texts, labels, judge=judge, encoder=encoder,
-                               degrees=[1.0, 3.0], fluency=fluency)
+                               degrees=[1.0, 3.0], fluency=fluency, fluency_limit=len(texts) - 1)
     assert [r["degree"] for r in result["by_degree"]] == [0.0, 1.0, 3.0]
     assert result["baseline_reconstruction"]["degree"] == 0.0
     for row in result["by_degree"]:
@@ -147,7 +147,8 @@ def test_evaluate_transfer_on_a_tiny_fixture(axis_pipeline, axis, encoder):
     p = judge.positive_proba(texts)
     opposite = [1 - y for y in labels]
     assert result["sources"]["flip_rate"] == pytest.approx(np.mean((p >= 0.5) == np.array(opposite, bool)))
-    assert seen[0] == texts and len(seen) == 4  # sources, then one call per degree
+    assert seen[0] == texts[:-1] and len(seen) == 4  # sources, then one call per degree, each cut to the limit
+    assert all(len(outs) == len(texts) - 1 for outs in seen) and result["fluency_sentences"] == len(texts) - 1
     assert result["by_degree"][2]["latent_p_target"] > result["by_degree"][0]["latent_p_target"]
 
 
