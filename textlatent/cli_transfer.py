@@ -129,6 +129,7 @@ def eval_transfer_cmd(
                                                        help="Degree(s) to score (repeat the option) [default: the "
                                                             "model's fitted one]; degree 0 is always added")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N dev sentences")] = None,
+    baselines: Annotated[bool, typer.Option(help="Also score the sources and the degree-0 reconstructions")] = True,
     fluency: Annotated[bool, typer.Option(help="Perplexity of the outputs under SmolLM2 (slow on a CPU)")] = True,
     fluency_limit: Annotated[int | None, typer.Option(min=1, help="Perplexity on the first N outputs of each "
                                                               "set only [default: all]")] = None,
@@ -151,7 +152,8 @@ def eval_transfer_cmd(
     degrees = degree or [axis.default_degree]
     result = _run(lambda: evaluate_transfer(pipeline, axis, texts, labels, judge=judge_model,
                                             encoder=_similarity_encoder(pipeline), degrees=degrees,
-                                            fluency=scorer, fluency_limit=fluency_limit, progress=True))
+                                            fluency=scorer, fluency_limit=fluency_limit, baselines=baselines,
+                                            progress=True))
     main = next(r for r in result["by_degree"] if r["degree"] == float(degrees[0]))
     summary = {"model": str(pipeline.path), "judge": judge_name, "data": "sst2/glue/dev.tsv",
                "default_degree": axis.default_degree, "degree": main["degree"], "flip_rate": main["flip_rate"],
@@ -160,7 +162,8 @@ def eval_transfer_cmd(
         typer.echo(json.dumps(summary))
         return
     typer.echo(f"{'degree':>7} {'flip':>6} {'sim':>6} {'ppl':>8}  (judge: {judge_name})")
-    rows = [("source", result["sources"])] + [(f"{r['degree']:g}", r) for r in result["by_degree"]]
+    rows = [("source", result["sources"])] if result["sources"] else []
+    rows += [(f"{r['degree']:g}", r) for r in result["by_degree"]]
     for name, r in rows:
         ppl = f"{r['fluency']:8.1f}" if "fluency" in r else f"{'-':>8}"
         typer.echo(f"{name:>7} {r['flip_rate']:6.3f} {r['content_similarity']:6.3f} {ppl}")

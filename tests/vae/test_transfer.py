@@ -244,6 +244,11 @@ def test_cli_fit_transfer_eval(run, tiny_vae_dir, tmp_path):
     assert {"flip_rate", "content_similarity", "fluency", "judge", "baseline_reconstruction"} <= set(result)
     assert result["fluency"] is None  # --no-fluency
 
+    r = run("eval", "transfer", "--model", str(model), "--data-dir", str(data), "--no-fluency", "--degree", "2",
+            "--no-baselines", "--limit", "4")
+    assert r.exit_code == 0, r.output
+    assert [line.split()[0] for line in r.stdout.strip().splitlines()[1:]] == ["2"]  # no source or degree-0 rows
+
 
 def test_cli_bad_inputs(run, tmp_path):
     r = run("transfer", "the cat", "--target", "happy", "--model", str(tmp_path))

@@ -211,10 +211,11 @@ def fit_sentiment_transfer(model: LatentModel, data_dir: str | Path, *, judge: A
 def evaluate_transfer(model: LatentModel, axis: LatentAxis, texts: Sequence[str], labels: Sequence[int], *,
                       judge: Any, encoder: Any, degrees: Sequence[float],
                       fluency: Callable[[Sequence[str]], float] | None = None, fluency_limit: int | None = None,
-                      progress: bool = False, examples: int = 5) -> dict[str, Any]:
+                      baselines: bool = True, progress: bool = False, examples: int = 5) -> dict[str, Any]:
     """Each text moved to the label opposite its gold label, at each degree, plus the honest baselines:
     the sources themselves and the degree-0 reconstructions, scored the same way.
 
+    ``baselines=False`` skips the sources and degree 0 (when another run already scored them).
     ``fluency_limit`` scores perplexity on the first N outputs of each set only (SmolLM2 is the
     slow part on a CPU); flip rate and similarity always cover every text."""
     from tqdm.auto import tqdm
@@ -231,9 +232,11 @@ def evaluate_transfer(model: LatentModel, axis: LatentAxis, texts: Sequence[str]
     mu = posterior_means(model, texts)
     targets = _targets_opposite(labels, axis.attribute)
     src = np.asarray(encoder.encode(list(texts)))
-    sources = score_outputs(texts, texts, targets, judge=judge, encoder=encoder, fluency=fluency, source_emb=src)
+    sources = (score_outputs(texts, texts, targets, judge=judge, encoder=encoder, fluency=fluency, source_emb=src)
+               if baselines else None)
     by_degree: list[dict[str, Any]] = []
-    for degree in tqdm(sorted({0.0, *map(float, degrees)}), desc="degrees", disable=not progress):
+    wanted = {*map(float, degrees)} | ({0.0} if baselines else set())
+    for degree in tqdm(sorted(wanted), desc="degrees", disable=not progress):
         moved = transfer_from_means(model, axis, texts, mu, targets, check_degree(degree))
         outs = [t.output for t in moved]
         scores = score_outputs(texts, outs, targets, judge=judge, encoder=encoder, fluency=fluency, source_emb=src)
@@ -241,7 +244,7 @@ def evaluate_transfer(model: LatentModel, axis: LatentAxis, texts: Sequence[str]
                "latent_p_target": float(np.mean([t.p_after for t in moved])),
                "examples": [{"source": t.source, "target": t.target, "output": t.output} for t in moved[:examples]]}
         by_degree.append(row)
-    baseline = next(r for r in by_degree if r["degree"] == 0.0)
+    baseline = next((r for r in by_degree if r["degree"] == 0.0), None)
     return {"sentences": len(texts), "by_degree": by_degree, "baseline_reconstruction": baseline,
             "sources": sources, "latent_heldout_accuracy": axis.info.get("heldout_accuracy"),
             "fluency_sentences": None if fluency is None else min(len(texts), fluency_limit or len(texts)),
