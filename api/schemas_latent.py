@@ -62,3 +62,24 @@ class AnalogyResponse(BaseModel):
     model: str
     text: str = Field(description="decode(μ(c) + μ(b) − μ(a)).")
     z: list[float]
+
+
+class TransferRequest(DecodingOptions):
+    text: str = Field(description="The sentence to move.")
+    attribute: str = Field("sentiment", description="The attribute axis to move along; only 'sentiment' so far.")
+    target: str = Field(description="'positive' or 'negative'.")
+    degree: float | None = Field(
+        None, description="How far, 0-10: 0 is the reconstruction, 1 a typical sentence of the target class on "
+                          "the latent classifier, 2 twice as far; omitted: the degree fitted for the model.")
+
+
+class TransferResponse(BaseModel):
+    model: str
+    attribute: str
+    target: str
+    source: str
+    output: str = Field(description="The sentence decoded from the moved latent point.")
+    degree: float = Field(description="The degree used.")
+    p_before: float = Field(description="Latent classifier's p(target) at μ(source).")
+    p_after: float = Field(description="Latent classifier's p(target) at the moved point.")
+    z: list[float] = Field(description="The moved latent point.")

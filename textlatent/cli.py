@@ -408,6 +408,7 @@ from textlatent.cli_vae import vae_app  # noqa: E402
 
 _register_retrieval(app, _State, _run, _fail)  # `ingest`, `rerank train`
 app.add_typer(vae_app, name="vae")
+from textlatent import cli_transfer  # noqa: E402,F401  (registers `transfer`, `fit-transfer`, `eval transfer`)
 from textlatent.cli_anomaly import register as _register_anomaly  # noqa: E402
 
 _register_anomaly(app, eval_app)  # `outliers`, `eval ood`, `eval compression`
@@ -421,4 +422,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m textlatent.cli` runs this file as __main__, while the command modules above
+    # register on the `textlatent.cli` module they import: run that one, so every command exists.
+    from textlatent.cli import main as _main
+
+    _main()

@@ -1,4 +1,4 @@
-"""The latent sentence space: encode, decode, sample, interpolate, analogy.
+"""The latent sentence space: encode, decode, sample, interpolate, analogy, style transfer.
 
 The model is chosen by the ``vae_model`` setting (TEXTLATENT_VAE_MODEL) and loaded on the
 first request; without one every route answers 404 saying how to set it.
@@ -23,8 +23,11 @@ from api.schemas_latent import (
     PointsResponse,
     SampleRequest,
     TextsResponse,
+    TransferRequest,
+    TransferResponse,
 )
 from textlatent.vae import ops
+from textlatent.vae import transfer as style
 from textlatent.vae.service import LatentService
 
 router = APIRouter(prefix="/latent", tags=["latent"], dependencies=[Depends(require_api_key)])
@@ -89,3 +92,19 @@ def analogy(body: AnalogyRequest, latent: LatentService = Depends(get_latent)) -
     z, text = ops.analogy(model, body.a, body.b, body.c, strategy=body.strategy, temperature=body.temperature,
                           beam_size=body.beam_size, seed=body.seed)
     return AnalogyResponse(model=model.name, text=text, z=[round(float(x), 6) for x in z])
+
+
+@router.post("/transfer", response_model=TransferResponse, responses=_ERRORS,
+             summary="Move a sentence along an attribute axis (sentiment) and decode it")
+def transfer(body: TransferRequest, latent: LatentService = Depends(get_latent)) -> TransferResponse:
+    attribute = style.check_attribute(body.attribute)
+    style.check_target(attribute, body.target)
+    if body.degree is not None:
+        style.check_degree(body.degree)
+    model = latent.model()
+    axis = style.load_axis(model, attribute, latent_dim=model.latent_dim)
+    [moved] = style.transfer(model, axis, [body.text], body.target, body.degree, strategy=body.strategy,
+                             temperature=body.temperature, beam_size=body.beam_size, seed=body.seed)
+    return TransferResponse(model=model.name, attribute=attribute, target=moved.target, source=moved.source,
+                            output=moved.output, degree=moved.degree, p_before=round(moved.p_before, 6),
+                            p_after=round(moved.p_after, 6), z=[round(float(x), 6) for x in moved.z])

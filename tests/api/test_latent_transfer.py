@@ -1,0 +1,86 @@
+"""POST /latent/transfer on a tiny VAE with a fitted axis, and every bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.api.helpers import assert_error
+from tests.vae.helpers import train_tiny
+from tests.vae.transfer_helpers import vae_with_axis
+
+BODY = {"text": "the cat sees the house", "attribute": "sentiment", "target": "positive", "degree": 2.0}
+
+
+@pytest.fixture(scope="module")
+def trained_dir(encoder: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("api-transfer-vae")
+    train_tiny(out, encoder, tmp_path_factory.mktemp("api-transfer-cache"), epochs=2)
+    return out
+
+
+@pytest.fixture(scope="module")
+def axis_dir(trained_dir: Path, encoder: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    dest = tmp_path_factory.mktemp("api-transfer") / "vae"
+    vae_with_axis(trained_dir, dest, encoder)
+    return dest
+
+
+@pytest.fixture
+def transfer_client(client_factory, axis_dir):
+    return client_factory(vae_model=axis_dir)
+
+
+def test_transfer_moves_towards_the_target(transfer_client, axis_dir):
+    r = transfer_client.post("/latent/transfer", json=BODY)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model"] == axis_dir.name and body["source"] == BODY["text"]
+    assert body["attribute"] == "sentiment" and body["target"] == "positive" and body["degree"] == 2.0
+    assert isinstance(body["output"], str) and len(body["z"]) == 8
+    assert 0 <= body["p_before"] <= body["p_after"] <= 1
+    down = transfer_client.post("/latent/transfer", json=BODY | {"target": "negative"}).json()
+    assert down["p_after"] >= down["p_before"]  # p(target): now p(negative)
+    assert down["z"] != body["z"]
+
+
+def test_degree_zero_is_the_reconstruction_and_default_degree_is_used(transfer_client):
+    from textlatent.vae.transfer import load_axis
+
+    zero = transfer_client.post("/latent/transfer", json=BODY | {"degree": 0}).json()
+    mu = transfer_client.post("/latent/encode", json={"texts": [BODY["text"]]}).json()["mu"][0]
+    assert zero["z"] == pytest.approx(mu, abs=1e-5)
+    recon = transfer_client.post("/latent/decode", json={"z": mu}).json()["texts"][0]
+    assert zero["output"] == recon
+    default = transfer_client.post("/latent/transfer", json={"text": BODY["text"], "target": "positive"}).json()
+    assert default["degree"] == load_axis(transfer_client.app.state.settings.vae_model).default_degree
+
+
+@pytest.mark.parametrize(("payload", "param"), [
+    (BODY | {"attribute": "formality"}, "attribute"),
+    (BODY | {"target": "happy"}, "target"),
+    (BODY | {"degree": -1}, "degree"),
+    (BODY | {"degree": 10.5}, "degree"),
+    (BODY | {"text": ""}, "text"),
+    (BODY | {"text": "   "}, "text"),
+    ({k: v for k, v in BODY.items() if k != "target"}, None),
+    ({k: v for k, v in BODY.items() if k != "text"}, None),
+    (BODY | {"strategy": "nucleus"}, None),
+    (BODY | {"degree": "far"}, None),
+])
+def test_bad_inputs_get_a_clear_422(transfer_client, payload, param):
+    err = assert_error(transfer_client.post("/latent/transfer", json=payload), 422, param=param)
+    assert err["message"]
+
+
+def test_without_a_model_404_says_how_to_set_one(client):
+    err = assert_error(client.post("/latent/transfer", json=BODY), 404, param="model")
+    assert "TEXTLATENT_VAE_MODEL" in err["message"]
+
+
+def test_a_model_without_an_axis_404_says_how_to_fit_one(client_factory, trained_dir):
+    client = client_factory(vae_model=trained_dir)
+    err = assert_error(client.post("/latent/transfer", json=BODY), 404, param="model")
+    assert "fit-transfer" in err["message"]

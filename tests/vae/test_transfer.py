@@ -1,0 +1,263 @@
+"""Style transfer along a latent attribute axis: the axis fit, the move, the CLI and the evaluation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from tests.vae.helpers import split_corpus, tiny_corpus
+from tests.vae.transfer_helpers import planted_labels, vae_with_axis, write_sst2_like
+from textlatent.cli import app
+from textlatent.errors import InvalidInputError, NotFoundError
+from textlatent.vae import transfer as style
+from textlatent.vae.ops import reconstruct
+
+
+@pytest.fixture(scope="module")
+def axis_pipeline(tiny_vae_dir: Path, encoder: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return vae_with_axis(tiny_vae_dir, tmp_path_factory.mktemp("transfer") / "vae", encoder)
+
+
+@pytest.fixture(scope="module")
+def axis(axis_pipeline: Any) -> style.LatentAxis:
+    return style.load_axis(axis_pipeline, latent_dim=axis_pipeline.latent_dim)
+
+
+# ---------------------------------------------------------------------------- the axis
+
+
+def test_fit_axis_recovers_a_planted_direction():
+    rng = np.random.default_rng(0)
+    true = rng.standard_normal(16)
+    true /= np.linalg.norm(true)
+    z = rng.standard_normal((4000, 16))
+    labels = (z @ true + 0.3 * rng.standard_normal(4000) + 0.5 > 0).astype(int)
+    axis = style.fit_axis(z, labels)
+    assert float(axis.direction @ true) > 0.98
+    assert np.linalg.norm(axis.direction) == pytest.approx(1.0)
+    assert axis.bias > 0  # the planted offset favours the positive class
+    assert axis.info["fit_accuracy"] > 0.9
+    assert axis.margin == pytest.approx(np.abs(axis.logit(z)).mean())
+
+
+def test_fit_axis_needs_both_classes():
+    with pytest.raises(InvalidInputError, match="both classes"):
+        style.fit_axis(np.zeros((4, 3)), [1, 1, 1, 1])
+
+
+def test_target_logit_follows_the_documented_degree():
+    axis = style.LatentAxis("sentiment", np.array([1.0, 0.0]), scale=2.0, bias=0.0, margin=1.5)
+    logits = np.array([-3.0, -0.5, 1.0, 5.0])
+    assert axis.target_logit(logits, 1.0, 0.0) == pytest.approx(logits)  # degree 0: nothing moves
+    assert axis.target_logit(logits, 1.0, 1.0) == pytest.approx([1.5, 1.5, 1.5, 5.0])  # never moved back
+    assert axis.target_logit(logits, 1.0, 2.0) == pytest.approx([3.0, 3.0, 3.0, 5.0])
+    assert axis.target_logit(logits, -1.0, 2.0) == pytest.approx([-3.0, -3.0, -3.0, -3.0])
+    assert axis.target_logit(logits, 1.0, 0.5) == pytest.approx([-0.75, 0.5, 1.25, 5.0])  # halfway to +m
+    z, before, after = axis.shift(np.array([[-1.5, 7.0]], dtype=np.float32), 1.0, 2.0)
+    assert before == pytest.approx([-3.0]) and after == pytest.approx([3.0])
+    assert z[0] == pytest.approx([1.5, 7.0])  # moved along the axis only, by Δlogit / ‖w‖
+
+
+def test_axes_round_trip_and_missing_axis(axis_pipeline, axis, tmp_path):
+    again = style.load_axis(axis_pipeline.path)
+    assert again.direction == pytest.approx(axis.direction) and again.margin == axis.margin
+    with pytest.raises(NotFoundError, match="fit-transfer"):
+        style.load_axis(tmp_path)
+    with pytest.raises(InvalidInputError, match="latent size"):
+        style.load_axis(axis_pipeline, latent_dim=axis_pipeline.latent_dim + 1)
+    with pytest.raises(InvalidInputError):
+        style.load_axis(axis_pipeline, "formality")
+
+
+# ---------------------------------------------------------------------------- moving z
+
+
+def test_degree_zero_is_the_reconstruction(axis_pipeline, axis):
+    texts = split_corpus()[1][:6]
+    moved = style.transfer(axis_pipeline, axis, texts, "positive", 0.0)
+    assert [m.output for m in moved] == reconstruct(axis_pipeline, texts)
+    mu, _ = axis_pipeline.encode(texts)
+    assert np.stack([m.z for m in moved]) == pytest.approx(mu)
+    assert all(m.p_after == pytest.approx(m.p_before) for m in moved)
+
+
+def test_positive_target_moves_the_latent_logit_up(axis_pipeline, axis):
+    texts = tiny_corpus()[:20]
+    mu, _ = axis_pipeline.encode(texts)
+    moved = style.transfer(axis_pipeline, axis, texts, "positive", 2.0)
+    after = axis.logit(np.stack([m.z for m in moved]))
+    before = axis.logit(mu)
+    assert np.all(after >= before - 1e-4)
+    assert np.all(after >= 2.0 * axis.margin - 1e-3)
+    assert any(a > b + 0.5 for a, b in zip(after, before, strict=True))
+    assert all(m.p_after >= m.p_before - 1e-6 for m in moved)
+    down = style.transfer(axis_pipeline, axis, texts, "negative", 2.0)
+    assert np.all(axis.logit(np.stack([m.z for m in down])) <= -2.0 * axis.margin + 1e-3)
+    # only the axis component changed
+    delta = np.stack([m.z for m in moved]) - mu
+    off_axis = delta - np.outer(delta @ axis.direction, axis.direction)
+    assert np.abs(off_axis).max() < 1e-4
+
+
+@pytest.mark.parametrize(("kwargs", "param"), [
+    ({"target": "happy"}, "target"),
+    ({"degree": -0.5}, "degree"),
+    ({"degree": 11}, "degree"),
+    ({"degree": float("nan")}, "degree"),
+    ({"texts": ["  "]}, "text"),
+    ({"texts": []}, "texts"),
+])
+def test_bad_transfer_inputs_are_named(axis_pipeline, axis, kwargs, param):
+    args: dict[str, Any] = {"texts": ["the cat sees the house"], "target": "positive", "degree": 1.0, **kwargs}
+    with pytest.raises(InvalidInputError) as info:
+        style.transfer(axis_pipeline, axis, args.pop("texts"), **args)
+    assert info.value.param == param
+
+
+# ---------------------------------------------------------------------------- evaluation
+
+
+def test_evaluate_transfer_on_a_tiny_fixture(axis_pipeline, axis, encoder):
+    from textlatent.sentiment import load_sentiment_model
+    from textlatent.vae.transfer_eval import evaluate_transfer
+
+    judge = load_sentiment_model(None, encoder_factory=lambda spec: encoder)
+    texts = tiny_corpus()[::10]
+    labels = planted_labels(texts)
+    seen: list[list[str]] = []
+
+    def fluency(outs):
+        seen.append(list(outs))
+        return 42.0
+
+    result = evaluate_transfer(axis_pipeline, axis, texts, labels, judge=judge, encoder=encoder,
+                               degrees=[1.0, 3.0], fluency=fluency, fluency_limit=len(texts) - 1)
+    assert [r["degree"] for r in result["by_degree"]] == [0.0, 1.0, 3.0]
+    assert result["baseline_reconstruction"]["degree"] == 0.0
+    for row in result["by_degree"]:
+        assert 0.0 <= row["flip_rate"] <= 1.0 and -1.0 <= row["content_similarity"] <= 1.0
+        assert row["fluency"] == 42.0
+    # the sources scored as outputs: similarity 1, flip rate = how often the judge already calls them the target
+    assert result["sources"]["content_similarity"] == pytest.approx(1.0, abs=1e-5)
+    p = judge.positive_proba(texts)
+    opposite = [1 - y for y in labels]
+    assert result["sources"]["flip_rate"] == pytest.approx(np.mean((p >= 0.5) == np.array(opposite, bool)))
+    assert seen[0] == texts[:-1] and len(seen) == 4  # sources, then one call per degree, each cut to the limit
+    assert all(len(outs) == len(texts) - 1 for outs in seen) and result["fluency_sentences"] == len(texts) - 1
+    assert result["by_degree"][2]["latent_p_target"] > result["by_degree"][0]["latent_p_target"]
+
+
+def test_score_outputs_counts_empty_outputs_as_failures(encoder):
+    from textlatent.vae.transfer_eval import score_outputs
+
+    class Always:
+        def positive_proba(self, texts):
+            return np.ones(len(texts))
+
+    r = score_outputs(["good film", "bad film"], ["great film", ""], ["positive", "positive"], judge=Always(),
+                      encoder=encoder)
+    assert r["flip_rate"] == 0.5 and r["empty_outputs"] == 1
+    assert 0 < r["content_similarity"] < 0.5 + 1e-9  # the empty output counts as 0
+
+
+def test_degree_selection_rule():
+    from textlatent.vae.transfer_eval import heldout_split, selection_score
+
+    assert selection_score(0.8, 0.6) == pytest.approx(0.48)
+    assert selection_score(0.59, 0.30) > selection_score(0.47, 0.31)  # flip rate counts when similarity is flat
+    fit, held = heldout_split(100, 10, seed=3)
+    assert len(held) == 10 and not set(fit) & set(held) and len(fit) + len(held) == 100
+    assert heldout_split(100, 10, seed=3) == (fit, held)
+
+
+@pytest.mark.slow  # loads SmolLM2-135M (converted once into ~/.cache/textlatent)
+def test_smollm_perplexity_prefers_english(monkeypatch):
+    monkeypatch.delenv("TEXTLATENT_CACHE_DIR", raising=False)
+    pytest.importorskip("gguf")
+    from textlatent.retrieval.generate_llm import gguf_path
+    from textlatent.vae.transfer_eval import SmolLMPerplexity
+
+    try:
+        gguf_path()
+    except Exception as exc:
+        pytest.skip(str(exc))
+    ppl = SmolLMPerplexity(device="cpu")
+    assert ppl(["the film is a charming and often affecting journey ."]) < ppl(["journey often the . a is charming"])
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+@pytest.fixture
+def run(tmp_path, encoder, monkeypatch):
+    import textlatent.encoder
+
+    monkeypatch.setattr(textlatent.encoder, "Encoder", lambda *a, **k: encoder)
+    monkeypatch.setenv("TEXTLATENT_CACHE_DIR", str(tmp_path / "cache"))
+    for var in ("TEXTLATENT_VAE_MODEL", "TEXTLATENT_SENTIMENT_MODEL"):
+        monkeypatch.delenv(var, raising=False)
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | None = None):
+        return runner.invoke(app, ["--device", "cpu", *args], input=input)
+
+    return invoke
+
+
+def test_cli_fit_transfer_eval(run, tiny_vae_dir, tmp_path):
+    import shutil
+
+    model = tmp_path / "vae"
+    shutil.copytree(tiny_vae_dir, model)
+    data = write_sst2_like(tmp_path / "data")
+    r = run("transfer", "the cat sees the house", "--model", str(model))
+    assert r.exit_code == 2 and "fit-transfer" in r.output  # no axis yet
+
+    r = run("fit-transfer", "--model", str(model), "--data-dir", str(data), "--holdout", "30", "--json")
+    assert r.exit_code == 0, r.output
+    fitted = json.loads(r.stdout.strip().splitlines()[-1])
+    assert "shipped linear head" in fitted["judge"] and "judge:" in r.stderr
+    assert fitted["default_degree"] in [row["degree"] for row in fitted["selection"]]
+    assert fitted["heldout"] == 30 and (model / "axes.json").is_file()
+
+    r = run("transfer", "the cat sees the house", "a dog sells fresh bread", "--model", str(model),
+            "--target", "negative", "--degree", "2", "--json")
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(line) for line in r.stdout.strip().splitlines()]
+    assert [row["source"] for row in rows] == ["the cat sees the house", "a dog sells fresh bread"]
+    assert all(row["target"] == "negative" and row["degree"] == 2.0 and row["p_after"] >= row["p_before"]
+               for row in rows)
+    r = run("transfer", "--model", str(model), input="my sister likes the stock\n")
+    assert r.exit_code == 0 and r.stdout.startswith("my sister likes the stock\t")
+
+    r = run("eval", "transfer", "--model", str(model), "--data-dir", str(data), "--no-fluency", "--degree", "1",
+            "--degree", "3", "--limit", "10", "--json")
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert result["sentences"] == 10 and result["degree"] == 1.0
+    assert [row["degree"] for row in result["by_degree"]] == [0.0, 1.0, 3.0]
+    assert {"flip_rate", "content_similarity", "fluency", "judge", "baseline_reconstruction"} <= set(result)
+    assert result["fluency"] is None  # --no-fluency
+
+    r = run("eval", "transfer", "--model", str(model), "--data-dir", str(data), "--no-fluency", "--degree", "2",
+            "--no-baselines", "--limit", "4")
+    assert r.exit_code == 0, r.output
+    assert [line.split()[0] for line in r.stdout.strip().splitlines()[1:]] == ["2"]  # no source or degree-0 rows
+
+
+def test_cli_bad_inputs(run, tmp_path):
+    r = run("transfer", "the cat", "--target", "happy", "--model", str(tmp_path))
+    assert r.exit_code == 2 and "target must be one of" in r.output
+    r = run("transfer", "the cat", "--degree", "12", "--model", str(tmp_path))
+    assert r.exit_code == 2
+    r = run("transfer", "the cat")
+    assert r.exit_code == 2 and "TEXTLATENT_VAE_MODEL" in r.output
+    r = run("transfer", "the cat", "--model", str(tmp_path))
+    assert r.exit_code == 2 and "not a trained VAE folder" in r.output
+    r = run("eval", "transfer", "--model", str(tmp_path), "--data-dir", str(tmp_path / "nowhere"))
+    assert r.exit_code == 2 and "nowhere" in r.output

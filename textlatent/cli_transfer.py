@@ -1,0 +1,169 @@
+"""``textlatent transfer``, ``textlatent fit-transfer`` and ``textlatent eval transfer``.
+
+Argument parsing and printing only; the work is in :mod:`textlatent.vae.transfer` and
+:mod:`textlatent.vae.transfer_eval`. Heavy imports stay inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from textlatent.cli import DataDirOption, EvalJsonOption, _run, _State, app, eval_app
+from textlatent.cli_vae import ModelOpt, StrategyOpt, _pipeline, _strategy, _texts
+
+if TYPE_CHECKING:
+    from textlatent.vae.ops import VAEPipeline
+
+JudgeOpt = Annotated[
+    Path | None,
+    typer.Option("--judge", help="Sentiment model folder that judges the outputs [default: "
+                 "TEXTLATENT_SENTIMENT_MODEL, else the shipped linear head]; a fine-tuned one is the better judge",
+                 show_default=False),
+]
+DegreeOpt = Annotated[float | None, typer.Option("--degree", min=0.0, max=10.0, show_default=False,
+                                                  help="0 = reconstruction, 1 = a typical sentence of the target "
+                                                       "class, 2 = twice as far [default: the model's fitted one]")]
+
+
+def _judge(judge: Path | None, pipeline: VAEPipeline) -> tuple[Any, str]:
+    """The judge and a line naming it; the linear head shares the pipeline's MiniLM when it can."""
+    from textlatent.models import DEFAULT_MODEL_ID
+    from textlatent.sentiment import load_sentiment_model
+
+    settings = _State.settings()
+    spec = str(judge) if judge is not None else settings.sentiment_model
+
+    def factory(s: str | None) -> Any:
+        if s is None and pipeline.encoder.model_id == DEFAULT_MODEL_ID:
+            return pipeline.encoder
+        from textlatent.encoder import Encoder
+
+        return Encoder(s, device=settings.device)
+
+    model = _run(lambda: load_sentiment_model(spec, encoder_factory=factory, device=settings.device))
+    kind = "fine-tuned classifier" if type(model).__name__ == "FinetunedSentiment" else "linear head"
+    name = f"{spec or 'shipped linear head (textlatent/data/sentiment-linear)'} ({kind})"
+    typer.echo(f"judge: {name}", err=True)
+    return model, name
+
+
+def _similarity_encoder(pipeline: VAEPipeline) -> Any:
+    """The bundled MiniLM (the issue's measure of content), shared with the pipeline when it is that one."""
+    from textlatent.encoder import Encoder
+    from textlatent.models import DEFAULT_MODEL_ID
+
+    if pipeline.encoder.model_id == DEFAULT_MODEL_ID:
+        return pipeline.encoder
+    return Encoder(None, device=_State.settings().device)
+
+
+@app.command("transfer")
+def transfer_cmd(
+    texts: Annotated[list[str] | None, typer.Argument(help="Sentences; none or '-' reads stdin")] = None,
+    target: Annotated[str, typer.Option("--target", help="positive or negative")] = "positive",
+    degree: DegreeOpt = None,
+    model: ModelOpt = None,
+    strategy: StrategyOpt = "greedy",
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
+) -> None:
+    """Move each sentence along the VAE's sentiment axis towards TARGET and decode it.
+
+    Prints source, output and the latent classifier's p(target) before → after, tab-separated."""
+    from textlatent.vae.transfer import check_attribute, check_target, load_axis, transfer
+
+    _run(lambda: check_target(check_attribute("sentiment"), target))  # fail before the model loads
+    pipeline = _pipeline(model)
+    axis = _run(lambda: load_axis(pipeline, "sentiment", latent_dim=pipeline.latent_dim))
+    items = _texts(texts)
+    results = _run(lambda: transfer(pipeline, axis, items, target, degree, strategy=_strategy(strategy)))
+    for r in results:
+        if as_json:
+            typer.echo(json.dumps({"source": r.source, "output": r.output, "target": r.target, "degree": r.degree,
+                                   "p_before": round(r.p_before, 4), "p_after": round(r.p_after, 4)}))
+        else:
+            typer.echo(f"{r.source}\t{r.output}\t{r.p_before:.2f} -> {r.p_after:.2f}")
+
+
+@app.command("fit-transfer")
+def fit_transfer_cmd(
+    model: ModelOpt = None,
+    data_dir: DataDirOption = Path("../shared/data"),
+    judge: JudgeOpt = None,
+    holdout: Annotated[int, typer.Option(min=1, help="Train sentences held out to choose the default degree")]
+    = 500,
+    seed: int = 0,
+    as_json: EvalJsonOption = False,
+) -> None:
+    """Fit the sentiment axis in the VAE's latent space on SST-2 train; choose its default degree
+    on a held-out slice of train; write both to MODEL/axes.json."""
+    from textlatent.eval.loaders import require_data_dir
+    from textlatent.vae.transfer_eval import fit_sentiment_transfer
+
+    _run(lambda: require_data_dir(data_dir))
+    pipeline = _pipeline(model)
+    judge_model, judge_name = _judge(judge, pipeline)
+    axis = _run(lambda: fit_sentiment_transfer(pipeline, data_dir, judge=judge_model, judge_name=judge_name,
+                                               encoder=_similarity_encoder(pipeline), holdout=holdout, seed=seed))
+    summary = {"model": str(pipeline.path), "default_degree": axis.default_degree, "margin": axis.margin,
+               "scale": axis.scale, **{k: v for k, v in axis.info.items() if k != "selection"},
+               "selection": axis.info["selection"]}
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    for row in axis.info["selection"]:
+        typer.echo(f"degree {row['degree']:<4g} flip {row['flip_rate']:.3f}  similarity "
+                   f"{row['content_similarity']:.3f}  score {row['score']:.3f}")
+    typer.echo(f"saved {pipeline.path / 'axes.json'}: default degree {axis.default_degree:g}, latent accuracy "
+               f"(held-out train) {axis.info['heldout_accuracy']:.3f}")
+
+
+@eval_app.command("transfer")
+def eval_transfer_cmd(
+    model: ModelOpt = None,
+    judge: JudgeOpt = None,
+    degree: Annotated[list[float] | None, typer.Option("--degree", min=0.0, max=10.0, show_default=False,
+                                                       help="Degree(s) to score (repeat the option) [default: the "
+                                                            "model's fitted one]; degree 0 is always added")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N dev sentences")] = None,
+    baselines: Annotated[bool, typer.Option(help="Also score the sources and the degree-0 reconstructions")] = True,
+    fluency: Annotated[bool, typer.Option(help="Perplexity of the outputs under SmolLM2 (slow on a CPU)")] = True,
+    fluency_limit: Annotated[int | None, typer.Option(min=1, help="Perplexity on the first N outputs of each "
+                                                              "set only [default: all]")] = None,
+    data_dir: DataDirOption = Path("../shared/data"),
+    as_json: EvalJsonOption = False,
+) -> None:
+    """Style transfer on SST-2 dev: flip rate (by the judge), content similarity (MiniLM cosine),
+    fluency (SmolLM2 perplexity), beside the sources and the degree-0 reconstructions."""
+    from textlatent.eval.loaders import load_sst2, require_data_dir
+    from textlatent.vae.transfer import load_axis
+    from textlatent.vae.transfer_eval import SmolLMPerplexity, evaluate_transfer
+
+    _run(lambda: require_data_dir(data_dir))
+    dev = _run(lambda: load_sst2(data_dir, "dev", "glue"))
+    texts, labels = dev.texts[:limit], (dev.labels or [])[:limit]
+    pipeline = _pipeline(model)
+    axis = _run(lambda: load_axis(pipeline, "sentiment", latent_dim=pipeline.latent_dim))
+    judge_model, judge_name = _judge(judge, pipeline)
+    scorer = _run(lambda: SmolLMPerplexity(device=_State.settings().device)) if fluency else None
+    degrees = degree or [axis.default_degree]
+    result = _run(lambda: evaluate_transfer(pipeline, axis, texts, labels, judge=judge_model,
+                                            encoder=_similarity_encoder(pipeline), degrees=degrees,
+                                            fluency=scorer, fluency_limit=fluency_limit, baselines=baselines,
+                                            progress=True))
+    main = next(r for r in result["by_degree"] if r["degree"] == float(degrees[0]))
+    summary = {"model": str(pipeline.path), "judge": judge_name, "data": "sst2/glue/dev.tsv",
+               "default_degree": axis.default_degree, "degree": main["degree"], "flip_rate": main["flip_rate"],
+               "content_similarity": main["content_similarity"], "fluency": main.get("fluency"), **result}
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    typer.echo(f"{'degree':>7} {'flip':>6} {'sim':>6} {'ppl':>8}  (judge: {judge_name})")
+    rows = [("source", result["sources"])] if result["sources"] else []
+    rows += [(f"{r['degree']:g}", r) for r in result["by_degree"]]
+    for name, r in rows:
+        ppl = f"{r['fluency']:8.1f}" if "fluency" in r else f"{'-':>8}"
+        typer.echo(f"{name:>7} {r['flip_rate']:6.3f} {r['content_similarity']:6.3f} {ppl}")

@@ -1,0 +1,270 @@
+"""Style transfer: move a sentence's z along an attribute axis of the latent space, then decode.
+
+Why an axis of its own: the shipped sentiment head's axis lives in the 384-d MiniLM space,
+but a decoder reads the VAE's z. So a logistic regression is fitted on the posterior means μ
+of labelled sentences (SST-2 train) and its weight vector, normalised, is the axis in z-space;
+the axis, the weight norm, the bias and a typical margin are stored in the VAE folder
+(``axes.json``), next to the model they belong to.
+
+What ``degree`` means (``d ≥ 0``, target sign ``s = +1`` for positive, ``−1`` for negative).
+With ``ℓ(z) = w·z + b`` the latent classifier's logit and ``m`` the margin (the mean ``|ℓ(μ)|``
+of the sentences the axis was fitted on: how far a typical sentence sits from the boundary):
+
+* the target logit is ``ℓ* = s·d·m`` for ``d ≥ 1``: degree 1 puts the sentence where a
+  typical sentence of the target class sits, degree 2 twice as far, and so on;
+* for ``0 ≤ d < 1`` it slides linearly from the sentence's own logit to ``s·m``:
+  ``ℓ* = ℓ(μ) + d·(s·m − ℓ(μ))``, so degree 0 is exactly the reconstruction decode(μ);
+* a sentence already further on the target side than ``ℓ*`` is not moved back:
+  ``ℓ' = s·max(s·ℓ(μ), s·ℓ*)``;
+* the move is along the unit axis only, ``z' = μ + (ℓ' − ℓ(μ)) / ‖w‖ · u``, leaving every
+  component orthogonal to the axis (the content, one hopes) as it was.
+
+Everything here talks to the :class:`~textlatent.vae.ops.LatentModel` protocol (encode,
+decode), so any decoder behind it (the GRU VAE or a pretrained LM conditioned on z) can be
+used; the axis file is found in the model's folder (its ``path`` attribute).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from textlatent.errors import InvalidInputError, NotFoundError
+from textlatent.vae.ops import LatentModel, Strategy
+
+AXES_FILE = "axes.json"
+ATTRIBUTES = ("sentiment",)
+TARGETS = {"sentiment": ("negative", "positive")}
+MAX_DEGREE = 10.0
+DEFAULT_DEGREE = 1.0  # used until a degree is selected on held-out training sentences (`fit-transfer`)
+
+
+@dataclass
+class LatentAxis:
+    """A linear attribute classifier on z: ``ℓ(z) = scale·(u·z) + bias``, ``u`` a unit vector."""
+
+    attribute: str
+    direction: np.ndarray  # unit vector [latent_dim], pointing towards the second label (positive)
+    scale: float  # ‖w‖ of the fitted weight vector
+    bias: float
+    margin: float  # mean |ℓ(μ)| over the fitting sentences: the unit of `degree`
+    default_degree: float = DEFAULT_DEGREE
+    info: dict[str, Any] = field(default_factory=dict)  # provenance: data, sizes, accuracies, selection table
+
+    @property
+    def labels(self) -> tuple[str, str]:
+        return TARGETS[self.attribute]
+
+    def logit(self, z: np.ndarray) -> np.ndarray:
+        return np.asarray(self.scale * (np.asarray(z, dtype=np.float64) @ self.direction) + self.bias)
+
+    def proba(self, z: np.ndarray) -> np.ndarray:
+        """p(second label | z) under the latent classifier."""
+        return np.asarray(1.0 / (1.0 + np.exp(-self.logit(z))))
+
+    def target_logit(self, logit: np.ndarray, sign: np.ndarray | float, degree: float) -> np.ndarray:
+        """ℓ' of the module docstring: where each sentence's logit ends up at ``degree``."""
+        logit = np.asarray(logit, dtype=np.float64)
+        s = np.broadcast_to(np.asarray(sign, dtype=np.float64), logit.shape)
+        goal = s * degree * self.margin if degree >= 1.0 else logit + degree * (s * self.margin - logit)
+        return np.asarray(s * np.maximum(s * logit, s * goal))
+
+    def shift(self, mu: np.ndarray, sign: np.ndarray | float, degree: float) -> tuple[np.ndarray, np.ndarray,
+                                                                                        np.ndarray]:
+        """``z'`` for each row of ``mu``, with the logits before and after."""
+        check_degree(degree)
+        mu = np.asarray(mu, dtype=np.float32)
+        before = self.logit(mu)
+        after = self.target_logit(before, sign, degree)
+        step = (after - before) / self.scale
+        z = mu + (step[:, None] * self.direction[None, :]).astype(np.float32)
+        return z.astype(np.float32), before, after
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"direction": [float(x) for x in self.direction], "scale": self.scale, "bias": self.bias,
+                "margin": self.margin, "default_degree": self.default_degree, "labels": list(self.labels),
+                "info": self.info}
+
+    @classmethod
+    def from_dict(cls, attribute: str, data: dict[str, Any]) -> LatentAxis:
+        return cls(attribute, np.asarray(data["direction"], dtype=np.float64), float(data["scale"]),
+                   float(data["bias"]), float(data["margin"]), float(data.get("default_degree", DEFAULT_DEGREE)),
+                   dict(data.get("info", {})))
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One transferred sentence; probabilities are the latent classifier's, before and after the move."""
+
+    source: str
+    output: str
+    target: str
+    degree: float
+    p_before: float  # p(target | μ)
+    p_after: float  # p(target | z')
+    z: np.ndarray
+
+
+# ---------------------------------------------------------------------------- checks
+
+
+def check_attribute(attribute: Any) -> str:
+    if attribute not in ATTRIBUTES:
+        raise InvalidInputError(f"attribute must be one of {', '.join(ATTRIBUTES)}, got {attribute!r}",
+                                param="attribute")
+    return str(attribute)
+
+
+def check_target(attribute: str, target: Any) -> float:
+    """The sign of the move towards ``target``: +1 for the second label, −1 for the first."""
+    labels = TARGETS[attribute]
+    if target not in labels:
+        raise InvalidInputError(f"target must be one of {', '.join(labels)} for {attribute}, got {target!r}",
+                                param="target")
+    return 1.0 if target == labels[1] else -1.0
+
+
+def check_degree(degree: Any) -> float:
+    if isinstance(degree, bool) or not isinstance(degree, int | float) or not math.isfinite(degree) \
+            or not 0.0 <= float(degree) <= MAX_DEGREE:
+        raise InvalidInputError(f"degree must be a number between 0 and {MAX_DEGREE:g}, got {degree!r}",
+                                param="degree")
+    return float(degree)
+
+
+# ---------------------------------------------------------------------------- fitting and storage
+
+
+def fit_axis(mu: np.ndarray, labels: Sequence[int], attribute: str = "sentiment", *, c: float = 1.0,
+             seed: int = 0) -> LatentAxis:
+    """Logistic regression of ``labels`` (0/1) on ``mu``; its normalised weights are the axis.
+
+    scikit-learn's L2-regularised logistic regression (lbfgs): on tens of thousands of
+    32-d points the regulariser hardly matters, and the fit takes a second."""
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.asarray(mu, dtype=np.float64)
+    y = np.asarray(labels)
+    if x.ndim != 2 or x.shape[0] != y.shape[0] or x.shape[0] < 2:
+        raise InvalidInputError("need one latent vector per label, at least two", param="labels")
+    if set(np.unique(y).tolist()) != {0, 1}:
+        raise InvalidInputError("labels must hold both classes, 0 and 1", param="labels")
+    clf = LogisticRegression(C=c, max_iter=1000, random_state=seed).fit(x, y)
+    w = clf.coef_[0].astype(np.float64)
+    scale = float(np.linalg.norm(w))
+    if scale == 0.0:
+        raise InvalidInputError("the latent classifier found no direction (all weights zero)", param="labels")
+    logits = x @ w + float(clf.intercept_[0])
+    return LatentAxis(attribute, w / scale, scale, float(clf.intercept_[0]), float(np.abs(logits).mean()),
+                      info={"fit_sentences": int(x.shape[0]), "fit_accuracy": float(((logits > 0) == y).mean()),
+                            "c": c})
+
+
+def axes_path(model: LatentModel | str | Path) -> Path:
+    if isinstance(model, str | Path):
+        return Path(model) / AXES_FILE
+    folder = getattr(model, "path", None)
+    if folder is None:
+        raise NotFoundError(f"latent model {model.name!r} has no folder to keep its axes in", param="model")
+    return Path(folder) / AXES_FILE
+
+
+def save_axis(model: LatentModel | str | Path, axis: LatentAxis) -> Path:
+    """Write (or replace) this attribute's entry in ``axes.json``, atomically."""
+    path = axes_path(model)
+    data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    data[axis.attribute] = axis.to_dict()
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+    return path
+
+
+def load_axis(model: LatentModel | str | Path, attribute: str = "sentiment", *,
+              latent_dim: int | None = None) -> LatentAxis:
+    attribute = check_attribute(attribute)
+    path = axes_path(model)
+    if not path.is_file():
+        raise NotFoundError(f"{path.parent} has no {AXES_FILE}: fit the {attribute} axis with "
+                            f"`textlatent fit-transfer --model {path.parent}`", param="model")
+    data = json.loads(path.read_text())
+    if attribute not in data:
+        raise NotFoundError(f"{path} has no {attribute} axis; fit it with `textlatent fit-transfer`",
+                            param="attribute")
+    axis = LatentAxis.from_dict(attribute, data[attribute])
+    if latent_dim is not None and axis.direction.shape != (latent_dim,):
+        raise InvalidInputError(f"{path}: the {attribute} axis has {axis.direction.shape[0]} components but the "
+                                f"model's latent size is {latent_dim}; refit it", param="model")
+    return axis
+
+
+def posterior_means(model: LatentModel, texts: Sequence[str], *, progress: bool = False,
+                    batch_size: int = 512) -> np.ndarray:
+    """μ of many texts. For the GRU VAE the MiniLM embeddings go through the project's embedding
+    cache (training the VAE already filled it for its training text); any other LatentModel is
+    asked in batches."""
+    from textlatent.vae.ops import VAEPipeline
+
+    if isinstance(model, VAEPipeline):
+        import torch
+
+        from textlatent.vae.data import cached_embeddings
+
+        emb = cached_embeddings(model.encoder, list(texts), show_progress=progress)
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(emb), 4096):
+                mu, _ = model.model.encode(torch.from_numpy(emb[i:i + 4096]).to(model.device))
+                out.append(mu.float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, model.latent_dim), dtype=np.float32)
+    from tqdm.auto import tqdm
+
+    parts = [model.encode(list(texts[i:i + batch_size]))[0]
+             for i in tqdm(range(0, len(texts), batch_size), disable=not progress, desc="encode")]
+    return np.concatenate(parts) if parts else np.zeros((0, model.latent_dim), dtype=np.float32)
+
+
+# ---------------------------------------------------------------------------- transfer
+
+
+def transfer(model: LatentModel, axis: LatentAxis, texts: Sequence[str], target: str | Sequence[str],
+             degree: float | None = None, *, strategy: Strategy = "greedy", **decode_kw: Any) -> list[Transfer]:
+    """Move each text's μ towards ``target`` (one label for all, or one per text) and decode.
+
+    ``degree`` None uses the axis's default (chosen on held-out training sentences)."""
+    from textlatent.encoder import validate_texts
+
+    items = validate_texts(texts[0], param="text") if len(texts) == 1 else validate_texts(list(texts), param="texts")
+    targets = [target] * len(items) if isinstance(target, str) else list(target)
+    if len(targets) != len(items):
+        raise InvalidInputError("give one target, or one per text", param="target")
+    signs = np.array([check_target(axis.attribute, t) for t in targets])
+    deg = axis.default_degree if degree is None else check_degree(degree)
+    mu, _ = model.encode(items)
+    return _decode_moves(model, axis, items, mu, targets, signs, deg, strategy=strategy, **decode_kw)
+
+
+def _decode_moves(model: LatentModel, axis: LatentAxis, items: Sequence[str], mu: np.ndarray,
+                  targets: Sequence[str], signs: np.ndarray, degree: float, *, strategy: Strategy = "greedy",
+                  **decode_kw: Any) -> list[Transfer]:
+    z, before, after = axis.shift(mu, signs, degree)
+    # degree 0 leaves z = μ exactly, so decoding it is the reconstruction
+    outputs = model.decode(z, strategy=strategy, **decode_kw)
+    p_before = 1.0 / (1.0 + np.exp(-signs * before))
+    p_after = 1.0 / (1.0 + np.exp(-signs * after))
+    return [Transfer(src, out, tgt, degree, float(pb), float(pa), zi)
+            for src, out, tgt, pb, pa, zi in zip(items, outputs, targets, p_before, p_after, z, strict=True)]
+
+
+def transfer_from_means(model: LatentModel, axis: LatentAxis, texts: Sequence[str], mu: np.ndarray,
+                        targets: Sequence[str], degree: float, **decode_kw: Any) -> list[Transfer]:
+    """:func:`transfer` for texts whose μ is already known (evaluation: encode once, try many degrees)."""
+    signs = np.array([check_target(axis.attribute, t) for t in targets])
+    return _decode_moves(model, axis, texts, mu, targets, signs, check_degree(degree), **decode_kw)
