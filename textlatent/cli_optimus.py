@@ -24,8 +24,8 @@ def _run_cli(fn):  # type: ignore[no-untyped-def]
 
 @vae_app.command("train-optimus")
 def train_optimus_cmd(
-    train: Annotated[list[Path], typer.Option("--train", help="Training text, one sentence per line (repeatable: "
-                                                               "PTB, then SST-2 sentences)")],
+    train: Annotated[list[Path], typer.Option("--train", help="Training text, one sentence per line, or a GLUE "
+                                                               "SST-2 .tsv (its sentence column); repeatable")],
     valid: Annotated[Path, typer.Option("--valid", help="Validation text (selection), one per line")],
     out: Annotated[Path, typer.Option("--out", help="Folder to write the model to")],
     max_steps: Annotated[int, typer.Option(min=1, help="Optimizer steps (the LR and KL schedules span them)")] = 300,
@@ -58,7 +58,7 @@ def train_optimus_cmd(
         max_train_tokens=max_train_tokens, init_posterior=str(init_posterior) if init_posterior else None,
         seed=seed, device=settings.device, threads=settings.threads, encoder_model=settings.model,
         model={"latent_dim": latent_dim, "prefix_len": prefix_len})
-    train_texts = [s for path in train for s in _run_cli(lambda path=path: read_sentences(path))]
+    train_texts = [s for path in train for s in _run_cli(lambda path=path: _read_training_text(path))]
     valid_texts = _run_cli(lambda: read_sentences(valid))
     result = _run_cli(lambda: train_optimus(train_texts, valid_texts, out, config))
     if as_json:
@@ -67,6 +67,17 @@ def train_optimus_cmd(
         best = min(result["history"], key=lambda r: r["valid_elbo_nll"])
         typer.echo(f"saved {out} (step {best['step']}: valid -ELBO {best['valid_elbo_nll']:.2f}, "
                    f"KL {best['valid_kl']:.2f}, AU {best['valid_au']})")
+
+
+def _read_training_text(path: Path) -> list[str]:
+    """Sentences of a one-per-line file, or the ``sentence`` column of a GLUE SST-2 ``.tsv``."""
+    from textlatent.vae.data import read_sentences
+
+    if path.suffix == ".tsv":
+        from textlatent.eval.loaders import read_sst2_glue
+
+        return [t for t in read_sst2_glue(path).texts if t]
+    return read_sentences(path)
 
 
 @vae_app.command("eval-optimus")

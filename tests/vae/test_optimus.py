@@ -203,3 +203,17 @@ def test_real_smollm2_as_decoder(encoder):
     assert z.grad is not None and float(z.grad.abs().sum()) > 0
     out = model.generate(torch.zeros(2, 8), max_len=8)
     assert len(out) == 2 and all(len(s) <= 8 for s in out)
+
+
+def test_training_text_reads_lines_or_an_sst2_tsv(tmp_path):
+    from textlatent.cli_optimus import _read_training_text
+
+    tsv = tmp_path / "train.tsv"
+    tsv.write_text("sentence\tlabel\na gripping film \t1\n\t0\ndull , dull , dull\t0\n")
+    assert _read_training_text(tsv) == ["a gripping film", "dull , dull , dull"]
+    txt = tmp_path / "ptb.txt"
+    txt.write_text("the cat sees the house\n\n a dog buys \n")
+    assert _read_training_text(txt) == ["the cat sees the house", "a dog buys"]
+    with pytest.raises(InvalidInputError, match="sentence"):
+        (tmp_path / "bad.tsv").write_text("text\tlabel\nx\t1\n")
+        _read_training_text(tmp_path / "bad.tsv")
