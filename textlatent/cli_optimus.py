@@ -88,6 +88,7 @@ def eval_optimus_cmd(
     subset: Annotated[int | None, typer.Option(min=1, help="Score N sentences drawn at random (seeded), the "
                                                         "same ones `vae eval --subset N` draws")] = None,
     lm_baseline: Annotated[bool, typer.Option("--lm-baseline", help="Also score the text under the bare LM")] = False,
+    z_check: Annotated[bool, typer.Option("--z-check", help="Also rec at z=μ(x), another μ, z=0")] = False,
     seed: int = 0,
 ) -> None:
     """`vae eval` for an Optimus folder, with the bare-LM baseline; prints one JSON object."""
@@ -105,6 +106,6 @@ def eval_optimus_cmd(
     pipeline = _run_cli(lambda: OptimusPipeline(model, device=settings.device))
     texts = pick(_run_cli(lambda: read_sentences(data)), subset, seed)
     result = _run_cli(lambda: evaluate_optimus(pipeline, texts, k=k, seed=seed, lm_baseline=lm_baseline,
-                                               progress=True))
+                                               z_check=z_check, progress=True))
     result.update(model=str(model), data=str(data), subset=subset)
     typer.echo(json.dumps(result))

@@ -127,7 +127,7 @@ def test_evaluation_uses_the_word_denominator(pipeline):
     from textlatent.vae.optimus_train import evaluate_optimus
 
     _, valid = split_corpus()
-    r = evaluate_optimus(pipeline, valid, k=3, lm_baseline=True)
+    r = evaluate_optimus(pipeline, valid, k=3, lm_baseline=True, z_check=True)
     words = sum(len(s.split()) + 1 for s in valid)
     assert r["sentences"] == len(valid) and r["words"] == words
     assert r["tokens"] == words  # word-level tokenizer: one token a word, plus the end token
@@ -136,6 +136,8 @@ def test_evaluation_uses_the_word_denominator(pipeline):
     assert r["nll"] == pytest.approx(r["rec"] + r["kl"])
     assert 0 <= r["au"] <= 8 and len(r["au_variances"]) == 8 and r["iw_samples"] == 3
     assert r["lm_only_nll"] > 0 and math.isfinite(r["ppl_lm_only"])
+    assert all(r[key] > 0 for key in ("rec_at_mu", "rec_at_other_mu", "rec_at_zero"))
+    assert r["rec_at_mu"] != r["rec_at_other_mu"]  # the prefix depends on z
 
 
 def test_cli_eval_sample_and_bad_train_options(optimus_dir, encoder, tmp_path, monkeypatch):

@@ -227,12 +227,15 @@ def train_optimus(
 
 @torch.no_grad()
 def evaluate_optimus(pipeline: OptimusPipeline, texts: Sequence[str], *, k: int = 10, seed: int = 0,
-                     batch_size: int = 16, lm_baseline: bool = False, progress: bool = False) -> dict[str, Any]:
+                     batch_size: int = 16, lm_baseline: bool = False, z_check: bool = False,
+                     progress: bool = False) -> dict[str, Any]:
     """The GRU VAE's figures (``textlatent.vae.evaluate``) for an Optimus model, per-word perplexity
     on the GRU's denominator (words + one ``<eos>`` per sentence), plus subword statistics.
 
     ``lm_baseline`` also scores the text under the frozen LM alone (no prefix, no z; the first
-    token predicted after the LM's BOS/end token): what the prefix adds over the bare LM."""
+    token predicted after the LM's BOS token): what the prefix adds over the bare LM.
+    ``z_check`` scores the reconstruction with z = μ(x), with the μ of another sentence of the
+    set and with z = 0: AU and KL describe the posterior, this says whether the decoder uses z."""
     from tqdm.auto import tqdm
 
     torch.manual_seed(seed)
@@ -281,6 +284,14 @@ def evaluate_optimus(pipeline: OptimusPipeline, texts: Sequence[str], *, k: int 
         "au_variances": [round(float(v), 4) for v in au_var],
         "mi": mi,
     }
+    if z_check:  # does the decoder read z? rec with z = μ(x), with the μ of another sentence, with z = 0
+        mu = terms["mu"]
+        other = torch.roll(torch.arange(n), 1)
+        for name, zs in (("rec_at_mu", mu), ("rec_at_other_mu", mu[other]), ("rec_at_zero", torch.zeros_like(mu))):
+            total = 0.0
+            for idx in length_batches([len(s) for s in ids], batch_size, None):
+                total += float(model.reconstruction_nll(zs[idx].to(device), [ids[i] for i in idx]).sum())
+            result[name] = total / n
     if lm_baseline:
         base = lm_only_nll(model, ids, device, batch_size)
         result["lm_only_nll"] = base / n
