@@ -102,6 +102,10 @@ class OptimusVAE(nn.Module):
         self.tokenizer = tokenizer
         eos = tokenizer.eos_token_id
         self.eos_id = int(eos if eos is not None else lm.config.eos_token_id)
+        # A sentence is one line: a newline token ends a decode as the end token does (a chat LM
+        # that has not yet learnt to stop otherwise runs on into a second paragraph).
+        newlines = [tokenizer("\n" * k, add_special_tokens=False)["input_ids"] for k in (1, 2)]
+        self.stop_ids = [self.eos_id, *(ids[0] for ids in newlines if len(ids) == 1)]
         # Same layout (and parameter names) as TextVAE's posterior, so its weights can be loaded here.
         self.posterior = nn.Sequential(
             nn.Linear(c.embed_dim, c.posterior_hidden), nn.Tanh(), nn.Linear(c.posterior_hidden, 2 * c.latent_dim)
@@ -186,7 +190,7 @@ class OptimusVAE(nn.Module):
                  beam_size: int = 5, max_len: int | None = None) -> list[list[int]]:
         """Token ids (end token dropped) for each row of ``z``, through ``lm.generate``."""
         prefix = self.prefix(z).to(self.lm.get_input_embeddings().weight.dtype)
-        kw: dict[str, Any] = {"max_new_tokens": max_len or self.config.max_len, "eos_token_id": self.eos_id,
+        kw: dict[str, Any] = {"max_new_tokens": max_len or self.config.max_len, "eos_token_id": self.stop_ids,
                               "pad_token_id": self.eos_id, "do_sample": strategy == "sample", "num_beams": 1}
         if strategy == "sample":
             kw.update(temperature=float(temperature), top_k=0, top_p=1.0)
@@ -198,7 +202,7 @@ class OptimusVAE(nn.Module):
         for row in out.tolist():
             seq = []
             for t in row:
-                if t == self.eos_id:
+                if t in self.stop_ids:
                     break
                 seq.append(int(t))
             result.append(seq)
@@ -283,5 +287,7 @@ class OptimusPipeline:
             for start in range(0, len(z_arr), batch_size):
                 zb = torch.from_numpy(z_arr[start:start + batch_size]).to(self.device)
                 ids = self.model.generate(zb, strategy=strategy, temperature=temperature, beam_size=beam_size)
-                texts.extend(str(self.model.tokenizer.decode(s, skip_special_tokens=True)).strip() for s in ids)
+                # whitespace normalised: one line per sentence, whatever the LM put between words
+                texts.extend(" ".join(str(self.model.tokenizer.decode(s, skip_special_tokens=True)).split())
+                             for s in ids)
         return texts
