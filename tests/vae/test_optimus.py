@@ -103,6 +103,20 @@ def test_a_folder_without_head_is_a_clear_error(tmp_path, encoder):
         OptimusPipeline(tmp_path, encoder=encoder)
 
 
+def test_a_head_that_does_not_match_its_config_is_a_clear_error(optimus_dir, tmp_path, encoder):
+    import shutil
+
+    from textlatent.vae.optimus import OptimusPipeline
+
+    broken = tmp_path / "broken"
+    shutil.copytree(optimus_dir, broken)
+    state = torch.load(broken / "head.pt", weights_only=True)
+    del state["to_prefix.0.weight"]
+    torch.save(state, broken / "head.pt")
+    with pytest.raises(NotFoundError, match="does not match"):
+        OptimusPipeline(broken, encoder=encoder)
+
+
 def test_latent_model_decodes_with_every_strategy(pipeline):
     from textlatent.vae.ops import interpolate, reconstruct, sample
 

@@ -258,7 +258,12 @@ class OptimusPipeline:
         self.config = OptimusConfig.from_dict(meta["model"])
         lm, tokenizer = load_lm(self.config.lm, self.path, self.device)
         self.model = OptimusVAE(self.config, lm, tokenizer).to(self.device)
-        self.model.load_state_dict(torch.load(weights, map_location=self.device, weights_only=True), strict=False)
+        result = self.model.load_state_dict(torch.load(weights, map_location=self.device, weights_only=True),
+                                            strict=False)
+        missing = [k for k in result.missing_keys if not k.startswith("lm.")]  # the LM is loaded apart
+        if missing or result.unexpected_keys:
+            raise NotFoundError(f"{weights} does not match its config.json (missing {missing[:3]}, unexpected "
+                                f"{result.unexpected_keys[:3]})", param="model")
         self.model.eval()
         self.name = self.path.resolve().name
         self.latent_dim = self.config.latent_dim
