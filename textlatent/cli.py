@@ -403,6 +403,7 @@ def finetune_retrieval_cmd(
 
 # Command groups that live in their own modules (imported here, after everything they use).
 from textlatent import cli_sentiment  # noqa: E402,F401  (registers `sentiment`, `score`, `eval sentiment`)
+from textlatent.cli_optimus import train_optimus_cmd  # noqa: E402,F401  (registers `vae train-optimus`, `eval-optimus`)
 from textlatent.cli_retrieval import register as _register_retrieval  # noqa: E402
 from textlatent.cli_vae import vae_app  # noqa: E402
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import typer
 
 if TYPE_CHECKING:
-    from textlatent.vae.ops import Strategy, VAEPipeline
+    from textlatent.vae.ops import Strategy
 
 vae_app = typer.Typer(help="A text VAE: a latent sentence space to sample, interpolate and do analogies in.",
                       no_args_is_help=True)
@@ -32,9 +32,8 @@ def _run(fn: Any) -> Any:
     return run(fn)
 
 
-def _pipeline(model: Path | None) -> VAEPipeline:
+def _pipeline(model: Path | None) -> Any:
     from textlatent.cli import _fail, _State
-    from textlatent.vae.ops import VAEPipeline
 
     settings = _State.settings()
     path = model or settings.vae_model
@@ -45,7 +44,9 @@ def _pipeline(model: Path | None) -> VAEPipeline:
         import torch
 
         torch.set_num_threads(settings.threads)
-    return _run(lambda: VAEPipeline(path, device=settings.device))
+    from textlatent.vae.service import load_latent_model
+
+    return _run(lambda: load_latent_model(path, device=settings.device))  # GRU or Optimus folder
 
 
 def _strategy(name: str) -> Strategy:
@@ -122,7 +123,10 @@ def eval_cmd(
         import random
 
         texts = [texts[i] for i in sorted(random.Random(seed).sample(range(len(texts)), subset))]
-    result = _run(lambda: evaluate_pipeline(pipeline, texts, k=k, seed=seed, progress=True))  # bar on stderr
+    evaluate: Any = evaluate_pipeline
+    if getattr(pipeline, "kind", None) == "optimus":  # the SmolLM2-decoder VAE: subword NLL, per-word PPL
+        from textlatent.vae.optimus_train import evaluate_optimus as evaluate
+    result = _run(lambda: evaluate(pipeline, texts, k=k, seed=seed, progress=True))  # bar on stderr
     result["model"], result["data"], result["subset"] = str(pipeline.path), str(data), subset
     if as_json:
         typer.echo(json.dumps(result))

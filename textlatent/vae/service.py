@@ -14,6 +14,8 @@ from textlatent.errors import NotFoundError, PayloadTooLargeError
 from textlatent.vae.ops import LatentModel
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from textlatent.config import Settings
     from textlatent.encoder import Encoder
 
@@ -38,7 +40,6 @@ class LatentService:
         import json
 
         from textlatent.models import DEFAULT_MODEL_ID
-        from textlatent.vae.ops import VAEPipeline
 
         path = self.settings.vae_model
         if path is None:
@@ -53,9 +54,20 @@ class LatentService:
                        and not meta.get("train", {}).get("encoder_model"))
             if bundled and not self.settings.model:
                 encoder = self._shared_encoder()
-        return VAEPipeline(path, device=self.settings.device, encoder=encoder)
+        return load_latent_model(path, device=self.settings.device, encoder=encoder)
 
     def check_count(self, n: int, param: str) -> None:
         if n > self.settings.max_batch:
             raise PayloadTooLargeError(f"{param} has {n} items; the limit is {self.settings.max_batch} "
                                        "(TEXTLATENT_MAX_BATCH)", param=param)
+
+
+def load_latent_model(path: Path, *, device: str = "cpu", encoder: Encoder | None = None) -> LatentModel:
+    """The model in ``path``: ``"kind": "optimus"`` in its config.json picks the SmolLM2-decoder
+    VAE (:mod:`textlatent.vae.optimus`), anything else the GRU VAE."""
+    from textlatent.vae.ops import VAEPipeline
+    from textlatent.vae.optimus import OptimusPipeline, is_optimus_folder
+
+    if is_optimus_folder(path):
+        return OptimusPipeline(path, device=device, encoder=encoder)
+    return VAEPipeline(path, device=device, encoder=encoder)
