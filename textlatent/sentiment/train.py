@@ -238,14 +238,16 @@ def train_finetuned(
         dataloader_num_workers=0,
         disable_tqdm=False,
     )
+
     class BudgetTrainer(Trainer):  # type: ignore[misc]
         """The Trainer with :func:`budget_lr_factor` as its schedule."""
 
         def create_scheduler(self, num_training_steps: int, optimizer: Any = None) -> Any:
             if self.lr_scheduler is None:
                 budget_s = None if max_minutes is None else max_minutes * 60
+                opt: Any = optimizer if optimizer is not None else self.optimizer
                 self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
-                    optimizer if optimizer is not None else self.optimizer,
+                    opt,
                     lambda step: budget_lr_factor(step, elapsed=clock.elapsed(), budget_s=budget_s,
                                                   total_steps=num_training_steps, warmup_ratio=warmup_ratio))
                 self._created_lr_scheduler = True
