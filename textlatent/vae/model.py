@@ -48,7 +48,31 @@ class VAEConfig:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
-class TextVAE(nn.Module):
+class PosteriorHead:
+    """q(z|x) from a sentence embedding: standardise it, then an MLP to μ and log σ².
+
+    Shared by every decoder (the GRU's :class:`TextVAE`, the SmolLM2 prefix decoder), so one
+    posterior, with the same parameter names, can start or serve any of them. The module
+    using it defines ``posterior``, ``embed_mean`` and ``embed_std``."""
+
+    posterior: nn.Module
+    embed_mean: torch.Tensor
+    embed_std: torch.Tensor
+
+    @torch.no_grad()
+    def set_input_stats(self, embeddings: torch.Tensor) -> None:
+        """Per-component mean and standard deviation of the training embeddings ``[N, embed_dim]``."""
+        self.embed_mean.copy_(embeddings.float().mean(dim=0))
+        self.embed_std.copy_(embeddings.float().std(dim=0).clamp_min(1e-4))
+
+    def encode(self, embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sentence embeddings ``[B, embed_dim]`` → μ, log σ² ``[B, latent_dim]``."""
+        x = (embeddings - self.embed_mean) / self.embed_std
+        mu, logvar = self.posterior(x).chunk(2, dim=-1)
+        return mu, logvar.clamp(-12.0, 8.0)
+
+
+class TextVAE(PosteriorHead, nn.Module):
     """Posterior head over sentence embeddings plus a z-conditioned GRU language model.
 
     Token ids follow :class:`textlatent.vae.data.Vocab`: 0 pad, 1 bos, 2 eos, 3 unk.
@@ -82,18 +106,6 @@ class TextVAE(nn.Module):
             self.embedding.weight[self.PAD].zero_()
 
     # ------------------------------------------------------------------ posterior
-
-    @torch.no_grad()
-    def set_input_stats(self, embeddings: torch.Tensor) -> None:
-        """Per-component mean and standard deviation of the training embeddings ``[N, embed_dim]``."""
-        self.embed_mean.copy_(embeddings.float().mean(dim=0))
-        self.embed_std.copy_(embeddings.float().std(dim=0).clamp_min(1e-4))
-
-    def encode(self, embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Sentence embeddings ``[B, embed_dim]`` → μ, log σ² ``[B, latent_dim]``."""
-        x = (embeddings - self.embed_mean) / self.embed_std
-        mu, logvar = self.posterior(x).chunk(2, dim=-1)
-        return mu, logvar.clamp(-12.0, 8.0)
 
     @staticmethod
     def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, k: int | None = None) -> torch.Tensor:

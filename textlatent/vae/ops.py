@@ -44,7 +44,30 @@ class LatentModel(Protocol):
         ...
 
 
-class VAEPipeline:
+class PosteriorPipeline:
+    """``embed`` and ``encode`` for a loaded model whose ``model.encode`` maps MiniLM sentence
+    embeddings to (μ, log σ²): the same for every decoder. Subclasses set ``encoder``,
+    ``model`` and ``device``."""
+
+    encoder: Encoder
+    model: Any
+    device: str
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        from textlatent.encoder import validate_texts
+
+        return self.encoder.encode(validate_texts(list(texts), param="texts"))
+
+    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        emb = torch.from_numpy(self.embed(texts)).to(self.device)
+        with torch.no_grad():
+            mu, logvar = self.model.encode(emb)
+        return mu.float().cpu().numpy(), logvar.float().cpu().numpy()
+
+
+class VAEPipeline(PosteriorPipeline):
     """A trained VAE folder (see :func:`textlatent.vae.train.train_vae`) ready to use.
 
     ``encoder`` may be passed in to share an already loaded MiniLM (the API's), as long as
@@ -82,19 +105,6 @@ class VAEPipeline:
         else:  # the encoder it was trained on: the bundled MiniLM unless training named another folder
             self.encoder = Encoder(meta.get("train", {}).get("encoder_model"), device=self.device)
         self._lock = threading.Lock()  # the decoder's generation is not re-entrant across threads
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        from textlatent.encoder import validate_texts
-
-        return self.encoder.encode(validate_texts(list(texts), param="texts"))
-
-    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        import torch
-
-        emb = torch.from_numpy(self.embed(texts)).to(self.device)
-        with torch.no_grad():
-            mu, logvar = self.model.encode(emb)
-        return mu.float().cpu().numpy(), logvar.float().cpu().numpy()
 
     def decode(self, z: np.ndarray, *, strategy: Strategy = "greedy", temperature: float = 1.0,
                beam_size: int = 5, seed: int | None = None) -> list[str]:

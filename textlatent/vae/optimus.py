@@ -34,7 +34,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from textlatent.errors import NotFoundError
-from textlatent.vae.ops import Strategy, check_decoding, check_z
+from textlatent.vae.model import PosteriorHead
+from textlatent.vae.ops import PosteriorPipeline, Strategy, check_decoding, check_z
 
 if TYPE_CHECKING:
     from textlatent.encoder import Encoder
@@ -85,7 +86,7 @@ def load_lm(spec: str, folder: Path | None, device: str = "cpu") -> tuple[Any, A
     return lm.to(device).eval(), tokenizer
 
 
-class OptimusVAE(nn.Module):
+class OptimusVAE(PosteriorHead, nn.Module):
     """MiniLM-embedding posterior + a frozen causal LM conditioned on z through prefix vectors."""
 
     embed_mean: torch.Tensor
@@ -137,16 +138,6 @@ class OptimusVAE(nn.Module):
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """Everything but the frozen LM: what ``head.pt`` holds."""
         return {k: v for k, v in self.state_dict().items() if not k.startswith("lm.")}
-
-    @torch.no_grad()
-    def set_input_stats(self, embeddings: torch.Tensor) -> None:
-        self.embed_mean.copy_(embeddings.float().mean(dim=0))
-        self.embed_std.copy_(embeddings.float().std(dim=0).clamp_min(1e-4))
-
-    def encode(self, embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = (embeddings - self.embed_mean) / self.embed_std
-        mu, logvar = self.posterior(x).chunk(2, dim=-1)
-        return mu, logvar.clamp(-12.0, 8.0)
 
     # ------------------------------------------------------------------ decoder
 
@@ -236,7 +227,7 @@ def is_optimus_folder(path: str | Path) -> bool:
         return False
 
 
-class OptimusPipeline:
+class OptimusPipeline(PosteriorPipeline):
     """A trained Optimus folder behind the :class:`~textlatent.vae.ops.LatentModel` interface,
     so the /latent routes and ``textlatent vae sample|reconstruct|interpolate|analogy`` use it
     unchanged. ``encoder`` may share an already loaded bundled MiniLM (the API's)."""
@@ -269,17 +260,6 @@ class OptimusPipeline:
         self.latent_dim = self.config.latent_dim
         self.encoder = encoder if encoder is not None else Encoder(meta.get("encoder_model"), device=self.device)
         self._lock = threading.Lock()  # generation is not re-entrant across threads
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        from textlatent.encoder import validate_texts
-
-        return self.encoder.encode(validate_texts(list(texts), param="texts"))
-
-    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        emb = torch.from_numpy(self.embed(texts)).to(self.device)
-        with torch.no_grad():
-            mu, logvar = self.model.encode(emb)
-        return mu.float().cpu().numpy(), logvar.float().cpu().numpy()
 
     def decode(self, z: np.ndarray, *, strategy: Strategy = "greedy", temperature: float = 1.0,
                beam_size: int = 5, seed: int | None = None, batch_size: int = 32) -> list[str]:
