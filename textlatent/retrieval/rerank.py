@@ -29,6 +29,7 @@ import numpy as np
 
 from textlatent.errors import InvalidInputError, NotFoundError
 from textlatent.models import resolve_device, resolve_model_path, set_offline_defaults
+from textlatent.training import time_budget
 
 CONFIG_FILE = "textlatent_reranker.json"
 BETAS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -183,23 +184,6 @@ def _first_stage(encoder: Any, data: Any, query_ids: Sequence[str], top_k: int) 
     return fuse_runs(lexical, dense, top_k=top_k)
 
 
-def _time_budget(minutes: float) -> Any:
-    """A trainer callback that ends training once ``minutes`` of it have passed: on a shared
-    2-core machine a step's cost varies several-fold, so a step count alone cannot bound time."""
-    from transformers import TrainerCallback
-
-    class TimeBudget(TrainerCallback):  # type: ignore[misc]
-        def __init__(self) -> None:
-            self.start = time.perf_counter()
-
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-            if time.perf_counter() - self.start > 60 * minutes:
-                control.should_training_stop = True
-            return control
-
-    return TimeBudget()
-
-
 def train_reranker(
     out: str | Path,
     *,
@@ -274,7 +258,7 @@ def train_reranker(
         logging_steps=10, logging_first_step=True, report_to="none", dataloader_num_workers=0,
     )
     trainer = CrossEncoderTrainer(model=ce, args=args, train_dataset=train_ds, loss=loss,
-                                  callbacks=[_time_budget(max_minutes)] if max_minutes else None)
+                                  callbacks=[time_budget(max_minutes, evaluate=False)] if max_minutes else None)
     start = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):  # the trainer prints logs; stdout is for results
         trainer.train()

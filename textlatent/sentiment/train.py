@@ -22,6 +22,7 @@ from textlatent.sentiment.heads import (
     fit_temperature,
     write_config,
 )
+from textlatent.training import Clock, budget_lr_factor, time_budget
 
 EVAL_DATASETS = {"sst2-dev": ("dev", "glue"), "sst2-test": ("test", "kim")}
 
@@ -93,57 +94,6 @@ def train_linear(
             "dev": dev_metrics, "wall_seconds": config["wall_seconds"]}
 
 
-class _Clock:
-    """Seconds since first asked: the training clock the budget and the schedule share."""
-
-    def __init__(self) -> None:
-        self.start: float | None = None
-
-    def elapsed(self) -> float:
-        now = time.monotonic()
-        if self.start is None:
-            self.start = now
-        return now - self.start
-
-
-def budget_lr_factor(step: int, *, elapsed: float, budget_s: float | None, total_steps: int,
-                     warmup_ratio: float) -> float:
-    """Linear warm-up then linear decay to zero, over whichever end comes first: the last
-    step or the wall-clock budget.
-
-    A step-based schedule sized for an epoch that a CPU budget cuts short never decays (a
-    run stopped at 30 % of its steps trains at nearly peak rate to the end, and a long run may
-    not even finish warming up); sizing the schedule to the progress actually reachable is
-    what makes a budget-stopped run end on a low learning rate."""
-    progress = step / max(1, total_steps)
-    if budget_s:
-        progress = max(progress, elapsed / budget_s)
-    progress = min(1.0, progress)
-    if warmup_ratio > 0 and progress < warmup_ratio:
-        return progress / warmup_ratio
-    return max(0.0, (1.0 - progress) / max(1e-9, 1.0 - warmup_ratio))
-
-
-def _time_budget(minutes: float | None, clock: _Clock) -> Any:
-    """A TrainerCallback that stops training (then evaluates and saves) once ``minutes`` have passed."""
-    from transformers import TrainerCallback
-
-    class TimeBudget(TrainerCallback):  # type: ignore[misc]
-        def __init__(self) -> None:
-            self.budget_s = None if minutes is None else minutes * 60
-            self.stopped_early = False
-
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-            if self.budget_s is not None and clock.elapsed() > self.budget_s:
-                self.stopped_early = True
-                control.should_training_stop = True
-                control.should_evaluate = True
-                control.should_save = True
-            return control
-
-    return TimeBudget()
-
-
 def train_finetuned(
     out: str | Path,
     data_dir: str | Path,
@@ -211,8 +161,8 @@ def train_finetuned(
         logits, labels = pred
         return {"accuracy": float((np.argmax(logits, axis=1) == labels).mean())}
 
-    clock = _Clock()
-    budget = _time_budget(max_minutes, clock)
+    clock = Clock()
+    budget = time_budget(max_minutes, clock)
     args = TrainingArguments(
         output_dir=str(folder / "checkpoints"),
         num_train_epochs=epochs,
