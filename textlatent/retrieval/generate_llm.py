@@ -110,6 +110,36 @@ def local_model_dir(cache_dir: str | Path | None = None) -> Path:
     return target
 
 
+def causal_lm_nll(lm: Any, sequences: Sequence[Sequence[int]], *, start_id: int, device: str,
+                  batch_size: int = 32) -> tuple[float, int]:
+    """Summed negative log-likelihood (nats) of token ``sequences`` under a causal LM, each fed
+    after ``start_id`` so that every one of its tokens is predicted, and how many tokens.
+
+    One implementation for the bare-LM baseline of the SmolLM2 decoder and the fluency score of
+    style transfer: padded batches of similar length, padding masked out."""
+    import torch
+
+    rows_all = [list(s) for s in sequences if len(s)]
+    order = sorted(range(len(rows_all)), key=lambda i: len(rows_all[i]))
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for begin in range(0, len(order), batch_size):
+            rows = [[start_id, *rows_all[i]] for i in order[begin:begin + batch_size]]
+            longest = max(len(r) for r in rows)
+            x = torch.full((len(rows), longest), start_id, dtype=torch.long)
+            mask = torch.zeros((len(rows), longest), dtype=torch.long)
+            for r, row in enumerate(rows):
+                x[r, :len(row)] = torch.tensor(row)
+                mask[r, :len(row)] = 1
+            x, mask = x.to(device), mask.to(device)
+            logits = lm(input_ids=x, attention_mask=mask).logits.float()
+            logp = torch.log_softmax(logits[:, :-1], dim=-1)
+            token_lp = logp.gather(-1, x[:, 1:].unsqueeze(-1)).squeeze(-1) * mask[:, 1:]
+            total -= float(token_lp.sum())
+            count += int(mask[:, 1:].sum())
+    return total, count
+
+
 class LocalGenerator:
     """SmolLM2-135M-Instruct with transformers; greedy at temperature 0, sampled above."""
 

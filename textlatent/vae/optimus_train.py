@@ -300,28 +300,13 @@ def evaluate_optimus(pipeline: OptimusPipeline, texts: Sequence[str], *, k: int 
     return result
 
 
-@torch.no_grad()
 def lm_only_nll(model: OptimusVAE, ids: Sequence[Sequence[int]], device: str, batch_size: int = 16) -> float:
     """Total NLL of the token sequences under the frozen LM alone, started from its BOS token."""
+    from textlatent.retrieval.generate_llm import causal_lm_nll
+
     lm = model.lm
     start = lm.config.bos_token_id if lm.config.bos_token_id is not None else model.eos_id
-    total = 0.0
-    for idx in length_batches([len(s) for s in ids], batch_size, None):
-        rows = [ids[i] for i in idx]
-        longest = max(len(r) for r in rows)
-        inp = torch.full((len(rows), longest), model.eos_id, dtype=torch.long)
-        mask = torch.zeros(len(rows), longest, dtype=torch.bool)
-        for i, r in enumerate(rows):
-            inp[i, 0] = int(start)
-            inp[i, 1:len(r)] = torch.tensor(r[:-1])
-            mask[i, : len(r)] = True
-        tgt = torch.full((len(rows), longest), model.eos_id, dtype=torch.long)
-        for i, r in enumerate(rows):
-            tgt[i, : len(r)] = torch.tensor(r)
-        inp, mask, tgt = inp.to(device), mask.to(device), tgt.to(device)
-        logits = lm(input_ids=inp, attention_mask=mask.long()).logits[mask].float()
-        total += float(torch.nn.functional.cross_entropy(logits, tgt[mask], reduction="sum"))
-    return total
+    return causal_lm_nll(lm, ids, start_id=int(start), device=device, batch_size=batch_size)[0]
 
 
 def subset(texts: Sequence[str], n: int | None, seed: int = 0) -> list[str]:

@@ -71,27 +71,11 @@ class SmolLMPerplexity:
 
     def nll(self, texts: Sequence[str]) -> tuple[float, int]:
         """Summed negative log-likelihood (nats) of the texts' tokens and how many tokens."""
-        import torch
+        from textlatent.retrieval.generate_llm import causal_lm_nll
 
-        total, count = 0.0, 0
-        ids = [[self.start_id, *self.tokenizer(t, add_special_tokens=False)["input_ids"]] for t in texts if t.strip()]
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                batch = [ids[i] for i in order[start:start + self.batch_size]]
-                longest = max(len(b) for b in batch)
-                x = torch.full((len(batch), longest), self.start_id, dtype=torch.long)
-                mask = torch.zeros((len(batch), longest), dtype=torch.long)
-                for r, b in enumerate(batch):
-                    x[r, :len(b)] = torch.tensor(b)
-                    mask[r, :len(b)] = 1
-                logits = self.model(input_ids=x.to(self.device), attention_mask=mask.to(self.device)).logits.float()
-                logp = torch.log_softmax(logits[:, :-1], dim=-1)
-                tgt = x[:, 1:].to(self.device)
-                token_lp = logp.gather(-1, tgt.unsqueeze(-1)).squeeze(-1) * mask[:, 1:].to(self.device)
-                total -= float(token_lp.sum())
-                count += int(mask[:, 1:].sum())
-        return total, count
+        ids = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts if t.strip()]
+        return causal_lm_nll(self.model, ids, start_id=self.start_id, device=self.device,
+                             batch_size=self.batch_size)
 
     def __call__(self, texts: Sequence[str]) -> float:
         total, count = self.nll(texts)
