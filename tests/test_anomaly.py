@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from textlatent.anomaly import KnnScorer, MahalanobisScorer, auroc, check_method, collection_outliers
+from textlatent.anomaly import (
+    KnnScorer,
+    MahalanobisScorer,
+    UnigramBackground,
+    auroc,
+    check_method,
+    collection_outliers,
+)
 from textlatent.errors import InvalidInputError
 
 
@@ -83,6 +90,23 @@ def test_mahalanobis_ranks_the_planted_outlier_first_with_fewer_points_than_dime
 ])
 def test_auroc_on_toy_cases(in_domain, ood, expected):
     assert auroc(in_domain, ood) == pytest.approx(expected)
+
+
+def test_unigram_background_gives_unknown_words_the_unseen_mass():
+    from textlatent.vae.data import Vocab
+
+    vocab = Vocab.build(["a a b c"])  # <pad> <bos> <eos> <unk> a b c
+    bg = UnigramBackground(vocab).fit(["a a b c", "a"])
+    # tokens: a a b c <eos> a <eos> = 7; words seen once: b, c -> p(<unk>) = 2 / (7 + 2)
+    p_unk = 2 / 9
+    known = {"pad": 0.5, "bos": 0.5, "eos": 2.5, "a": 3.5, "b": 1.5, "c": 1.5}  # counts + 1/2, total 10
+    p = {w: c / 10 * (1 - p_unk) for w, c in known.items()}
+    got = bg.nll_per_token(["a", "b zzz"])
+    assert got[0] == pytest.approx(-(np.log(p["a"]) + np.log(p["eos"])) / 2)
+    assert got[1] == pytest.approx(-(np.log(p["b"]) + np.log(p_unk) + np.log(p["eos"])) / 3)
+    assert np.exp(bg.log_probs).sum() == pytest.approx(1.0)
+    with pytest.raises(RuntimeError):
+        UnigramBackground(vocab).nll_per_token(["a"])
 
 
 def test_auroc_refuses_empty_or_nan():

@@ -229,6 +229,43 @@ class ElboScorer:
         return out
 
 
+class UnigramBackground:
+    """Unigram model over a VAE vocabulary, fitted on the reference text: the background model of
+    a likelihood ratio (Ren et al. 2019). Subtracting its per-token NLL from the VAE's removes
+    what is plain word frequency from the evidence, leaving how much better the VAE explains a
+    text than word counts do.
+
+    ``<unk>`` gets the Good-Turing mass of unseen words (the share of tokens that are words seen
+    once), not its own count: a vocabulary built from the reference has no ``<unk>`` in it, and an
+    add-one count would make every unknown word look far more surprising to the background than
+    to the VAE. Other words: counts plus one half."""
+
+    def __init__(self, vocab: Any) -> None:
+        self.vocab = vocab
+        self.log_probs: np.ndarray | None = None
+
+    def fit(self, texts: Sequence[str]) -> UnigramBackground:
+        counts = np.zeros(len(self.vocab), dtype=np.float64)
+        for t in texts:
+            np.add.at(counts, self.vocab.encode(str(t)), 1.0)
+        total = counts.sum()
+        if total == 0:
+            raise InvalidInputError("the background model needs some reference text", param="texts")
+        unk = self.vocab.unk
+        singletons = float(np.sum(np.delete(counts, unk) == 1))
+        p_unk = (counts[unk] + max(singletons, 1.0)) / (total + max(singletons, 1.0))
+        known = np.delete(counts, unk) + 0.5
+        probs = np.insert(known / known.sum() * (1.0 - p_unk), unk, p_unk)
+        self.log_probs = np.log(probs)
+        return self
+
+    def nll_per_token(self, texts: Sequence[str]) -> np.ndarray:
+        if self.log_probs is None:
+            raise RuntimeError("fit the background model first")
+        lp = self.log_probs
+        return np.array([-float(lp[self.vocab.encode(str(t))].mean()) for t in texts], dtype=np.float64)
+
+
 def auroc(in_domain: Any, out_of_domain: Any) -> float:
     """Area under the ROC curve of telling out-of-domain (positive) from in-domain scores, with
     higher scores meaning more anomalous (scikit-learn ``roc_auc_score``). 1.0: every OOD item

@@ -7,7 +7,8 @@ Protocol (nothing is fitted or chosen on a test split):
   same text (``/work/models/vae-sst2-ood`` was: ``--train`` those phrases, ``--valid`` the
   held-out ones);
 * selection (each method's one hyper-parameter: k and aggregate for kNN, the covariance
-  estimator for Mahalanobis, per-token or per-sentence ELBO): the held-out train phrases as
+  estimator for Mahalanobis, per-token or per-sentence ELBO, or the per-token likelihood ratio
+  against a unigram background fitted on the reference): the held-out train phrases as
   in-domain against two *non-test* out-of-domain sets, PTB valid and SciFact train queries;
   the setting with the best mean AUROC there is the one reported;
 * test: SST-2 GLUE dev (in-domain) against PTB test sentences and SciFact test queries
@@ -25,12 +26,12 @@ from typing import Any
 
 import numpy as np
 
-from textlatent.anomaly import METHODS, ElboScorer, KnnScorer, MahalanobisScorer, auroc
+from textlatent.anomaly import METHODS, ElboScorer, KnnScorer, MahalanobisScorer, UnigramBackground, auroc
 from textlatent.errors import InvalidInputError
 
 KNN_GRID = (1, 5, 10, 20, 50, 100)
 SHRINKAGE_GRID = ("ledoit-wolf", "empirical")
-ELBO_GRID = ("token", "sentence")
+ELBO_GRID = ("token", "sentence", "token-ratio")
 
 
 def load_ood_sets(data_dir: str | Path, heldout: int = 2000) -> dict[str, list[str]]:
@@ -136,7 +137,11 @@ def evaluate_ood(
                                                                            show_progress=show_progress)
                         for name in names}
         tokens = {name: np.array([len(vae.vocab.encode(t)) for t in sets[name]], dtype=np.float64) for name in names}
-        report("elbo", {"sentence": per_sentence, "token": {n: per_sentence[n] / tokens[n] for n in names}})
+        per_token = {n: per_sentence[n] / tokens[n] for n in names}
+        background = UnigramBackground(vae.vocab).fit(sets["reference"])
+        ratio = {n: per_token[n] - background.nll_per_token(sets[n]) for n in names}
+        candidates = {"sentence": per_sentence, "token": per_token, "token-ratio": ratio}
+        report("elbo", {setting: candidates[setting] for setting in ELBO_GRID})
         result["vae"] = str(getattr(vae, "path", vae))
     result["seconds"] = round(time.perf_counter() - start, 1)
     return result
