@@ -85,7 +85,7 @@ def main() -> None:
                 opt.step()
             net.eval()
 
-            def mlp_predict(x: np.ndarray) -> np.ndarray:
+            def mlp_predict(x: np.ndarray, net: torch.nn.Module = net) -> np.ndarray:
                 with torch.no_grad():
                     return (net(torch.tensor(x, dtype=torch.float32)).squeeze(1) > 0).numpy().astype(int)
 
