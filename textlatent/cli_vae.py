@@ -74,7 +74,10 @@ def train_cmd(
     word_dim: Annotated[int, typer.Option(min=8)] = 256,
     free_bits: Annotated[float, typer.Option(min=0.0, help="Free bits λ per latent dimension, in nats")] = 0.25,
     kl_cycles: Annotated[int, typer.Option(min=0, help="Cyclical KL annealing cycles (0: β=1 throughout)")] = 4,
-    word_dropout: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.25,
+    word_dropout: Annotated[float, typer.Option(min=0.0, max=1.0,
+                                                help="Decoder inputs replaced by <unk> while training")] = 0.25,
+    dropout: Annotated[float, typer.Option(min=0.0, max=0.9,
+                                           help="Dropout on the decoder's word embeddings and GRU outputs")] = 0.15,
     seed: int = 0,
     train_encoder: Annotated[bool, typer.Option("--train-encoder", help="Fine-tune MiniLM too (slow)")] = False,
     max_train_sentences: Annotated[int | None, typer.Option(min=1, help="Use only the first N")] = None,
@@ -91,7 +94,7 @@ def train_cmd(
                          seed=seed, device=settings.device, threads=settings.threads, train_encoder=train_encoder,
                          encoder_model=settings.model, max_train_sentences=max_train_sentences,
                          model={"latent_dim": latent_dim, "hidden_dim": hidden_dim, "word_dim": word_dim,
-                                "word_dropout": word_dropout})
+                                "word_dropout": word_dropout, "dropout": dropout})
     train_texts = _run(lambda: read_sentences(train))
     valid_texts = _run(lambda: read_sentences(valid))
     result = _run(lambda: train_vae(train_texts, valid_texts, out, config, resume=resume))

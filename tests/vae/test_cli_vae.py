@@ -39,15 +39,18 @@ def test_train_eval_and_use(run, corpus_files, tmp_path, monkeypatch):
     train, valid = corpus_files
     out = tmp_path / "model"
     r = run("train", "--train", str(train), "--valid", str(valid), "--out", str(out), "--epochs", "2",
-            "--latent-dim", "8", "--hidden-dim", "32", "--word-dim", "16", "--batch-size", "16", "--json")
+            "--latent-dim", "8", "--hidden-dim", "32", "--word-dim", "16", "--batch-size", "16", "--dropout", "0.3",
+            "--word-dropout", "0", "--json")
     assert r.exit_code == 0, r.output
+    saved = json.loads((out / "config.json").read_text())["model"]
+    assert (saved["dropout"], saved["word_dropout"]) == (0.3, 0.0)
     history = json.loads(r.stdout.strip().splitlines()[-1])["history"]
     assert [h["epoch"] for h in history] == [1, 2]
     assert (out / "checkpoint.pt").is_file() and (out / "model.pt").is_file()
 
     r = run("train", "--train", str(train), "--valid", str(valid), "--out", str(out), "--epochs", "3",
-            "--latent-dim", "8", "--hidden-dim", "32", "--word-dim", "16", "--batch-size", "16", "--resume",
-            "--json")
+            "--latent-dim", "8", "--hidden-dim", "32", "--word-dim", "16", "--batch-size", "16", "--dropout", "0.3",
+            "--word-dropout", "0", "--resume", "--json")
     assert r.exit_code == 0, r.output
     assert [h["epoch"] for h in json.loads(r.stdout.strip().splitlines()[-1])["history"]] == [1, 2, 3]
 
