@@ -78,6 +78,8 @@ def train_cmd(
                                                 help="Decoder inputs replaced by <unk> while training")] = 0.25,
     dropout: Annotated[float, typer.Option(min=0.0, max=0.9,
                                            help="Dropout on the decoder's word embeddings and GRU outputs")] = 0.15,
+    tie_weights: Annotated[bool, typer.Option(help="Share the frequent words' input embeddings with the "
+                                                  "softmax head (fewer parameters, lower perplexity)")] = False,
     seed: int = 0,
     train_encoder: Annotated[bool, typer.Option("--train-encoder", help="Fine-tune MiniLM too (slow)")] = False,
     max_train_sentences: Annotated[int | None, typer.Option(min=1, help="Use only the first N")] = None,
@@ -94,7 +96,7 @@ def train_cmd(
                          seed=seed, device=settings.device, threads=settings.threads, train_encoder=train_encoder,
                          encoder_model=settings.model, max_train_sentences=max_train_sentences,
                          model={"latent_dim": latent_dim, "hidden_dim": hidden_dim, "word_dim": word_dim,
-                                "word_dropout": word_dropout, "dropout": dropout})
+                                "word_dropout": word_dropout, "dropout": dropout, "tie_weights": tie_weights})
     train_texts = _run(lambda: read_sentences(train))
     valid_texts = _run(lambda: read_sentences(valid))
     result = _run(lambda: train_vae(train_texts, valid_texts, out, config, resume=resume))

@@ -64,3 +64,25 @@ def test_vocab_is_frequency_sorted_and_round_trips(tmp_path):
     assert vocab.decode([4, 6, 3, 2, 5]) == "a c <unk>"
     vocab.save(tmp_path / "v.txt")
     assert Vocab.load(tmp_path / "v.txt").itos == vocab.itos
+
+
+def test_tied_weights_share_the_frequent_words_vectors_with_the_softmax_head():
+    torch.manual_seed(0)
+    kwargs = dict(vocab_size=40, embed_dim=12, latent_dim=4, word_dim=16, hidden_dim=24, posterior_hidden=16,
+                  dropout=0.0, word_dropout=0.0, max_len=12)
+    tied = TextVAE(VAEConfig(**kwargs, tie_weights=True))
+    untied = TextVAE(VAEConfig(**kwargs))
+    shortlist = tied.softmax.shortlist_size  # 20 for 40 words
+    n_params = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert n_params(untied) - n_params(tied) == shortlist * 16
+    words = torch.tensor([[5, 30]])  # one frequent (head) word, one rare (tail) word
+    torch.testing.assert_close(tied.word_vectors(words)[0, 0], tied.softmax.head.weight[5])
+    torch.testing.assert_close(tied.word_vectors(words)[0, 1], tied.embedding.weight[30 - shortlist])
+    # one parameter, two roles: the input side's gradient reaches the head's row
+    tied.word_vectors(words)[0, 0].sum().backward()
+    assert tied.softmax.head.weight.grad[5].abs().sum() > 0
+    # and the likelihood stays an exact, normalised distribution
+    z = torch.randn(1, 4)
+    with torch.no_grad():
+        features = tied.eval().decoder_features(z, torch.tensor([[7, 8, 2]]))
+        torch.testing.assert_close(tied.log_probs(features[0]).exp().sum(-1), torch.ones(3), atol=1e-5, rtol=0)

@@ -37,6 +37,7 @@ class VAEConfig:
     posterior_hidden: int = 512
     dropout: float = 0.15  # on word embeddings and GRU outputs (light: a short CPU run underfits first)
     word_dropout: float = 0.25  # decoder inputs replaced by <unk> while training (Bowman et al. 2016)
+    tie_weights: bool = False  # the frequent words' input embeddings are their output (head) vectors
     max_len: int = 60  # longest sentence decoded, <eos> included
 
     def to_dict(self) -> dict[str, Any]:
@@ -94,16 +95,30 @@ class TextVAE(PosteriorHead, nn.Module):
         # sentences from the first step instead of after its weights grow a hundredfold.
         self.register_buffer("embed_mean", torch.zeros(c.embed_dim))
         self.register_buffer("embed_std", torch.ones(c.embed_dim))
-        self.embedding = nn.Embedding(c.vocab_size, c.word_dim, padding_idx=self.PAD)
         self.z_to_hidden = nn.Linear(c.latent_dim, c.hidden_dim)
         self.gru = nn.GRU(c.word_dim + c.latent_dim, c.hidden_dim, batch_first=True)
         self.to_word = nn.Linear(c.hidden_dim + c.latent_dim, c.word_dim)
         self.softmax = nn.AdaptiveLogSoftmaxWithLoss(c.word_dim, c.vocab_size, adaptive_cutoffs(c.vocab_size),
                                                      div_value=4.0)
         self.drop = nn.Dropout(c.dropout)
+        # Weight tying (Press & Wolf 2017; Inan et al. 2017), adapted to the adaptive softmax: the
+        # head scores the `shortlist` most frequent words with one word_dim vector each, and those
+        # vectors double as the words' input embeddings; only the rarer words, scored through the
+        # low-rank tail clusters, keep an input table of their own.
+        self.tied = self.softmax.shortlist_size if c.tie_weights else 0
+        self.embedding = nn.Embedding(c.vocab_size - self.tied, c.word_dim,
+                                      padding_idx=None if self.tied else self.PAD)
         nn.init.normal_(self.embedding.weight, std=0.05)
-        with torch.no_grad():
-            self.embedding.weight[self.PAD].zero_()
+        if not self.tied:
+            with torch.no_grad():
+                self.embedding.weight[self.PAD].zero_()
+
+    def word_vectors(self, words: torch.Tensor) -> torch.Tensor:
+        """Input embeddings of token ids (tied to the softmax head for frequent words if configured)."""
+        if not self.tied:
+            return self.embedding(words)
+        table = torch.cat([self.softmax.head.weight[: self.tied], self.embedding.weight])
+        return F.embedding(words, table)
 
     # ------------------------------------------------------------------ posterior
 
@@ -122,7 +137,7 @@ class TextVAE(PosteriorHead, nn.Module):
         return torch.tanh(self.z_to_hidden(z)).unsqueeze(0)
 
     def _step_inputs(self, words: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        emb = self.drop(self.embedding(words))
+        emb = self.drop(self.word_vectors(words))
         return torch.cat([emb, z.unsqueeze(1).expand(-1, words.shape[1], -1)], dim=-1)
 
     def _features(self, out: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
