@@ -79,7 +79,7 @@ def train_cmd(
     dropout: Annotated[float, typer.Option(min=0.0, max=0.9,
                                            help="Dropout on the decoder's word embeddings and GRU outputs")] = 0.15,
     tie_weights: Annotated[bool, typer.Option(help="Share the frequent words' input embeddings with the "
-                                                  "softmax head (fewer parameters, lower perplexity)")] = False,
+                                                  "softmax head (Press & Wolf 2017; fewer parameters)")] = False,
     seed: int = 0,
     train_encoder: Annotated[bool, typer.Option("--train-encoder", help="Fine-tune MiniLM too (slow)")] = False,
     max_train_sentences: Annotated[int | None, typer.Option(min=1, help="Use only the first N")] = None,
