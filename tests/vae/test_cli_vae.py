@@ -76,7 +76,7 @@ def test_train_eval_and_use(run, corpus_files, tmp_path, monkeypatch):
     r = run("analogy", "the cat sees the house", "the cat buys the house", "a dog sees a red car", "--strategy",
             "beam")
     assert r.exit_code == 0, r.output
-    assert len(r.stdout.strip().splitlines()) == 1
+    assert r.stdout.count("\n") == 1  # one decoded sentence (a tiny model may decode an empty one)
 
     r = run("interpolate", "a", "b", "--steps", "1")
     assert r.exit_code == 2 and "steps" in r.output

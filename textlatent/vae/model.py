@@ -95,19 +95,20 @@ class TextVAE(PosteriorHead, nn.Module):
         # sentences from the first step instead of after its weights grow a hundredfold.
         self.register_buffer("embed_mean", torch.zeros(c.embed_dim))
         self.register_buffer("embed_std", torch.ones(c.embed_dim))
+        # Weight tying (Press & Wolf 2017; Inan et al. 2017), adapted to the adaptive softmax: the
+        # head scores the `shortlist` most frequent words with one word_dim vector each, and those
+        # vectors double as the words' input embeddings; only the rarer words, scored through the
+        # low-rank tail clusters, keep an input table of their own. (Modules are created in the
+        # same order as before the option existed, so a seed still gives the same untied model.)
+        self.tied = adaptive_cutoffs(c.vocab_size)[0] if c.tie_weights else 0
+        self.embedding = nn.Embedding(c.vocab_size - self.tied, c.word_dim,
+                                      padding_idx=None if self.tied else self.PAD)
         self.z_to_hidden = nn.Linear(c.latent_dim, c.hidden_dim)
         self.gru = nn.GRU(c.word_dim + c.latent_dim, c.hidden_dim, batch_first=True)
         self.to_word = nn.Linear(c.hidden_dim + c.latent_dim, c.word_dim)
         self.softmax = nn.AdaptiveLogSoftmaxWithLoss(c.word_dim, c.vocab_size, adaptive_cutoffs(c.vocab_size),
                                                      div_value=4.0)
         self.drop = nn.Dropout(c.dropout)
-        # Weight tying (Press & Wolf 2017; Inan et al. 2017), adapted to the adaptive softmax: the
-        # head scores the `shortlist` most frequent words with one word_dim vector each, and those
-        # vectors double as the words' input embeddings; only the rarer words, scored through the
-        # low-rank tail clusters, keep an input table of their own.
-        self.tied = self.softmax.shortlist_size if c.tie_weights else 0
-        self.embedding = nn.Embedding(c.vocab_size - self.tied, c.word_dim,
-                                      padding_idx=None if self.tied else self.PAD)
         nn.init.normal_(self.embedding.weight, std=0.05)
         if not self.tied:
             with torch.no_grad():
