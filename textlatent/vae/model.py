@@ -37,7 +37,7 @@ class VAEConfig:
     posterior_hidden: int = 512
     dropout: float = 0.15  # on word embeddings and GRU outputs (light: a short CPU run underfits first)
     word_dropout: float = 0.25  # decoder inputs replaced by <unk> while training (Bowman et al. 2016)
-    tie_weights: bool = False  # the frequent words' input embeddings are their output (head) vectors
+    tie_weights: bool = False  # frequent words' input embeddings = their head vectors (no gain on PTB: docs)
     max_len: int = 60  # longest sentence decoded, <eos> included
 
     def to_dict(self) -> dict[str, Any]:
@@ -100,14 +100,14 @@ class TextVAE(PosteriorHead, nn.Module):
         # vectors double as the words' input embeddings; only the rarer words, scored through the
         # low-rank tail clusters, keep an input table of their own. (Modules are created in the
         # same order as before the option existed, so a seed still gives the same untied model.)
-        self.tied = adaptive_cutoffs(c.vocab_size)[0] if c.tie_weights else 0
+        cutoffs = adaptive_cutoffs(c.vocab_size)
+        self.tied = cutoffs[0] if c.tie_weights else 0
         self.embedding = nn.Embedding(c.vocab_size - self.tied, c.word_dim,
                                       padding_idx=None if self.tied else self.PAD)
         self.z_to_hidden = nn.Linear(c.latent_dim, c.hidden_dim)
         self.gru = nn.GRU(c.word_dim + c.latent_dim, c.hidden_dim, batch_first=True)
         self.to_word = nn.Linear(c.hidden_dim + c.latent_dim, c.word_dim)
-        self.softmax = nn.AdaptiveLogSoftmaxWithLoss(c.word_dim, c.vocab_size, adaptive_cutoffs(c.vocab_size),
-                                                     div_value=4.0)
+        self.softmax = nn.AdaptiveLogSoftmaxWithLoss(c.word_dim, c.vocab_size, cutoffs, div_value=4.0)
         self.drop = nn.Dropout(c.dropout)
         nn.init.normal_(self.embedding.weight, std=0.05)
         if not self.tied:
