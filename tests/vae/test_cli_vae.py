@@ -53,6 +53,13 @@ def test_train_eval_and_use(run, corpus_files, tmp_path, monkeypatch):
             "--word-dropout", "0", "--resume", "--json")
     assert r.exit_code == 0, r.output
     assert [h["epoch"] for h in json.loads(r.stdout.strip().splitlines()[-1])["history"]] == [1, 2, 3]
+    before = (out / "checkpoint.pt").read_bytes()
+    r = run("train", "--train", str(train), "--valid", str(valid), "--out", str(out), "--epochs", "4",
+            "--latent-dim", "8", "--hidden-dim", "32", "--word-dim", "16", "--batch-size", "16", "--dropout", "0.1",
+            "--word-dropout", "0", "--resume")
+    assert r.exit_code == 2 and "dropout 0.3 -> 0.1" in r.output, r.output  # refused, and nothing rewritten
+    assert (out / "checkpoint.pt").read_bytes() == before
+    assert json.loads((out / "config.json").read_text())["model"]["dropout"] == 0.3
 
     r = run("eval", "--model", str(out), "--data", str(valid), "--k", "5", "--json")
     assert r.exit_code == 0, r.output
