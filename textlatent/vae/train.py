@@ -245,10 +245,10 @@ def train_vae(
     if resume:
         saved_meta = out / "config.json"
         if saved_meta.is_file():  # options without weights (dropout, ...) would otherwise change silently
-            before = json.loads(saved_meta.read_text()).get("model", {})
-            changed = sorted(k for k, v in model_cfg.to_dict().items() if k in before and before[k] != v)
+            before, now = json.loads(saved_meta.read_text()).get("model", {}), model_cfg.to_dict()
+            changed = sorted(k for k, v in now.items() if k in before and before[k] != v)
             if changed:
-                diff = ", ".join(f"{k} {before[k]} -> {model_cfg.to_dict()[k]}" for k in changed)
+                diff = ", ".join(f"{k} {before[k]} -> {now[k]}" for k in changed)
                 raise InvalidInputError(f"{ckpt_path} was trained with other model settings ({diff}); resume with "
                                         "the same options", param="resume")
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
