@@ -107,7 +107,7 @@ def ingest(
         result.documents += len(batch)
         result.chunks += len(chunks)
         bar.update(len(batch))
-        bar.set_postfix(chunks=result.chunks)
+        bar.set_postfix(chunks=result.chunks, refresh=False)
         batch.clear()
 
     with tqdm(total=total, unit="doc", desc=f"ingest → {name}", disable=not show_progress) as bar:

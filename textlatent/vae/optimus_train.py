@@ -194,7 +194,7 @@ def train_optimus(
             sums["n"] += len(idx)
             bar.update(1)
             bar.set_postfix(rec=f"{sums['rec'] / sums['n']:.1f}", kl=f"{sums['kl'] / sums['n']:.2f}",
-                            beta=f"{beta:.2f}", tok_s=f"{tokens / (time.time() - t0):.0f}")
+                            beta=f"{beta:.2f}", tok_s=f"{tokens / (time.time() - t0):.0f}", refresh=False)
             over_time = cfg.time_budget_s is not None and time.time() - t_start > cfg.time_budget_s
             stop = step >= total or over_time
             if step % cfg.eval_every == 0 or stop:

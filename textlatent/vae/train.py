@@ -299,7 +299,7 @@ def train_vae(
             sums["kl"] += float(kl_dims.detach().sum())
             sums["n"] += len(idx)
             bar.set_postfix(rec=f"{sums['rec'] / sums['n']:.1f}", kl=f"{sums['kl'] / sums['n']:.2f}",
-                            beta=f"{beta:.2f}", tok_s=f"{tokens / (time.time() - t0):.0f}")
+                            beta=f"{beta:.2f}", tok_s=f"{tokens / (time.time() - t0):.0f}", refresh=False)
         train_time = time.time() - t0
         from textlatent.vae.metrics import active_units, mutual_information
 
