@@ -56,6 +56,31 @@ def test_resume_continues_where_the_checkpoint_left(tmp_path, encoder):
         train_tiny(tmp_path / "a", encoder, cache, epochs=3, resume=True, model={**TINY_MODEL, "hidden_dim": 32})
 
 
+def test_resume_refusal_comes_before_the_embedding_pass(tmp_path, encoder):
+    """A resume with other model options is refused before any text is embedded (on PTB that pass is
+    11 minutes when the cache is cold), and leaves the run's files as they were."""
+    train_tiny(tmp_path / "a", encoder, tmp_path / "cache", epochs=1)
+    files = {p.name: p.read_bytes() for p in (tmp_path / "a").iterdir()}
+
+    class CountingEncoder:
+        def __init__(self, inner):
+            self.inner, self.calls = inner, 0
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def encode(self, *args, **kwargs):
+            self.calls += 1
+            return self.inner.encode(*args, **kwargs)
+
+    counting = CountingEncoder(encoder)
+    with pytest.raises(InvalidInputError, match=r"dropout 0.0 -> 0.3"):  # an empty cache: any embedding would show
+        train_tiny(tmp_path / "a", counting, tmp_path / "cold-cache", epochs=2, resume=True,
+                   model={**TINY_MODEL, "dropout": 0.3})
+    assert counting.calls == 0
+    assert {p.name: p.read_bytes() for p in (tmp_path / "a").iterdir()} == files
+
+
 def test_seeded_training_is_deterministic(tmp_path, encoder):
     a = train_tiny(tmp_path / "a", encoder, tmp_path / "cache", epochs=1)
     b = train_tiny(tmp_path / "b", encoder, tmp_path / "cache", epochs=1)

@@ -172,6 +172,21 @@ def _autocast(device: str) -> Any:
     return contextlib.nullcontext()
 
 
+def _check_resume_settings(out: Path, ckpt_path: Path, now: dict[str, Any]) -> None:
+    """Refuse a resume whose model options differ from the run's, naming each change.
+
+    Options without weights (dropout, word dropout) would otherwise change silently."""
+    saved_meta = out / "config.json"
+    if not saved_meta.is_file():
+        return
+    before = json.loads(saved_meta.read_text()).get("model", {})
+    changed = sorted(k for k, v in now.items() if k in before and before[k] != v)
+    if changed:
+        diff = ", ".join(f"{k} {before[k]} -> {now[k]}" for k in changed)
+        raise InvalidInputError(f"{ckpt_path} was trained with other model settings ({diff}); resume with "
+                                "the same options", param="resume")
+
+
 def train_vae(
     train_texts: Sequence[str],
     valid_texts: Sequence[str],
@@ -213,6 +228,9 @@ def train_vae(
 
     if encoder is None:
         encoder = Encoder(cfg.encoder_model, device=device, threads=cfg.threads)
+    model_cfg = VAEConfig.from_dict({**cfg.model, "vocab_size": len(vocab), "embed_dim": encoder.dim})
+    if resume:  # before the (possibly long) embedding pass, so that a refusal is immediate
+        _check_resume_settings(out, ckpt_path, model_cfg.to_dict())
     if cfg.train_encoder:
         st_model = encoder.model
         st_model.train()
@@ -223,7 +241,6 @@ def train_vae(
         train_src = EmbeddingSource(train_texts, cached_embeddings(encoder, train_texts, show_progress=progress))
         valid_src = EmbeddingSource(valid_texts, cached_embeddings(encoder, valid_texts, show_progress=progress))
 
-    model_cfg = VAEConfig.from_dict({**cfg.model, "vocab_size": len(vocab), "embed_dim": encoder.dim})
     model = TextVAE(model_cfg).to(device)
     if train_src.cached is not None:
         model.set_input_stats(train_src.cached)
@@ -243,14 +260,6 @@ def train_vae(
     history: list[dict[str, Any]] = []
     start_epoch, step, best = 0, 0, math.inf
     if resume:
-        saved_meta = out / "config.json"
-        if saved_meta.is_file():  # options without weights (dropout, ...) would otherwise change silently
-            before, now = json.loads(saved_meta.read_text()).get("model", {}), model_cfg.to_dict()
-            changed = sorted(k for k, v in now.items() if k in before and before[k] != v)
-            if changed:
-                diff = ", ".join(f"{k} {before[k]} -> {now[k]}" for k in changed)
-                raise InvalidInputError(f"{ckpt_path} was trained with other model settings ({diff}); resume with "
-                                        "the same options", param="resume")
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
         try:
             model.load_state_dict(state["model"])
