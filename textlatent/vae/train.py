@@ -39,14 +39,14 @@ log = logging.getLogger("textlatent.vae")
 
 @dataclass
 class TrainConfig:
-    epochs: int = 4  # ~19 min on 1 shared CPU thread, inside the 45-minute budget (docs/benchmarks.md)
+    epochs: int = 10  # inside the 45-minute budget on a fresh 2-core machine, embeddings included (docs/benchmarks.md)
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.01
     clip: float = 5.0
     kl_cycles: int = 4
     kl_rise: float = 0.5  # fraction of each cycle over which β rises 0 → 1
-    free_bits: float = 0.25  # nats per latent dimension (λ); 0 turns free bits off
+    free_bits: float = 0.17  # nats per latent dimension (λ); 0 turns free bits off. 32 × 0.17 = 5.4 nats of KL
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
