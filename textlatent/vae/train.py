@@ -1,7 +1,8 @@
 """Training the text VAE, with the standard remedies against posterior collapse.
 
 * word dropout on decoder inputs (Bowman et al. 2016): the decoder cannot lean on the
-  previous words alone, so it has reason to read z;
+  previous words alone, so it has reason to read z. An option (``model["word_dropout"]``),
+  off by default: on PTB it gained nothing once dropout was 0.5 (docs/benchmarks.md);
 * cyclical KL annealing (Fu et al. 2019): β rises from 0 to 1 over the first half of each
   of ``kl_cycles`` cycles and stays at 1 for the second half; each restart lets the
   posterior pick up information the decoder then learns to use;
