@@ -80,6 +80,9 @@ def train_cmd(
                                            help="Dropout on the decoder's word embeddings and GRU outputs")] = 0.5,
     tie_weights: Annotated[bool, typer.Option(help="Share the frequent words' input embeddings with the "
                                                   "softmax head (Press & Wolf 2017; fewer parameters)")] = False,
+    adaptive_div: Annotated[float, typer.Option(min=1.0, help="The adaptive softmax's rarer-word clusters "
+                                                     "score from word_dim / div and word_dim / div² dimensions; "
+                                                     "1 gives them the full word_dim")] = 4.0,
     seed: int = 0,
     train_encoder: Annotated[bool, typer.Option("--train-encoder", help="Fine-tune MiniLM too (slow)")] = False,
     max_train_sentences: Annotated[int | None, typer.Option(min=1, help="Use only the first N")] = None,
@@ -96,7 +99,8 @@ def train_cmd(
                          seed=seed, device=settings.device, threads=settings.threads, train_encoder=train_encoder,
                          encoder_model=settings.model, max_train_sentences=max_train_sentences,
                          model={"latent_dim": latent_dim, "hidden_dim": hidden_dim, "word_dim": word_dim,
-                                "word_dropout": word_dropout, "dropout": dropout, "tie_weights": tie_weights})
+                                "word_dropout": word_dropout, "dropout": dropout, "tie_weights": tie_weights,
+                                "adaptive_div": adaptive_div})
     train_texts = _run(lambda: read_sentences(train))
     valid_texts = _run(lambda: read_sentences(valid))
     result = _run(lambda: train_vae(train_texts, valid_texts, out, config, resume=resume))

@@ -40,23 +40,23 @@ def test_train_eval_and_use(run, corpus_files, tmp_path, monkeypatch):
     out = tmp_path / "model"
     r = run("train", "--train", str(train), "--valid", str(valid), "--out", str(out), "--epochs", "2",
             "--latent-dim", "8", "--hidden-dim", "32", "--word-dim", "16", "--batch-size", "16", "--dropout", "0.3",
-            "--word-dropout", "0", "--json")
+            "--word-dropout", "0", "--adaptive-div", "2", "--json")
     assert r.exit_code == 0, r.output
     saved = json.loads((out / "config.json").read_text())["model"]
-    assert (saved["dropout"], saved["word_dropout"]) == (0.3, 0.0)
+    assert (saved["dropout"], saved["word_dropout"], saved["adaptive_div"]) == (0.3, 0.0, 2.0)
     history = json.loads(r.stdout.strip().splitlines()[-1])["history"]
     assert [h["epoch"] for h in history] == [1, 2]
     assert (out / "checkpoint.pt").is_file() and (out / "model.pt").is_file()
 
     r = run("train", "--train", str(train), "--valid", str(valid), "--out", str(out), "--epochs", "3",
             "--latent-dim", "8", "--hidden-dim", "32", "--word-dim", "16", "--batch-size", "16", "--dropout", "0.3",
-            "--word-dropout", "0", "--resume", "--json")
+            "--word-dropout", "0", "--adaptive-div", "2", "--resume", "--json")
     assert r.exit_code == 0, r.output
     assert [h["epoch"] for h in json.loads(r.stdout.strip().splitlines()[-1])["history"]] == [1, 2, 3]
     before = (out / "checkpoint.pt").read_bytes()
     r = run("train", "--train", str(train), "--valid", str(valid), "--out", str(out), "--epochs", "4",
             "--latent-dim", "8", "--hidden-dim", "32", "--word-dim", "16", "--batch-size", "16", "--dropout", "0.1",
-            "--word-dropout", "0", "--resume")
+            "--word-dropout", "0", "--adaptive-div", "2", "--resume")
     assert r.exit_code == 2 and "dropout 0.3 -> 0.1" in r.output, r.output  # refused, and nothing rewritten
     assert (out / "checkpoint.pt").read_bytes() == before
     assert json.loads((out / "config.json").read_text())["model"]["dropout"] == 0.3

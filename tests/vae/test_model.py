@@ -86,3 +86,20 @@ def test_tied_weights_share_the_frequent_words_vectors_with_the_softmax_head():
     with torch.no_grad():
         features = tied.eval().decoder_features(z, torch.tensor([[7, 8, 2]]))
         torch.testing.assert_close(tied.log_probs(features[0]).exp().sum(-1), torch.ones(3), atol=1e-5, rtol=0)
+
+
+def test_adaptive_div_sets_the_tail_clusters_rank_and_old_configs_keep_theirs():
+    torch.manual_seed(0)
+    kwargs = dict(vocab_size=40, embed_dim=12, latent_dim=4, word_dim=16, hidden_dim=24, posterior_hidden=16,
+                  dropout=0.0, word_dropout=0.0, max_len=12)
+    ranks = {div: [tail[0].out_features for tail in TextVAE(VAEConfig(**kwargs, adaptive_div=div)).softmax.tail]
+             for div in (4.0, 2.0, 1.0)}
+    assert ranks == {4.0: [4], 2.0: [8], 1.0: [16]}  # 40 words: one tail cluster, word_dim / div dimensions
+    full = TextVAE(VAEConfig(**kwargs, adaptive_div=1.0)).eval()
+    with torch.no_grad():
+        features = full.decoder_features(torch.randn(1, 4), torch.tensor([[7, 30, 2]]))
+        torch.testing.assert_close(full.log_probs(features[0]).exp().sum(-1), torch.ones(3), atol=1e-5, rtol=0)
+    # a config saved before the option existed describes a model trained with div 4, whatever the default
+    saved = {k: v for k, v in VAEConfig(**kwargs).to_dict().items() if k != "adaptive_div"}
+    assert VAEConfig.from_dict(saved).adaptive_div == 4.0
+    assert VAEConfig.from_dict({**saved, "adaptive_div": 1.0}).adaptive_div == 1.0

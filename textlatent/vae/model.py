@@ -39,6 +39,8 @@ class VAEConfig:
     word_dropout: float = 0.0  # decoder inputs replaced by <unk> while training (Bowman et al. 2016); 0.25 was
     # no better on PTB once dropout is 0.5 and free bits keep z in use (docs/benchmarks.md)
     tie_weights: bool = False  # frequent words' input embeddings = their head vectors (no gain on PTB: docs)
+    adaptive_div: float = 4.0  # the adaptive softmax's tail clusters score words from word_dim / div^i dimensions
+    # (i = 1, 2: 64 and 16 at the default); 1 gives every cluster the full word_dim
     max_len: int = 60  # longest sentence decoded, <eos> included
 
     def to_dict(self) -> dict[str, Any]:
@@ -47,6 +49,7 @@ class VAEConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VAEConfig:
         names = {f.name for f in fields(cls)}
+        data = {"adaptive_div": 4.0, **data}  # models saved before the option existed were trained with 4
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
@@ -108,7 +111,8 @@ class TextVAE(PosteriorHead, nn.Module):
         self.z_to_hidden = nn.Linear(c.latent_dim, c.hidden_dim)
         self.gru = nn.GRU(c.word_dim + c.latent_dim, c.hidden_dim, batch_first=True)
         self.to_word = nn.Linear(c.hidden_dim + c.latent_dim, c.word_dim)
-        self.softmax = nn.AdaptiveLogSoftmaxWithLoss(c.word_dim, c.vocab_size, cutoffs, div_value=4.0)
+        self.softmax = nn.AdaptiveLogSoftmaxWithLoss(c.word_dim, c.vocab_size, cutoffs,
+                                                     div_value=c.adaptive_div)
         self.drop = nn.Dropout(c.dropout)
         nn.init.normal_(self.embedding.weight, std=0.05)
         if not self.tied:
