@@ -83,6 +83,8 @@ def train_cmd(
     adaptive_div: Annotated[float, typer.Option(min=1.0, help="The adaptive softmax's rarer-word clusters "
                                                      "score from word_dim / div and word_dim / div² dimensions; "
                                                      "1 gives them the full word_dim")] = 4.0,
+    weight_drop: Annotated[float, typer.Option(min=0.0, max=0.9, help="DropConnect on the GRU's recurrent "
+                                                   "weights while training (AWD-LSTM's WeightDrop)")] = 0.0,
     seed: int = 0,
     train_encoder: Annotated[bool, typer.Option("--train-encoder", help="Fine-tune MiniLM too (slow)")] = False,
     max_train_sentences: Annotated[int | None, typer.Option(min=1, help="Use only the first N")] = None,
@@ -100,7 +102,7 @@ def train_cmd(
                          encoder_model=settings.model, max_train_sentences=max_train_sentences,
                          model={"latent_dim": latent_dim, "hidden_dim": hidden_dim, "word_dim": word_dim,
                                 "word_dropout": word_dropout, "dropout": dropout, "tie_weights": tie_weights,
-                                "adaptive_div": adaptive_div})
+                                "adaptive_div": adaptive_div, "weight_drop": weight_drop})
     train_texts = _run(lambda: read_sentences(train))
     valid_texts = _run(lambda: read_sentences(valid))
     result = _run(lambda: train_vae(train_texts, valid_texts, out, config, resume=resume))

@@ -103,3 +103,24 @@ def test_adaptive_div_sets_the_tail_clusters_rank_and_old_configs_keep_theirs():
     saved = {k: v for k, v in VAEConfig(**kwargs).to_dict().items() if k != "adaptive_div"}
     assert VAEConfig.from_dict(saved).adaptive_div == 4.0
     assert VAEConfig.from_dict({**saved, "adaptive_div": 1.0}).adaptive_div == 1.0
+
+
+def test_weight_drop_masks_the_recurrent_weights_in_training_only():
+    kwargs = dict(vocab_size=40, embed_dim=12, latent_dim=4, word_dim=16, hidden_dim=24, posterior_hidden=16,
+                  dropout=0.0, word_dropout=0.0, max_len=12)
+    torch.manual_seed(0)
+    plain = TextVAE(VAEConfig(**kwargs))
+    torch.manual_seed(0)
+    dropped = TextVAE(VAEConfig(**kwargs, weight_drop=0.5))  # the same weights
+    z, targets = torch.randn(2, 4), torch.tensor([[7, 30, 9, 2], [5, 6, 2, 0]])
+    with torch.no_grad():  # evaluation: the full weights, so the same model as without the option
+        expected = plain.eval().decoder_features(z, targets)
+        torch.testing.assert_close(dropped.eval().decoder_features(z, targets), expected)
+    dropped.train()
+    a, b = dropped.decoder_features(z, targets), dropped.decoder_features(z, targets)
+    assert not torch.allclose(a, b)  # a fresh mask per call
+    assert not torch.allclose(a, plain.train().decoder_features(z, targets))
+    a.sum().backward()  # the kept weights learn through the mask
+    grad = dropped.gru.weight_hh_l0.grad
+    assert grad is not None and 0 < (grad != 0).float().mean() < 1
+    assert dropped.gru.weight_hh_l0.requires_grad and "weight_hh_l0" in dict(dropped.gru.named_parameters())

@@ -41,6 +41,7 @@ class VAEConfig:
     tie_weights: bool = False  # frequent words' input embeddings = their head vectors (no gain on PTB: docs)
     adaptive_div: float = 4.0  # the adaptive softmax's tail clusters score words from word_dim / div^i dimensions
     # (i = 1, 2: 64 and 16 at the default); 1 gives every cluster the full word_dim
+    weight_drop: float = 0.0  # DropConnect on the GRU's hidden-to-hidden weights while training (Merity et al. 2018)
     max_len: int = 60  # longest sentence decoded, <eos> included
 
     def to_dict(self) -> dict[str, Any]:
@@ -162,8 +163,17 @@ class TextVAE(PosteriorHead, nn.Module):
             drop = (torch.rand(inputs.shape, device=inputs.device) < word_dropout) & (inputs != self.PAD)
             drop[:, 0] = False  # keep <bos>: it tells the decoder a sentence starts
             inputs = inputs.masked_fill(drop, self.UNK)
-        out, _ = self.gru(self._step_inputs(inputs, z), self._init_hidden(z))
+        out, _ = self._run_gru(self._step_inputs(inputs, z), self._init_hidden(z))
         return self._features(out, z)
+
+    def _run_gru(self, inputs: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The GRU, with its recurrent weights dropped out (one mask per batch, as AWD-LSTM's
+        WeightDrop) while training if ``weight_drop`` is set; the plain GRU otherwise."""
+        p = self.config.weight_drop
+        if not (self.training and p > 0):
+            return self.gru(inputs, hidden)
+        dropped = {"weight_hh_l0": F.dropout(self.gru.weight_hh_l0, p, training=True)}
+        return torch.func.functional_call(self.gru, dropped, (inputs, hidden))
 
     def reconstruction_nll(
         self, z: torch.Tensor, targets: torch.Tensor, word_dropout: float = 0.0, chunk_tokens: int = 8192
