@@ -85,6 +85,9 @@ def train_cmd(
                                                      "1 gives them the full word_dim")] = 4.0,
     weight_drop: Annotated[float, typer.Option(min=0.0, max=0.9, help="DropConnect on the GRU's recurrent "
                                                    "weights while training (AWD-LSTM's WeightDrop)")] = 0.0,
+    select: Annotated[str, typer.Option(help="The held-out figure that picks the saved epoch: elbo (the "
+                                            "likelihood bound) or rec (reconstruction alone, for models that "
+                                            "reconstruct and edit sentences, e.g. style transfer)")] = "elbo",
     seed: int = 0,
     train_encoder: Annotated[bool, typer.Option("--train-encoder", help="Fine-tune MiniLM too (slow)")] = False,
     max_train_sentences: Annotated[int | None, typer.Option(min=1, help="Use only the first N")] = None,
@@ -99,7 +102,7 @@ def train_cmd(
     settings = _State.settings()
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, free_bits=free_bits, kl_cycles=kl_cycles,
                          seed=seed, device=settings.device, threads=settings.threads, train_encoder=train_encoder,
-                         encoder_model=settings.model, max_train_sentences=max_train_sentences,
+                         encoder_model=settings.model, max_train_sentences=max_train_sentences, select=select,
                          model={"latent_dim": latent_dim, "hidden_dim": hidden_dim, "word_dim": word_dim,
                                 "word_dropout": word_dropout, "dropout": dropout, "tie_weights": tie_weights,
                                 "adaptive_div": adaptive_div, "weight_drop": weight_drop})
@@ -109,7 +112,7 @@ def train_cmd(
     if as_json:
         typer.echo(json.dumps(result))
     else:
-        best = min(result["history"], key=lambda r: r["valid_elbo_nll"])
+        best = [r for r in result["history"] if r["selected"]][-1]
         typer.echo(f"saved {out} (epoch {best['epoch']}: valid -ELBO {best['valid_elbo_nll']:.2f}, "
                    f"KL {best['valid_kl']:.2f}, AU {best['valid_au']})")
 

@@ -104,3 +104,17 @@ def test_train_encoder_fine_tunes_minilm_on_a_tiny_case(tmp_path, encoder):
     pipeline = VAEPipeline(tmp_path / "ft", device="cpu")
     mu, logvar = pipeline.encode(["the cat sees the house"])
     assert mu.shape == logvar.shape == (1, TINY_MODEL["latent_dim"])
+
+
+def test_select_rec_keeps_the_epoch_with_the_best_held_out_reconstruction(tmp_path, encoder):
+    """For reconstruction use (style transfer), the saved epoch is the best on valid reconstruction,
+    whatever its KL; the figure cannot change on resume, and an unknown one is refused."""
+    result = train_tiny(tmp_path / "a", encoder, tmp_path / "cache", epochs=3, select="rec", free_bits=2.0)
+    recs = [r["valid_rec"] for r in result["history"]]
+    assert [r["selected"] for r in result["history"]] == [rec == min(recs[:i + 1]) for i, rec in enumerate(recs)]
+    assert result["best_valid_rec"] == min(recs) and result["select"] == "rec"
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["train"]["select"] == "rec"
+    with pytest.raises(InvalidInputError, match="select rec -> elbo"):
+        train_tiny(tmp_path / "a", encoder, tmp_path / "cache", epochs=4, resume=True, free_bits=2.0)
+    with pytest.raises(InvalidInputError, match="select must be"):
+        train_tiny(tmp_path / "b", encoder, tmp_path / "cache", epochs=1, select="kl")

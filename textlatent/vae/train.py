@@ -56,6 +56,7 @@ class TrainConfig:
     encoder_model: str | None = None  # None: the bundled all-MiniLM-L6-v2
     max_train_sentences: int | None = None
     eval_batch_size: int = 256
+    select: str = "elbo"  # the held-out figure that picks the saved epoch: "elbo" (−ELBO) or "rec" (reconstruction)
     model: dict[str, Any] = field(default_factory=dict)  # VAEConfig overrides
 
 
@@ -173,14 +174,17 @@ def _autocast(device: str) -> Any:
     return contextlib.nullcontext()
 
 
-def _check_resume_settings(out: Path, ckpt_path: Path, now: dict[str, Any]) -> None:
+def _check_resume_settings(out: Path, ckpt_path: Path, now: dict[str, Any], select: str = "elbo") -> None:
     """Refuse a resume whose model options differ from the run's, naming each change.
 
-    Options without weights (dropout, word dropout) would otherwise change silently."""
+    Options without weights (dropout, word dropout) would otherwise change silently; so would
+    the selection figure, whose best-so-far the checkpoint carries."""
     saved_meta = out / "config.json"
     if not saved_meta.is_file():
         return
-    before = json.loads(saved_meta.read_text()).get("model", {})
+    saved = json.loads(saved_meta.read_text())
+    before = {**saved.get("model", {}), "select": saved.get("train", {}).get("select", "elbo")}
+    now = {**now, "select": select}
     changed = sorted(k for k, v in now.items() if k in before and before[k] != v)
     if changed:
         diff = ", ".join(f"{k} {before[k]} -> {now[k]}" for k in changed)
@@ -198,7 +202,8 @@ def train_vae(
     encoder: Any = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train, validate each epoch, keep the epoch with the best valid ELBO in ``out_dir``.
+    """Train, validate each epoch, keep the epoch with the best valid ELBO in ``out_dir``
+    (or the best valid reconstruction, with ``config.select == "rec"``).
 
     ``out_dir`` holds ``config.json``, ``vocab.txt``, ``model.pt`` (the selected weights),
     ``checkpoint.pt`` (the last epoch, for ``resume``) and ``history.json``. Returns the
@@ -209,6 +214,8 @@ def train_vae(
     from textlatent.models import resolve_device
 
     cfg = config or TrainConfig()
+    if cfg.select not in ("elbo", "rec"):
+        raise InvalidInputError(f"select must be 'elbo' or 'rec', not {cfg.select!r}", param="select")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.pt"
@@ -231,7 +238,7 @@ def train_vae(
         encoder = Encoder(cfg.encoder_model, device=device, threads=cfg.threads)
     model_cfg = VAEConfig.from_dict({**cfg.model, "vocab_size": len(vocab), "embed_dim": encoder.dim})
     if resume:  # before the (possibly long) embedding pass, so that a refusal is immediate
-        _check_resume_settings(out, ckpt_path, model_cfg.to_dict())
+        _check_resume_settings(out, ckpt_path, model_cfg.to_dict(), cfg.select)
     if cfg.train_encoder:
         st_model = encoder.model
         st_model.train()
@@ -321,9 +328,10 @@ def train_vae(
                   "tokens_per_s": round(tokens / train_time, 1), "valid_rec": val["rec"], "valid_kl": val["kl"],
                   "valid_elbo_nll": val["elbo_nll"], "valid_ppl_elbo": val["ppl_elbo"], "valid_au": au,
                   "valid_mi": mi, "beta_end": beta_at(step - 1, total_steps, cfg.kl_cycles, cfg.kl_rise)}
-        improved = val["elbo_nll"] < best
+        figure = val["elbo_nll"] if cfg.select == "elbo" else val["rec"]
+        improved = figure < best
         if improved:
-            best = val["elbo_nll"]
+            best = figure
             torch.save(model.state_dict(), out / "model.pt")
             if st_model is not None:
                 st_model.save(str(out / "encoder"))
@@ -342,4 +350,6 @@ def train_vae(
         torch.save(state, tmp)
         tmp.replace(ckpt_path)
         (out / "history.json").write_text(json.dumps(history, indent=2))
-    return {"history": history, "best_valid_elbo_nll": best}
+    kept = [r for r in history if r["selected"]][-1]
+    return {"history": history, "select": cfg.select, "best_valid_elbo_nll": kept["valid_elbo_nll"],
+            "best_valid_rec": kept["valid_rec"], "epoch": kept["epoch"]}
