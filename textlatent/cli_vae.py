@@ -113,8 +113,8 @@ def train_cmd(
         typer.echo(json.dumps(result))
     else:
         best = [r for r in result["history"] if r["selected"]][-1]
-        typer.echo(f"saved {out} (epoch {best['epoch']}: valid -ELBO {best['valid_elbo_nll']:.2f}, "
-                   f"KL {best['valid_kl']:.2f}, AU {best['valid_au']})")
+        typer.echo(f"saved {out} (epoch {best['epoch']}, kept by valid {select}: -ELBO {best['valid_elbo_nll']:.2f}, "
+                   f"reconstruction {best['valid_rec']:.2f}, KL {best['valid_kl']:.2f}, AU {best['valid_au']})")
 
 
 @vae_app.command("eval")

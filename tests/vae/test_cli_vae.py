@@ -61,6 +61,10 @@ def test_train_eval_and_use(run, corpus_files, tmp_path, monkeypatch):
     assert (out / "checkpoint.pt").read_bytes() == before
     assert json.loads((out / "config.json").read_text())["model"]["dropout"] == 0.3
 
+    r = run("train", "--train", str(train), "--valid", str(valid), "--out", str(tmp_path / "rec"), "--epochs", "1",
+            "--latent-dim", "8", "--hidden-dim", "32", "--word-dim", "16", "--batch-size", "16", "--select", "rec")
+    assert r.exit_code == 0 and "epoch 1, kept by valid rec" in r.output, r.output
+
     r = run("eval", "--model", str(out), "--data", str(valid), "--k", "5", "--json")
     assert r.exit_code == 0, r.output
     figures = json.loads(r.stdout)
