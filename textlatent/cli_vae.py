@@ -112,7 +112,7 @@ def train_cmd(
     if as_json:
         typer.echo(json.dumps(result))
     else:
-        best = [r for r in result["history"] if r["selected"]][-1]
+        best = next(r for r in result["history"] if r["epoch"] == result["epoch"])  # the epoch train_vae kept
         typer.echo(f"saved {out} (epoch {best['epoch']}, kept by valid {select}: -ELBO {best['valid_elbo_nll']:.2f}, "
                    f"reconstruction {best['valid_rec']:.2f}, KL {best['valid_kl']:.2f}, AU {best['valid_au']})")
 
