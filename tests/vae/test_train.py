@@ -118,3 +118,31 @@ def test_select_rec_keeps_the_epoch_with_the_best_held_out_reconstruction(tmp_pa
         train_tiny(tmp_path / "a", encoder, tmp_path / "cache", epochs=4, resume=True, free_bits=2.0)
     with pytest.raises(InvalidInputError, match="select must be"):
         train_tiny(tmp_path / "b", encoder, tmp_path / "cache", epochs=1, select="kl")
+
+
+def test_held_out_figures_of_a_fine_tuned_encoder_are_taken_without_its_dropout():
+    """Validation must not see MiniLM's training-mode dropout (noisy, epoch selection by chance),
+    and training must resume in training mode afterwards."""
+    from textlatent.vae.model import TextVAE, VAEConfig
+    from textlatent.vae.train import EmbeddingSource, evaluate_elbo
+
+    class FakeEncoder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = torch.nn.Linear(4, 6)
+            self.modes: list[bool] = []
+
+        def tokenize(self, texts):
+            return {"x": torch.ones(len(texts), 4)}
+
+        def forward(self, features):
+            self.modes.append(self.training)
+            return {"sentence_embedding": self.proj(features["x"])}
+
+    fake = FakeEncoder().train()
+    texts = ["a b", "b a c", "c"]
+    vae = TextVAE(VAEConfig.from_dict({**TINY_MODEL, "vocab_size": 8, "embed_dim": 6}))
+    out = evaluate_elbo(vae, EmbeddingSource(texts, None, fake), [[4, 5, 2], [5, 4, 6, 2], [6, 2]], "cpu")
+    assert fake.modes and not any(fake.modes)  # every validation batch in eval mode
+    assert fake.training  # and back to training mode afterwards
+    assert out["mu"].shape == (3, TINY_MODEL["latent_dim"])

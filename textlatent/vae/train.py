@@ -138,6 +138,20 @@ def evaluate_elbo(
 ) -> dict[str, Any]:
     """ELBO terms on a data set, with z drawn once per sentence: rec, KL, ELBO per sentence,
     perplexity per word from the ELBO (``<eos>`` counted), and the posterior means/log σ²."""
+    encoder = source.st_model  # a MiniLM being fine-tuned: evaluate it without its dropout too
+    encoder_was_training = encoder is not None and encoder.training
+    if encoder is not None:
+        encoder.eval()
+    try:
+        return _evaluate_elbo(model, source, ids, device, batch_size)
+    finally:
+        if encoder_was_training:
+            encoder.train()
+
+
+def _evaluate_elbo(
+    model: TextVAE, source: EmbeddingSource, ids: Sequence[Sequence[int]], device: str, batch_size: int
+) -> dict[str, Any]:
     model.eval()
     rec_total = kl_total = 0.0
     mus, logvars = [], []
