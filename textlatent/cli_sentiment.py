@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -29,7 +29,8 @@ def _sentiment_model(model: Path | None) -> str | None:
 @sentiment_app.command("train")
 def sentiment_train(
     out: Annotated[Path, typer.Option("--out", help="Folder to save the head to")],
-    head: Annotated[str, typer.Option("--head", help="linear (frozen encoder) or finetune (whole encoder)")] = "linear",
+    head: Annotated[Literal["linear", "finetune"],
+                    typer.Option("--head", help="linear (frozen encoder) or finetune (whole encoder)")] = "linear",
     data_dir: DataDirOption = Path("../shared/data"),
     base: Annotated[str | None, typer.Option("--base", help="Encoder folder [default: global --model or bundled]")]
     = None,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 import typer
 
@@ -22,7 +22,7 @@ vae_app = typer.Typer(help="A text VAE: a latent sentence space to sample, inter
 ModelOpt = Annotated[
     Path | None, typer.Option("--model", help="Trained VAE folder [env TEXTLATENT_VAE_MODEL]", show_default=False)
 ]
-StrategyOpt = Annotated[str, typer.Option(help="greedy, sample or beam")]
+StrategyOpt = Annotated[Literal["greedy", "sample", "beam"], typer.Option(help="How to decode")]
 TemperatureOpt = Annotated[float, typer.Option(help="Softmax temperature for --strategy sample")]
 
 
@@ -85,9 +85,9 @@ def train_cmd(
                                                      "1 gives them the full word_dim")] = 4.0,
     weight_drop: Annotated[float, typer.Option(min=0.0, max=0.9, help="DropConnect on the GRU's recurrent "
                                                    "weights while training (AWD-LSTM's WeightDrop)")] = 0.0,
-    select: Annotated[str, typer.Option(help="The held-out figure that picks the saved epoch: elbo (the "
-                                            "likelihood bound) or rec (reconstruction alone, for models that "
-                                            "reconstruct and edit sentences, e.g. style transfer)")] = "elbo",
+    select: Annotated[Literal["elbo", "rec"], typer.Option(
+        help="The held-out figure that picks the saved epoch: elbo (the likelihood bound) or rec (reconstruction "
+             "alone, for models that reconstruct and edit sentences, e.g. style transfer)")] = "elbo",
     seed: int = 0,
     train_encoder: Annotated[bool, typer.Option("--train-encoder", help="Fine-tune MiniLM too (slow)")] = False,
     max_train_sentences: Annotated[int | None, typer.Option(min=1, help="Use only the first N")] = None,

@@ -34,7 +34,7 @@ def test_cli_errors_are_messages_with_exit_code_2(sst2_dir: Path, tmp_path: Path
     runner = CliRunner()
     bad_head = runner.invoke(app, ["sentiment", "train", "--head", "forest", "--out", str(tmp_path / "x"),
                                    "--data-dir", str(sst2_dir)])
-    assert bad_head.exit_code == 2 and "linear or finetune" in bad_head.output
+    assert bad_head.exit_code == 2 and "'forest' is not one of" in bad_head.output  # refused at parse time
     bad_set = runner.invoke(app, ["eval", "sentiment", "--dataset", "imdb", "--data-dir", str(sst2_dir)])
     assert bad_set.exit_code == 2 and "sst2-dev" in bad_set.output
     no_data = runner.invoke(app, ["eval", "sentiment", "--data-dir", str(tmp_path / "none")])

@@ -92,7 +92,7 @@ def test_train_eval_and_use(run, corpus_files, tmp_path, monkeypatch):
     r = run("interpolate", "a", "b", "--steps", "1")
     assert r.exit_code == 2 and "steps" in r.output
     r = run("sample", "--strategy", "nucleus")
-    assert r.exit_code == 2 and "strategy" in r.output
+    assert r.exit_code == 2 and "'nucleus' is not one of" in r.output  # refused at parse time
 
 
 def test_errors_are_messages_with_a_nonzero_exit(run, corpus_files, tmp_path):
@@ -105,5 +105,8 @@ def test_errors_are_messages_with_a_nonzero_exit(run, corpus_files, tmp_path):
     assert r.exit_code == 2 and "missing.txt" in r.output
     r = run("train", "--train", str(train), "--valid", str(valid), "--out", str(tmp_path / "m2"), "--resume")
     assert r.exit_code == 2 and "checkpoint" in r.output
+    r = run("train", "--train", str(train), "--valid", str(valid), "--out", str(tmp_path / "m3"), "--select", "kl")
+    assert r.exit_code == 2 and "'kl' is not one of" in r.output
+    assert not (tmp_path / "m3").exists()  # refused before anything is written
     r = run("eval", "--model", str(tmp_path), "--data", str(valid))
     assert r.exit_code == 2

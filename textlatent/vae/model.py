@@ -172,7 +172,7 @@ class TextVAE(PosteriorHead, nn.Module):
         p = self.config.weight_drop
         if not (self.training and p > 0):
             return self.gru(inputs, hidden)
-        dropped = {"weight_hh_l0": F.dropout(self.gru.weight_hh_l0, p, training=True)}
+        dropped = {"weight_hh_l0": F.dropout(self.gru.get_parameter("weight_hh_l0"), p, training=True)}
         return torch.func.functional_call(self.gru, dropped, (inputs, hidden))
 
     def reconstruction_nll(
