@@ -42,6 +42,9 @@ def sentiment_train(
     lr: Annotated[float, typer.Option(min=0.0, help="finetune: learning rate")] = 5e-5,
     eval_steps: Annotated[int, typer.Option(min=1, help="finetune: evaluate on dev every N steps")] = 250,
     seed: Annotated[int, typer.Option()] = 42,
+    normalize: Annotated[Literal["treebank", "none"], typer.Option(
+        help="linear: text normalisation before encoding, stored with the head and applied to everything it "
+             "scores; treebank undoes Penn-Treebank tokenisation (SST-2's \"does n't\" , -lrb-)")] = "treebank",
     as_json: EvalJsonOption = False,
 ) -> None:
     """Train on SST-2 train, select on SST-2 dev (the test split is never read)."""
@@ -51,7 +54,8 @@ def sentiment_train(
     settings = _State.settings()
     encoder = base or settings.model
     if head == "linear":
-        result = _run(lambda: train_linear(out, data_dir, model=encoder, device=settings.device, seed=seed))
+        result = _run(lambda: train_linear(out, data_dir, model=encoder, device=settings.device, seed=seed,
+                                           normalize=normalize))
     elif head == "finetune":
         budget = max_minutes
         if budget is None and resolve_device(settings.device) == "cpu":

@@ -46,6 +46,31 @@ def test_linear_head_trains_saves_loads_and_predicts(sst2_dir: Path, tmp_path: P
     assert metrics["n"] == 8 and metrics["accuracy"] >= 0.75 and 0 <= metrics["f1"] <= 1
 
 
+def test_the_linear_head_reads_text_through_its_stored_normaliser(sst2_dir: Path, tmp_path: Path) -> None:
+    """Treebank-tokenised and ordinary spellings of a sentence score alike under the default head; a
+    head trained with --normalize none, or saved before the option existed, reads text as given."""
+    from textlatent.sentiment.train import train_linear
+
+    train_linear(tmp_path / "tb", sst2_dir)
+    train_linear(tmp_path / "raw", sst2_dir, normalize=None)
+    tb, raw = load_sentiment_model(tmp_path / "tb"), load_sentiment_model(tmp_path / "raw")
+    assert json.loads((tmp_path / "tb" / "sentiment.json").read_text())["normalize"] == "treebank"
+    assert json.loads((tmp_path / "raw" / "sentiment.json").read_text())["normalize"] == "none"
+    pair = ["it does n't work , sadly -lrb- or so they say -rrb- .", "it doesn't work, sadly (or so they say)."]
+    p_tb, p_raw = tb.positive_proba(pair), raw.positive_proba(pair)
+    assert p_tb[0] == pytest.approx(p_tb[1], abs=1e-6)
+    assert abs(p_raw[0] - p_raw[1]) > 1e-4
+    config = json.loads((tmp_path / "tb" / "sentiment.json").read_text())
+    del config["normalize"]  # as saved by older versions
+    (tmp_path / "tb" / "sentiment.json").write_text(json.dumps(config))
+    old = load_sentiment_model(tmp_path / "tb")
+    assert abs(old.positive_proba(pair)[0] - old.positive_proba(pair)[1]) > 1e-4
+    config["normalize"] = "moses"
+    (tmp_path / "tb" / "sentiment.json").write_text(json.dumps(config))
+    with pytest.raises(InvalidInputError, match="unknown text normaliser 'moses'"):
+        load_sentiment_model(tmp_path / "tb")
+
+
 def test_finetuned_head_loss_falls_and_the_saved_model_loads(sst2_dir: Path, tmp_path: Path) -> None:
     from textlatent.sentiment import FinetunedSentiment
     from textlatent.sentiment.train import train_finetuned

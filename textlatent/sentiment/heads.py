@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from textlatent.errors import InvalidInputError, NotFoundError
+from textlatent.text import text_normalizer
 
 LABELS = ("negative", "positive")
 CONFIG_NAME = "sentiment.json"
@@ -126,7 +127,8 @@ def write_config(folder: str | Path, config: dict[str, Any]) -> None:
 
 
 class LinearSentiment:
-    """``p(positive | x) = sigmoid((w·e(x) + b) / T)`` on the encoder's normalised embedding."""
+    """``p(positive | x) = sigmoid((w·e(n(x)) + b) / T)``: e the encoder's normalised embedding, n the
+    head's text normaliser (config ``normalize``; identity for heads saved without one)."""
 
     def __init__(self, folder: str | Path, config: dict[str, Any], encoder: Any) -> None:
         self.folder = Path(folder)
@@ -136,6 +138,8 @@ class LinearSentiment:
         self.bias = float(config["bias"])
         self.temperature = float(config.get("temperature", 1.0))
         self.model_id = model_name(self.folder, config)
+        # Heads saved before normalisation existed have no key: they read text as given.
+        self.normalize = text_normalizer(config.get("normalize"))
         if self.weights.shape != (encoder.dim,):
             raise InvalidInputError(
                 f"sentiment head {self.folder} expects {self.weights.shape[0]}-dimensional embeddings but the "
@@ -157,7 +161,8 @@ class LinearSentiment:
     def positive_proba(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
         if not len(texts):
             return np.zeros(0)
-        return self.proba_from_embeddings(self.encoder.encode(list(texts), batch_size=batch_size))
+        return self.proba_from_embeddings(self.encoder.encode([self.normalize(t) for t in texts],
+                                                              batch_size=batch_size))
 
 
 def fit_linear_head(
