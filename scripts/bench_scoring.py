@@ -49,15 +49,17 @@ from sentence_transformers import SentenceTransformer
 from sklearn.linear_model import LogisticRegression
 from textlatent.sentiment.heads import BUNDLED_HEAD, read_config
 from textlatent.models import bundled_model_path
+from textlatent.text import text_normalizer
 src, out, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
 config = read_config(BUNDLED_HEAD)
+norm = text_normalizer(config.get("normalize"))  # the head's own text normalisation, as `score` applies it
 clf = LogisticRegression()
 clf.coef_ = np.asarray([config["weights"]]); clf.intercept_ = np.asarray([config["bias"]])
 clf.classes_ = np.array([0, 1])
 model = SentenceTransformer(str(bundled_model_path()), device="cpu")
 start = time.perf_counter()
 df = pd.read_csv(src)
-emb = model.encode(df["text"].astype(str).tolist(), batch_size=batch, normalize_embeddings=True)
+emb = model.encode([norm(t) for t in df["text"].astype(str)], batch_size=batch, normalize_embeddings=True)
 p = clf.predict_proba(emb)[:, 1]
 df["label"] = np.where(p >= 0.5, "positive", "negative"); df["score"] = np.where(p >= 0.5, p, 1 - p)
 df.to_csv(out, index=False)
