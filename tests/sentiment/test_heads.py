@@ -104,6 +104,7 @@ def test_bundled_head_ships_with_the_package_and_separates_clear_cases(encoder) 
     assert head.model_id == "sst2-linear"
     preds = predict(head, ["one of the most delightful films of the year", "a tedious , joyless slog"])
     assert [p.label for p in preds] == ["positive", "negative"]
+    assert head.normalize("a tedious , joyless slog that does n't end") == "a tedious, joyless slog that doesn't end"
 
 
 def test_bad_model_folders_are_clear_errors(tmp_path: Path) -> None:
