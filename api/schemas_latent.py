@@ -71,6 +71,10 @@ class TransferRequest(DecodingOptions):
     degree: float | None = Field(
         None, description="How far, 0-10: 0 is the reconstruction, 1 a typical sentence of the target class on "
                           "the latent classifier, 2 twice as far; omitted: the degree fitted for the model.")
+    candidates: int = Field(
+        1, description="Decode the moved point this many times (1-32: the chosen strategy once, then samples at "
+                       "temperature 0.8) and return the candidate whose own posterior mean is nearest it "
+                       "(round-trip reranking). 1: one decode.")
 
 
 class TransferResponse(BaseModel):

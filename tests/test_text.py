@@ -10,7 +10,7 @@ from textlatent.text import detokenize_treebank, text_normalizer
 
 @pytest.mark.parametrize(("tokenised", "expected"), [
     ("it 's a charming and often affecting journey . ", "it's a charming and often affecting journey."),
-    ("it does n't believe in itself , it has no sense of humor", "it doesn't believe in itself, it has no sense of humor"),
+    ("it does n't believe in itself , it has no humor", "it doesn't believe in itself, it has no humor"),
     ("the draw ( for `` big bad love '' ) is solid", 'the draw (for "big bad love") is solid'),
     ("a subtle -lrb- for the most part -rrb- chiller", "a subtle (for the most part) chiller"),
     ("The -LRB- Reuters -RRB- report", "The (Reuters) report"),

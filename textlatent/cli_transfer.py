@@ -24,6 +24,9 @@ JudgeOpt = Annotated[
                  "TEXTLATENT_SENTIMENT_MODEL, else the shipped linear head]; a fine-tuned one is the better judge",
                  show_default=False),
 ]
+CandidatesOpt = Annotated[int, typer.Option(
+    min=1, max=32, help="Decode each move this many times (greedy + samples) and keep the candidate whose own "
+                        "posterior mean is nearest the moved z (round-trip reranking); 1 = greedy only")]
 DegreeOpt = Annotated[float | None, typer.Option("--degree", min=0.0, max=10.0, show_default=False,
                                                   help="0 = reconstruction, 1 = a typical sentence of the target "
                                                        "class, 2 = twice as far [default: the model's fitted one]")]
@@ -68,6 +71,7 @@ def transfer_cmd(
     degree: DegreeOpt = None,
     model: ModelOpt = None,
     strategy: StrategyOpt = "greedy",
+    candidates: CandidatesOpt = 1,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
 ) -> None:
     """Move each sentence along the VAE's sentiment axis towards TARGET and decode it.
@@ -79,7 +83,8 @@ def transfer_cmd(
     pipeline = _pipeline(model)
     axis = _run(lambda: load_axis(pipeline, "sentiment", latent_dim=pipeline.latent_dim))
     items = _texts(texts)
-    results = _run(lambda: transfer(pipeline, axis, items, target, degree, strategy=_strategy(strategy)))
+    results = _run(lambda: transfer(pipeline, axis, items, target, degree, strategy=_strategy(strategy),
+                                    candidates=candidates))
     for r in results:
         if as_json:
             typer.echo(json.dumps({"source": r.source, "output": r.output, "target": r.target, "degree": r.degree,
@@ -133,6 +138,7 @@ def eval_transfer_cmd(
     fluency: Annotated[bool, typer.Option(help="Perplexity of the outputs under SmolLM2 (slow on a CPU)")] = True,
     fluency_limit: Annotated[int | None, typer.Option(min=1, help="Perplexity on the first N outputs of each "
                                                               "set only [default: all]")] = None,
+    candidates: CandidatesOpt = 1,
     data_dir: DataDirOption = Path("../shared/data"),
     as_json: EvalJsonOption = False,
 ) -> None:
@@ -153,7 +159,7 @@ def eval_transfer_cmd(
     result = _run(lambda: evaluate_transfer(pipeline, axis, texts, labels, judge=judge_model,
                                             encoder=_similarity_encoder(pipeline), degrees=degrees,
                                             fluency=scorer, fluency_limit=fluency_limit, baselines=baselines,
-                                            progress=True))
+                                            progress=True, candidates=candidates))
     main = next(r for r in result["by_degree"] if r["degree"] == float(degrees[0]))
     summary = {"model": str(pipeline.path), "judge": judge_name, "data": "sst2/glue/dev.tsv",
                "default_degree": axis.default_degree, "degree": main["degree"], "flip_rate": main["flip_rate"],

@@ -46,6 +46,14 @@ def test_transfer_moves_towards_the_target(transfer_client, axis_dir):
     assert down["z"] != body["z"]
 
 
+def test_reranked_transfer_answers_for_the_same_moved_point(transfer_client):
+    plain = transfer_client.post("/latent/transfer", json=BODY).json()
+    r = transfer_client.post("/latent/transfer", json=BODY | {"candidates": 6})
+    assert r.status_code == 200, r.text
+    assert r.json()["z"] == plain["z"] and isinstance(r.json()["output"], str)
+    assert transfer_client.post("/latent/transfer", json=BODY | {"candidates": 6}).json() == r.json()  # seeded
+
+
 def test_degree_zero_is_the_reconstruction_and_default_degree_is_used(transfer_client):
     from textlatent.vae.transfer import load_axis
 
@@ -69,6 +77,9 @@ def test_degree_zero_is_the_reconstruction_and_default_degree_is_used(transfer_c
     ({k: v for k, v in BODY.items() if k != "text"}, None),
     (BODY | {"strategy": "nucleus"}, None),
     (BODY | {"degree": "far"}, None),
+    (BODY | {"candidates": 0}, "candidates"),
+    (BODY | {"candidates": 33}, "candidates"),
+    (BODY | {"candidates": "many"}, None),
 ])
 def test_bad_inputs_get_a_clear_422(transfer_client, payload, param):
     err = assert_error(transfer_client.post("/latent/transfer", json=payload), 422, param=param)

@@ -119,6 +119,51 @@ def test_bad_transfer_inputs_are_named(axis_pipeline, axis, kwargs, param):
     assert info.value.param == param
 
 
+class _FakeLatent:
+    """decode gives, per seed, a fixed sentence per row; encode maps a sentence to a known point."""
+
+    name, latent_dim = "fake", 2
+
+    def __init__(self, points: dict[str, list[float]], by_seed: dict[int | None, list[str]]) -> None:
+        self.points, self.by_seed, self.calls = points, by_seed, []
+
+    def decode(self, z, *, strategy="greedy", temperature=1.0, beam_size=5, seed=None):  # noqa: ANN001
+        self.calls.append((strategy, temperature, seed))
+        return list(self.by_seed[None if strategy == "greedy" else seed])
+
+    def encode(self, texts):  # noqa: ANN001
+        assert all(t.strip() for t in texts)  # empty candidates are never encoded
+        mu = np.asarray([self.points[t] for t in texts], dtype=np.float32)
+        return mu, np.zeros_like(mu)
+
+
+def test_round_trip_rerank_keeps_the_candidate_whose_posterior_is_nearest():
+    z = np.array([[0.0, 0.0], [5.0, 5.0]], dtype=np.float32)
+    points = {"far": [3.0, 3.0], "near": [0.1, 0.0], "mid": [4.0, 4.0], "spot": [5.0, 5.1]}
+    fake = _FakeLatent(points, {None: ["far", ""], 1: ["near", "mid"], 2: ["", "spot"]})
+    assert style.round_trip_rerank(fake, z, 3) == ["near", "spot"]
+    assert fake.calls == [("greedy", 1.0, None), ("sample", style.RERANK_TEMPERATURE, 1),
+                          ("sample", style.RERANK_TEMPERATURE, 2)]
+    fake.calls.clear()
+    assert style.round_trip_rerank(fake, z, 1) == ["far", ""]  # one candidate: the plain decode
+    assert fake.calls == [("greedy", 1.0, None)]
+    only_empty = _FakeLatent(points, {None: ["", "far"], 1: ["", "mid"]})
+    assert style.round_trip_rerank(only_empty, z, 2) == ["", "mid"]
+    for bad in (0, 33, 2.5, True):
+        with pytest.raises(InvalidInputError, match="candidates must be") as info:
+            style.round_trip_rerank(fake, z, bad)
+        assert info.value.param == "candidates"
+
+
+def test_reranked_transfer_on_the_tiny_vae_is_deterministic(axis_pipeline, axis):
+    texts = ["the cat sees the house", "a dog likes fresh bread"]
+    a = style.transfer(axis_pipeline, axis, texts, "positive", 2.0, candidates=4)
+    b = style.transfer(axis_pipeline, axis, texts, "positive", 2.0, candidates=4)
+    assert [m.output for m in a] == [m.output for m in b]  # seeded samples
+    plain = style.transfer(axis_pipeline, axis, texts, "positive", 2.0)
+    assert all(np.array_equal(m.z, p.z) for m, p in zip(a, plain, strict=True))  # the same moved point
+
+
 # ---------------------------------------------------------------------------- evaluation
 
 
@@ -150,6 +195,20 @@ def test_evaluate_transfer_on_a_tiny_fixture(axis_pipeline, axis, encoder):
     assert seen[0] == texts[:-1] and len(seen) == 4  # sources, then one call per degree, each cut to the limit
     assert all(len(outs) == len(texts) - 1 for outs in seen) and result["fluency_sentences"] == len(texts) - 1
     assert result["by_degree"][2]["latent_p_target"] > result["by_degree"][0]["latent_p_target"]
+
+
+def test_evaluate_transfer_reranks_the_moves_but_not_the_baseline(axis_pipeline, axis, encoder):
+    from textlatent.sentiment import load_sentiment_model
+    from textlatent.vae.transfer_eval import evaluate_transfer
+
+    judge = load_sentiment_model(None, encoder_factory=lambda spec: encoder)
+    texts = tiny_corpus()[::20]
+    result = evaluate_transfer(axis_pipeline, axis, texts, planted_labels(texts), judge=judge, encoder=encoder,
+                               degrees=[2.0], candidates=3)
+    assert [(r["degree"], r["candidates"]) for r in result["by_degree"]] == [(0.0, 1), (2.0, 3)]
+    plain = evaluate_transfer(axis_pipeline, axis, texts, planted_labels(texts), judge=judge, encoder=encoder,
+                              degrees=[2.0], baselines=False)
+    assert plain["by_degree"][0]["candidates"] == 1
 
 
 def test_score_outputs_counts_empty_outputs_as_failures(encoder):
@@ -255,6 +314,8 @@ def test_cli_bad_inputs(run, tmp_path):
     assert r.exit_code == 2 and "target must be one of" in r.output
     r = run("transfer", "the cat", "--degree", "12", "--model", str(tmp_path))
     assert r.exit_code == 2
+    r = run("transfer", "the cat", "--candidates", "0", "--model", str(tmp_path))
+    assert r.exit_code == 2 and "candidates" in r.output
     r = run("transfer", "the cat")
     assert r.exit_code == 2 and "TEXTLATENT_VAE_MODEL" in r.output
     r = run("transfer", "the cat", "--model", str(tmp_path))

@@ -43,6 +43,8 @@ AXES_FILE = "axes.json"
 ATTRIBUTES = ("sentiment",)
 TARGETS = {"sentiment": ("negative", "positive")}
 MAX_DEGREE = 10.0
+MAX_CANDIDATES = 32
+RERANK_TEMPERATURE = 0.8  # the sampled candidates' softmax temperature
 DEFAULT_DEGREE = 1.0  # used until a degree is selected on held-out training sentences (`fit-transfer`)
 
 
@@ -129,6 +131,13 @@ def check_target(attribute: str, target: Any) -> float:
         raise InvalidInputError(f"target must be one of {', '.join(labels)} for {attribute}, got {target!r}",
                                 param="target")
     return 1.0 if target == labels[1] else -1.0
+
+
+def check_candidates(candidates: Any) -> int:
+    if isinstance(candidates, bool) or not isinstance(candidates, int) or not 1 <= candidates <= MAX_CANDIDATES:
+        raise InvalidInputError(f"candidates must be a whole number between 1 and {MAX_CANDIDATES}, got "
+                                f"{candidates!r}", param="candidates")
+    return candidates
 
 
 def check_degree(degree: Any) -> float:
@@ -235,10 +244,13 @@ def posterior_means(model: LatentModel, texts: Sequence[str], *, progress: bool 
 
 
 def transfer(model: LatentModel, axis: LatentAxis, texts: Sequence[str], target: str | Sequence[str],
-             degree: float | None = None, *, strategy: Strategy = "greedy", **decode_kw: Any) -> list[Transfer]:
+             degree: float | None = None, *, strategy: Strategy = "greedy", candidates: int = 1,
+             **decode_kw: Any) -> list[Transfer]:
     """Move each text's μ towards ``target`` (one label for all, or one per text) and decode.
 
-    ``degree`` None uses the axis's default (chosen on held-out training sentences)."""
+    ``degree`` None uses the axis's default (chosen on held-out training sentences).
+    ``candidates`` > 1 decodes that many sentences per move and keeps the round-trip nearest
+    (:func:`round_trip_rerank`)."""
     from textlatent.encoder import validate_texts
 
     items = validate_texts(texts[0], param="text") if len(texts) == 1 else validate_texts(list(texts), param="texts")
@@ -247,16 +259,47 @@ def transfer(model: LatentModel, axis: LatentAxis, texts: Sequence[str], target:
         raise InvalidInputError("give one target, or one per text", param="target")
     signs = np.array([check_target(axis.attribute, t) for t in targets])
     deg = axis.default_degree if degree is None else check_degree(degree)
+    check_candidates(candidates)
     mu, _ = model.encode(items)
-    return _decode_moves(model, axis, items, mu, targets, signs, deg, strategy=strategy, **decode_kw)
+    return _decode_moves(model, axis, items, mu, targets, signs, deg, strategy=strategy, candidates=candidates,
+                         **decode_kw)
+
+
+def round_trip_rerank(model: LatentModel, z: np.ndarray, candidates: int, *, strategy: Strategy = "greedy",
+                      temperature: float = RERANK_TEMPERATURE, **decode_kw: Any) -> list[str]:
+    """For each row of ``z``: decode it once with ``strategy`` and ``candidates − 1`` times by sampling
+    (``temperature``, seeds ``s + 1 …``, ``s`` the ``seed`` in ``decode_kw``, else 0), and keep the
+    sentence whose own posterior mean μ(c) lies nearest ``z`` (Euclidean): the decode the model
+    itself maps back closest to the point asked for.
+
+    Neither a sentiment judge nor a similarity to the source is consulted; the choice is the
+    model's own round trip. Empty candidates are never kept unless all are empty."""
+    check_candidates(candidates)
+    z = np.asarray(z, dtype=np.float32)
+    pool = [model.decode(z, strategy=strategy, **decode_kw)]
+    seed = decode_kw.get("seed") or 0
+    sample_kw = {k: v for k, v in decode_kw.items() if k not in ("temperature", "seed")}
+    pool += [model.decode(z, strategy="sample", temperature=temperature, seed=seed + k, **sample_kw)
+             for k in range(1, candidates)]
+    if candidates == 1:
+        return pool[0]
+    flat = [(k, i) for k in range(candidates) for i in range(len(z)) if pool[k][i].strip()]
+    dist = np.full((candidates, len(z)), np.inf)
+    if flat:
+        texts = [pool[k][i] for k, i in flat]  # model.encode, not the embedding cache: these are throwaway
+        mu_c = np.concatenate([model.encode(texts[j:j + 512])[0] for j in range(0, len(texts), 512)])
+        rows = np.array([i for _, i in flat])
+        dist[tuple(np.array(flat).T)] = ((mu_c - z[rows]) ** 2).sum(axis=1)
+    best = np.where(np.isinf(dist).all(axis=0), 0, dist.argmin(axis=0))
+    return [pool[int(best[i])][i] for i in range(len(z))]
 
 
 def _decode_moves(model: LatentModel, axis: LatentAxis, items: Sequence[str], mu: np.ndarray,
                   targets: Sequence[str], signs: np.ndarray, degree: float, *, strategy: Strategy = "greedy",
-                  **decode_kw: Any) -> list[Transfer]:
+                  candidates: int = 1, **decode_kw: Any) -> list[Transfer]:
     z, before, after = axis.shift(mu, signs, degree)
-    # degree 0 leaves z = μ exactly, so decoding it is the reconstruction
-    outputs = model.decode(z, strategy=strategy, **decode_kw)
+    # degree 0 leaves z = μ exactly, so decoding it (greedily, one candidate) is the reconstruction
+    outputs = round_trip_rerank(model, z, candidates, strategy=strategy, **decode_kw)
     p_before = 1.0 / (1.0 + np.exp(-signs * before))
     p_after = 1.0 / (1.0 + np.exp(-signs * after))
     return [Transfer(src, out, tgt, degree, float(pb), float(pa), zi)

@@ -195,9 +195,14 @@ def fit_sentiment_transfer(model: LatentModel, data_dir: str | Path, *, judge: A
 def evaluate_transfer(model: LatentModel, axis: LatentAxis, texts: Sequence[str], labels: Sequence[int], *,
                       judge: Any, encoder: Any, degrees: Sequence[float],
                       fluency: Callable[[Sequence[str]], float] | None = None, fluency_limit: int | None = None,
-                      baselines: bool = True, progress: bool = False, examples: int = 5) -> dict[str, Any]:
+                      baselines: bool = True, progress: bool = False, examples: int = 5,
+                      candidates: int = 1) -> dict[str, Any]:
     """Each text moved to the label opposite its gold label, at each degree, plus the honest baselines:
     the sources themselves and the degree-0 reconstructions, scored the same way.
+
+    ``candidates`` > 1 decodes each move that many times and keeps the round-trip nearest
+    (:func:`~textlatent.vae.transfer.round_trip_rerank`); the degree-0 baseline stays the plain
+    greedy reconstruction decode(μ).
 
     ``baselines=False`` skips the sources and degree 0 (when another run already scored them).
     ``fluency_limit`` scores perplexity on the first N outputs of each set only (SmolLM2 is the
@@ -221,10 +226,11 @@ def evaluate_transfer(model: LatentModel, axis: LatentAxis, texts: Sequence[str]
     by_degree: list[dict[str, Any]] = []
     wanted = {*map(float, degrees)} | ({0.0} if baselines else set())
     for degree in tqdm(sorted(wanted), desc="degrees", disable=not progress):
-        moved = transfer_from_means(model, axis, texts, mu, targets, check_degree(degree))
+        n_cand = 1 if degree == 0.0 and baselines else candidates
+        moved = transfer_from_means(model, axis, texts, mu, targets, check_degree(degree), candidates=n_cand)
         outs = [t.output for t in moved]
         scores = score_outputs(texts, outs, targets, judge=judge, encoder=encoder, fluency=fluency, source_emb=src)
-        row = {"degree": degree, **scores,
+        row = {"degree": degree, "candidates": n_cand, **scores,
                "latent_p_target": float(np.mean([t.p_after for t in moved])),
                "examples": [{"source": t.source, "target": t.target, "output": t.output} for t in moved[:examples]]}
         by_degree.append(row)
