@@ -73,7 +73,7 @@ class TransferRequest(DecodingOptions):
                           "the latent classifier, 2 twice as far; omitted: the degree fitted for the model.")
     candidates: int = Field(
         1, description="Decode the moved point this many times (1-32: the chosen strategy once, then samples at "
-                       "temperature 0.8) and return the candidate whose own posterior mean is nearest it "
+                       "temperature 0.5) and return the candidate whose own posterior mean is nearest it "
                        "(round-trip reranking). 1: one decode.")
 
 
