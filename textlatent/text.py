@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import Any
 
 
 def join_title(title: str | None, text: str | None) -> str:
@@ -32,7 +34,7 @@ def detokenize_treebank(text: str) -> str:
 
 
 @functools.cache
-def _treebank_detokenizer():  # type: ignore[no-untyped-def]
+def _treebank_detokenizer() -> Any:
     from nltk.tokenize.treebank import TreebankWordDetokenizer
 
     return TreebankWordDetokenizer()
@@ -41,10 +43,14 @@ def _treebank_detokenizer():  # type: ignore[no-untyped-def]
 NORMALIZERS = {"treebank": detokenize_treebank}
 
 
-def text_normalizer(name: str | None):  # type: ignore[no-untyped-def]
+def _identity(text: str) -> str:
+    return text
+
+
+def text_normalizer(name: str | None) -> Callable[[str], str]:
     """The function a model stores by name in its config (``None`` or ``"none"``: identity)."""
     if name in (None, "none"):
-        return lambda text: text
+        return _identity
     if name not in NORMALIZERS:
         from textlatent.errors import InvalidInputError
 

@@ -278,12 +278,12 @@ def round_trip_rerank(model: LatentModel, z: np.ndarray, candidates: int, *, str
     check_candidates(candidates)
     z = np.asarray(z, dtype=np.float32)
     pool = [model.decode(z, strategy=strategy, **decode_kw)]
+    if candidates == 1:
+        return pool[0]
     seed = decode_kw.get("seed") or 0
     sample_kw = {k: v for k, v in decode_kw.items() if k not in ("temperature", "seed")}
     pool += [model.decode(z, strategy="sample", temperature=temperature, seed=seed + k, **sample_kw)
              for k in range(1, candidates)]
-    if candidates == 1:
-        return pool[0]
     flat = [(k, i) for k in range(candidates) for i in range(len(z)) if pool[k][i].strip()]
     dist = np.full((candidates, len(z)), np.inf)
     if flat:
