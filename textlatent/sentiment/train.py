@@ -52,7 +52,7 @@ def train_linear(
     On a CPU the embeddings come from the onnxruntime export (same vectors to ~1e-6, faster).
     ``normalize`` names the text normaliser (``textlatent.text.NORMALIZERS``) applied before
     encoding, here and by the head whenever it scores text: SST-2 is Penn-Treebank tokenised,
-    and MiniLM reads ordinary text better (+0.3 dev accuracy, docs/benchmarks.md).
+    and MiniLM reads ordinary text better (+0.2 dev accuracy, docs/benchmarks.md).
     """
     from textlatent.cache import cached_embeddings
     from textlatent.eval.loaders import load_sst2

@@ -216,13 +216,13 @@ def load_axis(model: LatentModel | str | Path, attribute: str = "sentiment", *,
 
 
 def posterior_means(model: LatentModel, texts: Sequence[str], *, progress: bool = False,
-                    batch_size: int = 512) -> np.ndarray:
+                    batch_size: int = 512, cache: bool = True) -> np.ndarray:
     """μ of many texts. For the GRU VAE the MiniLM embeddings go through the project's embedding
-    cache (training the VAE already filled it for its training text); any other LatentModel is
-    asked in batches."""
+    cache (training the VAE already filled it for its training text) unless ``cache`` is False
+    (throwaway texts); any other LatentModel, or ``cache=False``, is asked in batches."""
     from textlatent.vae.ops import VAEPipeline
 
-    if isinstance(model, VAEPipeline):
+    if cache and isinstance(model, VAEPipeline):
         import torch
 
         from textlatent.vae.data import cached_embeddings
@@ -287,8 +287,7 @@ def round_trip_rerank(model: LatentModel, z: np.ndarray, candidates: int, *, str
     flat = [(k, i) for k in range(candidates) for i in range(len(z)) if pool[k][i].strip()]
     dist = np.full((candidates, len(z)), np.inf)
     if flat:
-        texts = [pool[k][i] for k, i in flat]  # model.encode, not the embedding cache: these are throwaway
-        mu_c = np.concatenate([model.encode(texts[j:j + 512])[0] for j in range(0, len(texts), 512)])
+        mu_c = posterior_means(model, [pool[k][i] for k, i in flat], cache=False)  # throwaway texts
         rows = np.array([i for _, i in flat])
         dist[tuple(np.array(flat).T)] = ((mu_c - z[rows]) ** 2).sum(axis=1)
     best = np.where(np.isinf(dist).all(axis=0), 0, dist.argmin(axis=0))
