@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -41,6 +41,9 @@ def train_optimus_cmd(
     max_train_tokens: Annotated[int, typer.Option(min=2, help="Truncate training sentences to N subwords")] = 48,
     init_posterior: Annotated[Path | None, typer.Option(help="GRU VAE folder whose posterior head starts this "
                                                              "one (same latent size)")] = None,
+    select: Annotated[Literal["elbo", "rec"], typer.Option(
+        help="Held-out figure that picks the saved head: -ELBO, or reconstruction NLL (for a model that "
+             "reconstructs and edits sentences, where free bits let the KL grow at no training cost)")] = "elbo",
     seed: int = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the history as JSON")] = False,
 ) -> None:
@@ -55,7 +58,7 @@ def train_optimus_cmd(
     config = OptimusTrainConfig(
         max_steps=max_steps, time_budget_s=time_budget, batch_size=batch_size, lr=lr, free_bits=free_bits,
         kl_cycles=kl_cycles, eval_every=eval_every, valid_sentences=valid_sentences,
-        max_train_tokens=max_train_tokens, init_posterior=str(init_posterior) if init_posterior else None,
+        max_train_tokens=max_train_tokens, init_posterior=str(init_posterior) if init_posterior else None, select=select,
         seed=seed, device=settings.device, threads=settings.threads, encoder_model=settings.model,
         model={"latent_dim": latent_dim, "prefix_len": prefix_len})
     train_texts = [s for path in train for s in _run_cli(lambda path=path: _read_training_text(path))]
@@ -64,7 +67,7 @@ def train_optimus_cmd(
     if as_json:
         typer.echo(json.dumps(result))
     else:
-        best = min(result["history"], key=lambda r: r["valid_elbo_nll"])
+        best = [r for r in result["history"] if r["selected"]][-1]
         typer.echo(f"saved {out} (step {best['step']}: valid -ELBO {best['valid_elbo_nll']:.2f}, "
                    f"KL {best['valid_kl']:.2f}, AU {best['valid_au']})")
 

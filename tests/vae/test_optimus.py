@@ -44,6 +44,20 @@ def test_training_lowers_the_reconstruction_loss(encoder, tmp_path):
     assert sum(h["selected"] for h in history) >= 1
 
 
+def test_select_rec_keeps_the_best_reconstruction(encoder, tmp_path):
+    result = train_tiny_optimus(tmp_path / "m", encoder, tmp_path / "cache", steps=30, lr=1e-2, select="rec",
+                                free_bits=2.0)
+    history = result["history"]
+    best = min(history, key=lambda r: r["valid_rec"])
+    assert result["select"] == "rec" and [r for r in history if r["selected"]][-1] is best
+    assert result["best_valid_rec"] == best["valid_rec"]
+    saved = json.loads((tmp_path / "m" / "history.json").read_text())
+    assert len(saved) == len(history)
+    with pytest.raises(InvalidInputError, match="select must be"):
+        train_tiny_optimus(tmp_path / "bad", encoder, tmp_path / "cache", steps=1, select="kl")
+    assert not (tmp_path / "bad" / "head.pt").exists()
+
+
 def test_only_the_head_trains_and_the_lm_stays_frozen(encoder):
     from textlatent.vae.optimus import OptimusConfig, OptimusVAE
 
@@ -181,6 +195,9 @@ def test_cli_eval_sample_and_bad_train_options(optimus_dir, encoder, tmp_path, m
     r = runner.invoke(app, ["--device", "cpu", "vae", "train-optimus", "--train", str(tmp_path / "missing.txt"),
                             "--valid", str(data), "--out", str(tmp_path / "x")])
     assert r.exit_code == 2 and "is not a file" in r.output
+    r = runner.invoke(app, ["--device", "cpu", "vae", "train-optimus", "--train", str(data), "--valid", str(data),
+                            "--out", str(tmp_path / "x"), "--select", "kl"])
+    assert r.exit_code == 2 and "'kl' is not one of" in r.output
 
 
 def test_api_latent_routes_serve_the_optimus_model(client_factory, optimus_dir):

@@ -62,6 +62,7 @@ class OptimusTrainConfig:
     valid_sentences: int = 200  # seeded random subset of the valid text used for selection
     max_train_tokens: int = 48  # longer training sentences are truncated (cost grows with length)
     init_posterior: str | None = None  # a GRU VAE folder whose posterior head starts this one
+    select: str = "elbo"  # what picks the saved head: valid −ELBO ("elbo") or reconstruction ("rec"), as `vae train`
     encoder_model: str | None = None
     model: dict[str, Any] = field(default_factory=dict)  # OptimusConfig overrides
 
@@ -109,7 +110,7 @@ def train_optimus(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train; validate every ``eval_every`` steps on a fixed subset of ``valid_texts``; keep the
-    head with the best valid −ELBO in ``out_dir``. ``lm``/``tokenizer`` replace the bundled
+    head with the best valid −ELBO (or reconstruction, ``select="rec"``) in ``out_dir``. ``lm``/``tokenizer`` replace the bundled
     SmolLM2 (tests pass a tiny random LM; it is then saved to ``out_dir/lm``). The test split
     is never read here."""
     from tqdm.auto import tqdm
@@ -122,6 +123,8 @@ def train_optimus(
         raise InvalidInputError("training and validation text must both be non-empty", param="train")
     if cfg.max_steps < 1:
         raise InvalidInputError("max_steps must be at least 1", param="max_steps")
+    if cfg.select not in ("elbo", "rec"):
+        raise InvalidInputError(f"select must be 'elbo' or 'rec', not {cfg.select!r}", param="select")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
@@ -208,9 +211,10 @@ def train_optimus(
                           "seconds": round(time.time() - t_start, 1),
                           "tokens_per_s": round(tokens / (time.time() - t0), 1),
                           "stopped_by_time": over_time}
-                record["selected"] = valid_nll < best
-                if valid_nll < best:
-                    best = valid_nll
+                figure = valid_nll if cfg.select == "elbo" else record["valid_rec"]
+                record["selected"] = figure < best
+                if figure < best:
+                    best = figure
                     save_folder(model, out, meta)
                 history.append(record)
                 sums = {"rec": 0.0, "kl": 0.0, "n": 0}
@@ -222,7 +226,9 @@ def train_optimus(
             if stop:
                 break
     bar.close()
-    return {"history": history, "best_valid_elbo_nll": best, "steps": step}
+    kept = [r for r in history if r["selected"]][-1]
+    return {"history": history, "select": cfg.select, "best_valid_elbo_nll": kept["valid_elbo_nll"],
+            "best_valid_rec": kept["valid_rec"], "steps": step}
 
 
 @torch.no_grad()
