@@ -126,12 +126,20 @@ def sentiment(service: TextLatent, coll: Collection, snap: Snapshot) -> tuple[np
     """Probability of 'positive' per mapped document, and the sentiment model's id.
 
     A linear head over the very encoder that embedded the collection reads the stored vectors
-    directly; any other head (a fine-tuned classifier, a head on another encoder) reads the
-    full texts, which costs an encoder pass over them once per generation."""
+    directly, except for the documents its text normaliser changes (Penn-Treebank-tokenised
+    text, for the bundled head): the stored vector is of the raw text, so those few are
+    re-encoded, normalised, as ``/sentiment`` would score them. Any other head (a fine-tuned
+    classifier, a head on another encoder) reads the full texts, which costs an encoder pass
+    over them once per generation."""
     model = service.sentiment_model()
     encoder = getattr(model, "encoder", None)
     if hasattr(model, "proba_from_embeddings") and getattr(encoder, "model_id", None) == coll.config.model:
-        return np.asarray(model.proba_from_embeddings(snap.vectors), dtype=np.float64), model.model_id
+        proba = np.asarray(model.proba_from_embeddings(snap.vectors), dtype=np.float64)
+        normalize = getattr(model, "normalize", None)
+        changed = [i for i, t in enumerate(snap.texts) if normalize is not None and normalize(t) != t]
+        if changed:
+            proba[changed] = model.positive_proba([snap.texts[i] for i in changed])
+        return proba, model.model_id
     return np.asarray(model.positive_proba(snap.texts), dtype=np.float64), model.model_id
 
 

@@ -75,6 +75,23 @@ def test_sentiment_colours_from_the_bundled_head(mapped):
     assert [d["score"] for d in direct] == pytest.approx(mapped_scores, abs=1e-3)
 
 
+def test_sentiment_colours_of_tokenised_text_match_the_sentiment_route(client):
+    """Stored vectors are of the raw text; the bundled head reads Penn-Treebank-tokenised text
+    un-tokenised first, so the map must score such documents as /sentiment does."""
+    texts = ["it 's not a bad film , but it does n't work .", "-lrb- a -rrb- strange , hollow movie",
+             "a wonderful, moving film with brilliant acting", "the worst film of the year, boring and ugly"]
+    assert client.put("/collections/tok").status_code == 201
+    r = client.post("/collections/tok/documents",
+                    json={"documents": [{"id": f"d{i}", "text": t} for i, t in enumerate(texts)]})
+    assert r.status_code == 200, r.text
+    body = client.get("/collections/tok/map", params={"color": "sentiment"}).json()
+    by_id = {p["id"]: p for p in body["points"]}
+    direct = client.post("/sentiment", json={"texts": texts}).json()["data"]
+    for i, d in enumerate(direct):
+        assert by_id[f"d{i}"]["label"] == d["label"]
+        assert by_id[f"d{i}"]["score"] == pytest.approx(d["score"], abs=1e-3), (texts[i], by_id[f"d{i}"], d)
+
+
 def test_limit_samples_the_collection(mapped):
     body = mapped.get("/collections/films/map", params={"limit": 5}).json()
     assert body["total"] == 12 and body["count"] == 5
