@@ -100,6 +100,7 @@ def fit_transfer_cmd(
     judge: JudgeOpt = None,
     holdout: Annotated[int, typer.Option(min=1, help="Train sentences held out to choose the default degree")]
     = 500,
+    candidates: CandidatesOpt = 1,
     seed: int = 0,
     as_json: EvalJsonOption = False,
 ) -> None:
@@ -112,7 +113,8 @@ def fit_transfer_cmd(
     pipeline = _pipeline(model)
     judge_model, judge_name = _judge(judge, pipeline)
     axis = _run(lambda: fit_sentiment_transfer(pipeline, data_dir, judge=judge_model, judge_name=judge_name,
-                                               encoder=_similarity_encoder(pipeline), holdout=holdout, seed=seed))
+                                               encoder=_similarity_encoder(pipeline), holdout=holdout, seed=seed,
+                                               candidates=candidates))
     summary = {"model": str(pipeline.path), "default_degree": axis.default_degree, "margin": axis.margin,
                "scale": axis.scale, **{k: v for k, v in axis.info.items() if k != "selection"},
                "selection": axis.info["selection"]}

@@ -283,6 +283,19 @@ def test_cli_fit_transfer_eval(run, tiny_vae_dir, tmp_path):
     assert "shipped linear head" in fitted["judge"] and "judge:" in r.stderr
     assert fitted["default_degree"] in [row["degree"] for row in fitted["selection"]]
     assert fitted["heldout"] == 30 and (model / "axes.json").is_file()
+    assert fitted["candidates"] == 1 and all(row["candidates"] == 1 for row in fitted["selection"])
+    greedy_table = fitted["selection"]
+
+    # the degree can be chosen for reranked decoding instead; bad counts are refused at parse time
+    r = run("fit-transfer", "--model", str(model), "--data-dir", str(data), "--holdout", "30", "--candidates", "3",
+            "--json")
+    assert r.exit_code == 0, r.output
+    reranked = json.loads(r.stdout.strip().splitlines()[-1])
+    assert reranked["candidates"] == 3 and all(row["candidates"] == 3 for row in reranked["selection"])
+    assert [row["degree"] for row in reranked["selection"]] == [row["degree"] for row in greedy_table]
+    assert json.loads((model / "axes.json").read_text())["sentiment"]["info"]["candidates"] == 3
+    r = run("fit-transfer", "--model", str(model), "--data-dir", str(data), "--candidates", "33")
+    assert r.exit_code == 2 and "candidates" in r.output
 
     r = run("transfer", "the cat sees the house", "a dog sells fresh bread", "--model", str(model),
             "--target", "negative", "--degree", "2", "--json")

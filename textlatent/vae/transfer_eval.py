@@ -31,6 +31,7 @@ from textlatent.vae.ops import LatentModel
 from textlatent.vae.transfer import (
     TARGETS,
     LatentAxis,
+    check_candidates,
     check_degree,
     fit_axis,
     posterior_means,
@@ -140,8 +141,9 @@ def selection_score(flip_rate: float, similarity: float) -> float:
 
 def select_degree(model: LatentModel, axis: LatentAxis, texts: Sequence[str], labels: Sequence[int], *,
                   judge: Any, encoder: Any, grid: Sequence[float] = DEGREE_GRID, mu: np.ndarray | None = None,
-                  progress: bool = False) -> tuple[float, list[dict[str, Any]]]:
-    """The grid degree with the highest :func:`selection_score` on ``texts`` (ties: the smaller degree).
+                  candidates: int = 1, progress: bool = False) -> tuple[float, list[dict[str, Any]]]:
+    """The grid degree with the highest :func:`selection_score` on ``texts`` (ties: the smaller degree),
+    each move decoded as :func:`transfer_from_means` does with ``candidates`` (1: the plain decode).
 
     Meant for held-out *training* sentences; fluency is left out of the choice (scoring it
     under SmolLM2 for every grid point costs more than the choice is worth on a CPU)."""
@@ -152,8 +154,9 @@ def select_degree(model: LatentModel, axis: LatentAxis, texts: Sequence[str], la
     src = np.asarray(encoder.encode(list(texts)))
     table = []
     for degree in tqdm(list(grid), desc="degrees", disable=not progress):
-        outs = [t.output for t in transfer_from_means(model, axis, texts, mu, targets, check_degree(degree))]
-        row = {"degree": float(degree), **score_outputs(texts, outs, targets, judge=judge, encoder=encoder,
+        outs = [t.output for t in transfer_from_means(model, axis, texts, mu, targets, check_degree(degree),
+                                                      candidates=candidates)]
+        row = {"degree": float(degree), "candidates": candidates, **score_outputs(texts, outs, targets, judge=judge, encoder=encoder,
                                                             source_emb=src)}
         row["score"] = selection_score(row["flip_rate"], row["content_similarity"])
         table.append(row)
@@ -163,11 +166,13 @@ def select_degree(model: LatentModel, axis: LatentAxis, texts: Sequence[str], la
 
 def fit_sentiment_transfer(model: LatentModel, data_dir: str | Path, *, judge: Any, judge_name: str, encoder: Any,
                            holdout: int = HOLDOUT, seed: int = 0, grid: Sequence[float] = DEGREE_GRID,
-                           progress: bool = True) -> LatentAxis:
+                           candidates: int = 1, progress: bool = True) -> LatentAxis:
     """Fit the sentiment axis on SST-2 train (minus the held-out slice), pick its default degree on
-    the slice, save both to the model's ``axes.json`` and return the axis."""
+    the slice (for moves decoded with ``candidates``, see :func:`select_degree`), save both to the
+    model's ``axes.json`` and return the axis."""
     from textlatent.eval.loaders import load_sst2
 
+    check_candidates(candidates)
     start = time.perf_counter()
     data = load_sst2(data_dir, "train", "kim")
     assert data.labels is not None
@@ -179,9 +184,10 @@ def fit_sentiment_transfer(model: LatentModel, data_dir: str | Path, *, judge: A
     held_mu = posterior_means(model, held_texts)
     axis.info["heldout_accuracy"] = float(((axis.logit(held_mu) > 0) == np.asarray(held_labels)).mean())
     degree, table = select_degree(model, axis, held_texts, held_labels, judge=judge, encoder=encoder, grid=grid,
-                                  mu=held_mu, progress=progress)
+                                  mu=held_mu, candidates=candidates, progress=progress)
     axis.default_degree = degree
     axis.info.update({"data": "sst2/kim_stsa/stsa.binary.train", "heldout": holdout, "seed": seed,
+                      "candidates": candidates,
                       "judge": judge_name, "selection": table, "fit_seconds": round(time.perf_counter() - start, 1),
                       "degree_rule": "max over the grid of flip_rate × content_similarity on the held-out train "
                                      "slice"})
