@@ -58,7 +58,8 @@ def train_optimus_cmd(
     config = OptimusTrainConfig(
         max_steps=max_steps, time_budget_s=time_budget, batch_size=batch_size, lr=lr, free_bits=free_bits,
         kl_cycles=kl_cycles, eval_every=eval_every, valid_sentences=valid_sentences,
-        max_train_tokens=max_train_tokens, init_posterior=str(init_posterior) if init_posterior else None, select=select,
+        max_train_tokens=max_train_tokens, init_posterior=str(init_posterior) if init_posterior else None,
+        select=select,
         seed=seed, device=settings.device, threads=settings.threads, encoder_model=settings.model,
         model={"latent_dim": latent_dim, "prefix_len": prefix_len})
     train_texts = [s for path in train for s in _run_cli(lambda path=path: _read_training_text(path))]

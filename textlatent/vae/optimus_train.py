@@ -110,9 +110,9 @@ def train_optimus(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train; validate every ``eval_every`` steps on a fixed subset of ``valid_texts``; keep the
-    head with the best valid −ELBO (or reconstruction, ``select="rec"``) in ``out_dir``. ``lm``/``tokenizer`` replace the bundled
-    SmolLM2 (tests pass a tiny random LM; it is then saved to ``out_dir/lm``). The test split
-    is never read here."""
+    head with the best valid −ELBO (or reconstruction, ``select="rec"``) in ``out_dir``.
+    ``lm``/``tokenizer`` replace the bundled SmolLM2 (tests pass a tiny random LM; it is then
+    saved to ``out_dir/lm``). The test split is never read here."""
     from tqdm.auto import tqdm
 
     from textlatent.encoder import Encoder

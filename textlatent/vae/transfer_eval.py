@@ -156,8 +156,8 @@ def select_degree(model: LatentModel, axis: LatentAxis, texts: Sequence[str], la
     for degree in tqdm(list(grid), desc="degrees", disable=not progress):
         outs = [t.output for t in transfer_from_means(model, axis, texts, mu, targets, check_degree(degree),
                                                       candidates=candidates)]
-        row = {"degree": float(degree), "candidates": candidates, **score_outputs(texts, outs, targets, judge=judge, encoder=encoder,
-                                                            source_emb=src)}
+        scores = score_outputs(texts, outs, targets, judge=judge, encoder=encoder, source_emb=src)
+        row = {"degree": float(degree), "candidates": candidates, **scores}
         row["score"] = selection_score(row["flip_rate"], row["content_similarity"])
         table.append(row)
     best = max(table, key=lambda r: (r["score"], -r["degree"]))
