@@ -136,7 +136,7 @@ def sentiment(service: TextLatent, coll: Collection, snap: Snapshot) -> tuple[np
     if hasattr(model, "proba_from_embeddings") and getattr(encoder, "model_id", None) == coll.config.model:
         proba = np.asarray(model.proba_from_embeddings(snap.vectors), dtype=np.float64)
         normalize = getattr(model, "normalize", None)
-        changed = [i for i, t in enumerate(snap.texts) if normalize is not None and normalize(t) != t]
+        changed = [i for i, t in enumerate(snap.texts) if normalize(t) != t] if normalize is not None else []
         if changed:
             proba[changed] = model.positive_proba([snap.texts[i] for i in changed])
         return proba, model.model_id

@@ -39,7 +39,7 @@ from textlatent.vae.optimus import (
     load_lm,
     save_folder,
 )
-from textlatent.vae.train import beta_at, kl_term, length_batches, seed_everything
+from textlatent.vae.train import beta_at, check_select, kl_term, length_batches, seed_everything
 
 log = logging.getLogger("textlatent.vae.optimus")
 
@@ -123,8 +123,7 @@ def train_optimus(
         raise InvalidInputError("training and validation text must both be non-empty", param="train")
     if cfg.max_steps < 1:
         raise InvalidInputError("max_steps must be at least 1", param="max_steps")
-    if cfg.select not in ("elbo", "rec"):
-        raise InvalidInputError(f"select must be 'elbo' or 'rec', not {cfg.select!r}", param="select")
+    check_select(cfg.select)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:

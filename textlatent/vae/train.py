@@ -188,6 +188,12 @@ def _autocast(device: str) -> Any:
     return contextlib.nullcontext()
 
 
+def check_select(select: str) -> None:
+    """The held-out figure that picks the saved model: ``"elbo"`` (−ELBO) or ``"rec"`` (reconstruction)."""
+    if select not in ("elbo", "rec"):
+        raise InvalidInputError(f"select must be 'elbo' or 'rec', not {select!r}", param="select")
+
+
 def _check_resume_settings(out: Path, ckpt_path: Path, now: dict[str, Any], select: str = "elbo") -> None:
     """Refuse a resume whose model options differ from the run's, naming each change.
 
@@ -228,8 +234,7 @@ def train_vae(
     from textlatent.models import resolve_device
 
     cfg = config or TrainConfig()
-    if cfg.select not in ("elbo", "rec"):
-        raise InvalidInputError(f"select must be 'elbo' or 'rec', not {cfg.select!r}", param="select")
+    check_select(cfg.select)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.pt"
