@@ -68,7 +68,7 @@ def train_optimus_cmd(
     if as_json:
         typer.echo(json.dumps(result))
     else:
-        best = [r for r in result["history"] if r["selected"]][-1]
+        best = next(r for r in result["history"] if r["step"] == result["step"])  # the step train_optimus kept
         typer.echo(f"saved {out} (step {best['step']}: valid -ELBO {best['valid_elbo_nll']:.2f}, "
                    f"KL {best['valid_kl']:.2f}, AU {best['valid_au']})")
 

@@ -50,7 +50,7 @@ def test_select_rec_keeps_the_best_reconstruction(encoder, tmp_path):
     history = result["history"]
     best = min(history, key=lambda r: r["valid_rec"])
     assert result["select"] == "rec" and [r for r in history if r["selected"]][-1] is best
-    assert result["best_valid_rec"] == best["valid_rec"]
+    assert result["best_valid_rec"] == best["valid_rec"] and result["step"] == best["step"]
     saved = json.loads((tmp_path / "m" / "history.json").read_text())
     assert len(saved) == len(history)
     with pytest.raises(InvalidInputError, match="select must be"):

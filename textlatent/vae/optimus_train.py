@@ -226,8 +226,8 @@ def train_optimus(
                 break
     bar.close()
     kept = [r for r in history if r["selected"]][-1]
-    return {"history": history, "select": cfg.select, "best_valid_elbo_nll": kept["valid_elbo_nll"],
-            "best_valid_rec": kept["valid_rec"], "steps": step}
+    return {"history": history, "select": cfg.select, "step": kept["step"],
+            "best_valid_elbo_nll": kept["valid_elbo_nll"], "best_valid_rec": kept["valid_rec"], "steps": step}
 
 
 @torch.no_grad()
