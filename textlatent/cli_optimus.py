@@ -69,8 +69,8 @@ def train_optimus_cmd(
         typer.echo(json.dumps(result))
     else:
         best = next(r for r in result["history"] if r["step"] == result["step"])  # the step train_optimus kept
-        typer.echo(f"saved {out} (step {best['step']}: valid -ELBO {best['valid_elbo_nll']:.2f}, "
-                   f"KL {best['valid_kl']:.2f}, AU {best['valid_au']})")
+        typer.echo(f"saved {out} (step {best['step']}, kept by valid {select}: -ELBO {best['valid_elbo_nll']:.2f}, "
+                   f"reconstruction {best['valid_rec']:.2f}, KL {best['valid_kl']:.2f}, AU {best['valid_au']})")
 
 
 def _read_training_text(path: Path) -> list[str]:

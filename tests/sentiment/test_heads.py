@@ -86,7 +86,17 @@ def test_finetuned_head_loss_falls_and_the_saved_model_loads(sst2_dir: Path, tmp
     assert probs.shape == (2,) and ((probs > 0) & (probs < 1)).all()
     config = json.loads((tmp_path / "ft" / "sentiment.json").read_text())
     assert config["steps"] == 10 and config["selected_on"] == "SST-2 GLUE dev"
+    assert config["group_by_length"] is True and config["normalize"] == "treebank"
+    assert result["train_seconds"] > 0 and 0 <= result["eval_seconds"] <= result["train_seconds"]
     assert not list((tmp_path / "ft" / "checkpoints").glob("checkpoint-*"))
+    # like the linear head, it reads text through its stored normaliser; older folders read it as given
+    pair = ["it does n't work , sadly -lrb- or so they say -rrb- .", "it doesn't work, sadly (or so they say)."]
+    p = head.positive_proba(pair)
+    assert p[0] == pytest.approx(p[1], abs=1e-6)
+    del config["normalize"]
+    (tmp_path / "ft" / "sentiment.json").write_text(json.dumps(config))
+    old = load_sentiment_model(tmp_path / "ft", device="cpu").positive_proba(pair)
+    assert abs(old[0] - old[1]) > 1e-5
 
 
 def test_onnx_encoder_gives_the_torch_encoders_vectors(encoder) -> None:

@@ -233,6 +233,8 @@ class FinetunedSentiment:
         self.device = resolve_device(device)
         self.batch_size = batch_size
         self.max_length = int(config.get("max_length", max_length))
+        # Heads saved before normalisation existed have no key: they read text as given.
+        self.normalize = text_normalizer(config.get("normalize"))
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.folder), local_files_only=True)
         self.model = AutoModelForSequenceClassification.from_pretrained(str(self.folder), local_files_only=True)
         self.model.to(self.device).eval()
@@ -250,7 +252,8 @@ class FinetunedSentiment:
             for start in range(0, len(texts), size):
                 idx = order[start : start + size]
                 enc = self.tokenizer(
-                    [texts[i] for i in idx], padding=True, truncation=True, max_length=self.max_length,
+                    [self.normalize(texts[i]) for i in idx], padding=True, truncation=True,
+                    max_length=self.max_length,
                     return_tensors="pt",
                 ).to(self.device)
                 logits = self.model(**enc).logits.float()
