@@ -41,7 +41,7 @@ def sentiment_train(
         float | None, typer.Option(min=0.1, help="finetune: stop at this wall-clock budget [CPU default 40]")
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Training batch size")] = 32,
-    lr: Annotated[float, typer.Option(min=0.0, help="finetune: learning rate")] = 5e-5,
+    lr: Annotated[float, typer.Option(min=0.0, help="finetune: learning rate")] = 8e-5,
     eval_steps: Annotated[int, typer.Option(min=1, help="finetune: evaluate on dev every N steps")] = 500,
     seed: Annotated[int, typer.Option()] = 42,
     normalize: Annotated[Literal["treebank", "none"], typer.Option(

@@ -110,7 +110,7 @@ def train_finetuned(
     max_steps: int = -1,
     max_minutes: float | None = None,
     batch_size: int = 32,
-    learning_rate: float = 5e-5,
+    learning_rate: float = 8e-5,
     max_length: int = 66,
     eval_steps: int = 500,
     warmup_ratio: float = 0.06,
