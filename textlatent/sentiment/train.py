@@ -225,6 +225,8 @@ def train_finetuned(
         data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=metrics, callbacks=[budget],
     )
     train_output = trainer.train()
+    # dev evaluations inside train_runtime (the final evaluate() below is not)
+    eval_seconds = sum(float(e.get("eval_runtime", 0.0)) for e in trainer.state.log_history)
     best_dev = trainer.evaluate()
     trainer.save_model(str(folder))
     tokenizer.save_pretrained(str(folder))
@@ -252,7 +254,7 @@ def train_finetuned(
         "group_by_length": group_by_length,
         "normalize": normalize or "none",
         "train_seconds": round(float(train_output.metrics.get("train_runtime", float("nan"))), 1),
-        "eval_seconds": round(sum(float(e.get("eval_runtime", 0.0)) for e in trainer.state.log_history), 1),
+        "eval_seconds": round(eval_seconds, 1),
         "device": dev_type,
         "torch_threads": torch.get_num_threads(),
     }
