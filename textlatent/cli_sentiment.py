@@ -142,7 +142,8 @@ def score(
         typer.echo(f"{output} is already complete ({report.rows:,} rows); --overwrite to score again")
         return
     resumed = f", resumed after {report.skipped_resumed:,}" if report.skipped_resumed else ""
+    marked = f"{report.errors:,} row{'' if report.errors == 1 else 's'} marked in 'error'"
     typer.echo(f"scored {report.scored:,} of {report.rows:,} rows into {output} "
-               f"({report.rows_per_second:,.0f} rows/s{resumed}); {report.errors:,} rows marked in 'error'")
+               f"({report.rows_per_second:,.0f} rows/s{resumed}); {marked}")
     for example in report.error_examples:
         typer.echo(f"  e.g. {example}", err=True)
