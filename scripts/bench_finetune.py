@@ -5,7 +5,8 @@ random batch of 32 is padded to its longest row: ~2.9x the real tokens, against 
 batches are drawn from length-sorted groups (transformers' ``LengthGroupedSampler``). This
 measures what that is worth per training step on this machine: ``train_finetuned`` runs
 ``--steps`` steps each way (100 = two of the sampler's 50-batch groups, so both see whole groups),
-alternating, each repeat in a fresh process; the dev evaluation at the end is subtracted.
+alternating, each repeat in a fresh process; the dev evaluation at the last step, which falls inside the
+training time, is subtracted (the one after training was never counted).
 
     .venv/bin/python scripts/bench_finetune.py --steps 100 --repeats 2
 """
