@@ -120,6 +120,41 @@ def test_select_rec_keeps_the_epoch_with_the_best_held_out_reconstruction(tmp_pa
         train_tiny(tmp_path / "b", encoder, tmp_path / "cache", epochs=1, select="kl")
 
 
+def test_ema_validates_the_averaged_weights_beside_the_trained_ones(tmp_path, encoder):
+    """--ema: the trained weights follow the same path as without it (same figures, same weights at the
+    end), the averaged weights are validated on the same z noise, the better of the two is saved and
+    reported, its state survives a resume, and a change of decay on resume is refused."""
+    cache = tmp_path / "cache"
+    plain = train_tiny(tmp_path / "plain", encoder, cache, epochs=3)
+    ema = train_tiny(tmp_path / "ema", encoder, cache, epochs=3, ema=0.9)
+    for p, e in zip(plain["history"], ema["history"], strict=True):
+        assert e["valid_elbo_nll"] == p["valid_elbo_nll"] and e["train_rec"] == p["train_rec"]
+        assert e["ema_valid_elbo_nll"] != e["valid_elbo_nll"]  # a different set of weights, validated
+        better = "ema" if e["ema_valid_elbo_nll"] < e["valid_elbo_nll"] else "trained"
+        assert e["weights"] == better
+    last_plain = torch.load(tmp_path / "plain" / "checkpoint.pt", weights_only=False)["model"]
+    last_ema_run = torch.load(tmp_path / "ema" / "checkpoint.pt", weights_only=False)["model"]
+    assert all(torch.equal(last_plain[k], last_ema_run[k]) for k in last_plain)
+    kept = [r for r in ema["history"] if r["selected"]][-1]
+    prefix = "ema_" if kept["weights"] == "ema" else ""
+    assert ema["best_valid_elbo_nll"] == kept[f"{prefix}valid_elbo_nll"] == min(
+        min(r["valid_elbo_nll"], r["ema_valid_elbo_nll"]) for r in ema["history"])
+    assert ema["weights"] == kept["weights"]
+    saved = torch.load(tmp_path / "ema" / "model.pt")
+    pipeline = VAEPipeline(tmp_path / "ema", device="cpu")  # the saved weights load as a plain VAE
+    assert all(torch.equal(saved[k], v) for k, v in pipeline.model.state_dict().items())
+
+    first = train_tiny(tmp_path / "r", encoder, cache, epochs=2, ema=0.9)
+    resumed = train_tiny(tmp_path / "r", encoder, cache, epochs=3, resume=True, ema=0.9)
+    assert resumed["history"][:2] == first["history"]
+    state = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=False)
+    assert int(state["ema"]["n_averaged"]) == resumed["history"][2]["step"]  # averaged over all 3 epochs
+    with pytest.raises(InvalidInputError, match="ema 0.9 -> 0.5"):
+        train_tiny(tmp_path / "r", encoder, cache, epochs=4, resume=True, ema=0.5)
+    with pytest.raises(InvalidInputError, match="ema must be"):
+        train_tiny(tmp_path / "b", encoder, cache, epochs=1, ema=1.0)
+
+
 def test_held_out_figures_of_a_fine_tuned_encoder_are_taken_without_its_dropout():
     """Validation must not see MiniLM's training-mode dropout (noisy, epoch selection by chance),
     and training must resume in training mode afterwards."""

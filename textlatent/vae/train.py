@@ -57,6 +57,10 @@ class TrainConfig:
     max_train_sentences: int | None = None
     eval_batch_size: int = 256
     select: str = "elbo"  # the held-out figure that picks the saved epoch: "elbo" (−ELBO) or "rec" (reconstruction)
+    # Decay of an exponential moving average of the VAE's weights (0: off). With it on, each epoch the
+    # averaged weights are validated beside the trained ones and the better of the two is the epoch's
+    # candidate for the saved model.
+    ema: float = 0.0
     model: dict[str, Any] = field(default_factory=dict)  # VAEConfig overrides
 
 
@@ -194,17 +198,43 @@ def check_select(select: str) -> None:
         raise InvalidInputError(f"select must be 'elbo' or 'rec', not {select!r}", param="select")
 
 
-def _check_resume_settings(out: Path, ckpt_path: Path, now: dict[str, Any], select: str = "elbo") -> None:
+def check_ema(decay: float) -> None:
+    """An EMA decay is 0 (off) or in (0, 1)."""
+    if not (decay == 0.0 or 0.0 < decay < 1.0):
+        raise InvalidInputError(f"ema must be 0 (off) or between 0 and 1, not {decay!r}", param="ema")
+
+
+def _rng_state(device: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.startswith("cuda") else None
+
+
+def _set_rng_state(device: str, state: tuple[torch.Tensor, torch.Tensor | None]) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
+
+
+def ema_model(model: TextVAE, decay: float) -> Any:
+    """torch's :class:`~torch.optim.swa_utils.AveragedModel` keeping an EMA of ``model``'s weights."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+def _check_resume_settings(out: Path, ckpt_path: Path, now: dict[str, Any], select: str = "elbo",
+                           ema: float = 0.0) -> None:
     """Refuse a resume whose model options differ from the run's, naming each change.
 
     Options without weights (dropout, word dropout) would otherwise change silently; so would
-    the selection figure, whose best-so-far the checkpoint carries."""
+    the selection figure, whose best-so-far the checkpoint carries, and the weight average, whose
+    state it carries."""
     saved_meta = out / "config.json"
     if not saved_meta.is_file():
         return
     saved = json.loads(saved_meta.read_text())
-    before = {**saved.get("model", {}), "select": saved.get("train", {}).get("select", "elbo")}
-    now = {**now, "select": select}
+    train = saved.get("train", {})
+    before = {**saved.get("model", {}), "select": train.get("select", "elbo"), "ema": train.get("ema", 0.0)}
+    now = {**now, "select": select, "ema": ema}
     changed = sorted(k for k, v in now.items() if k in before and before[k] != v)
     if changed:
         diff = ", ".join(f"{k} {before[k]} -> {now[k]}" for k in changed)
@@ -235,6 +265,10 @@ def train_vae(
 
     cfg = config or TrainConfig()
     check_select(cfg.select)
+    check_ema(cfg.ema)
+    if cfg.ema and cfg.train_encoder:
+        raise InvalidInputError("--ema averages the VAE's weights only; it cannot be combined with "
+                                "--train-encoder", param="ema")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.pt"
@@ -257,7 +291,7 @@ def train_vae(
         encoder = Encoder(cfg.encoder_model, device=device, threads=cfg.threads)
     model_cfg = VAEConfig.from_dict({**cfg.model, "vocab_size": len(vocab), "embed_dim": encoder.dim})
     if resume:  # before the (possibly long) embedding pass, so that a refusal is immediate
-        _check_resume_settings(out, ckpt_path, model_cfg.to_dict(), cfg.select)
+        _check_resume_settings(out, ckpt_path, model_cfg.to_dict(), cfg.select, cfg.ema)
     if cfg.train_encoder:
         st_model = encoder.model
         st_model.train()
@@ -284,6 +318,7 @@ def train_vae(
         optimizer, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps))
     )
 
+    averaged = ema_model(model, cfg.ema) if cfg.ema else None
     history: list[dict[str, Any]] = []
     start_epoch, step, best = 0, 0, math.inf
     if resume:
@@ -297,6 +332,8 @@ def train_vae(
         scheduler.load_state_dict(state["scheduler"])
         if st_model is not None and "encoder" in state:
             st_model.load_state_dict(state["encoder"])
+        if averaged is not None:
+            averaged.load_state_dict(state["ema"])
         start_epoch, step, best, history = state["epoch"], state["step"], state["best"], state["history"]
         random.setstate(state["py_rng"])
         torch.set_rng_state(state["torch_rng"])
@@ -328,6 +365,8 @@ def train_vae(
                                            else model.parameters(), cfg.clip)
             optimizer.step()
             scheduler.step()
+            if averaged is not None:
+                averaged.update_parameters(model)
             step += 1
             n_tok = int((targets != 0).sum())
             tokens += n_tok
@@ -339,6 +378,7 @@ def train_vae(
         train_time = time.time() - t0
         from textlatent.vae.metrics import active_units, mutual_information
 
+        rng_before_valid = _rng_state(device)
         val = evaluate_elbo(model, valid_src, valid_ids, device, cfg.eval_batch_size)
         au, _ = active_units(val["mu"])
         mi = mutual_information(val["mu"], val["logvar"])
@@ -348,10 +388,25 @@ def train_vae(
                   "valid_elbo_nll": val["elbo_nll"], "valid_ppl_elbo": val["ppl_elbo"], "valid_au": au,
                   "valid_mi": mi, "beta_end": beta_at(step - 1, total_steps, cfg.kl_cycles, cfg.kl_rise)}
         figure = val["elbo_nll"] if cfg.select == "elbo" else val["rec"]
+        weights = model
+        if averaged is not None:  # the averaged weights, validated beside the trained ones
+            ema_net: TextVAE = averaged.module
+            # the same z noise as the trained weights' validation, and the training's random stream untouched
+            with torch.random.fork_rng(devices=[device] if device.startswith("cuda") else []):
+                _set_rng_state(device, rng_before_valid)
+                ema_val = evaluate_elbo(ema_net, valid_src, valid_ids, device, cfg.eval_batch_size)
+                record["ema_valid_au"] = active_units(ema_val["mu"])[0]
+                record["ema_valid_mi"] = mutual_information(ema_val["mu"], ema_val["logvar"])
+            record["ema_valid_rec"], record["ema_valid_kl"] = ema_val["rec"], ema_val["kl"]
+            record["ema_valid_elbo_nll"] = ema_val["elbo_nll"]
+            ema_figure = ema_val["elbo_nll"] if cfg.select == "elbo" else ema_val["rec"]
+            if ema_figure < figure:
+                figure, weights = ema_figure, ema_net
+            record["weights"] = "ema" if weights is not model else "trained"
         improved = figure < best
         if improved:
             best = figure
-            torch.save(model.state_dict(), out / "model.pt")
+            torch.save(weights.state_dict(), out / "model.pt")
             if st_model is not None:
                 st_model.save(str(out / "encoder"))
         record["selected"] = improved
@@ -365,10 +420,15 @@ def train_vae(
                  "history": history, "py_rng": random.getstate(), "torch_rng": torch.get_rng_state()}
         if st_model is not None:
             state["encoder"] = st_model.state_dict()
+        if averaged is not None:
+            state["ema"] = averaged.state_dict()
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save(state, tmp)
         tmp.replace(ckpt_path)
         (out / "history.json").write_text(json.dumps(history, indent=2))
     kept = [r for r in history if r["selected"]][-1]
-    return {"history": history, "select": cfg.select, "best_valid_elbo_nll": kept["valid_elbo_nll"],
-            "best_valid_rec": kept["valid_rec"], "epoch": kept["epoch"]}
+    prefix = "ema_" if kept.get("weights") == "ema" else ""
+    return {"history": history, "select": cfg.select, "best_valid_elbo_nll": kept[f"{prefix}valid_elbo_nll"],
+            "best_valid_rec": kept[f"{prefix}valid_rec"], "best_valid_kl": kept[f"{prefix}valid_kl"],
+            "best_valid_au": kept[f"{prefix}valid_au"], "epoch": kept["epoch"],
+            "weights": kept.get("weights", "trained")}
