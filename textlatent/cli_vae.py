@@ -57,7 +57,7 @@ def _strategy(name: str) -> Strategy:
 def _texts(texts: list[str] | None) -> list[str]:
     items = texts or ["-"]
     if items == ["-"]:
-        items = [line.strip() for line in sys.stdin if line.strip()]
+        items = _run(lambda: [line.strip() for line in sys.stdin if line.strip()])
     return items
 
 
@@ -88,6 +88,9 @@ def train_cmd(
     select: Annotated[Literal["elbo", "rec"], typer.Option(
         help="The held-out figure that picks the saved epoch: elbo (the likelihood bound) or rec (reconstruction "
              "alone, for models that reconstruct and edit sentences, e.g. style transfer)")] = "elbo",
+    ema: Annotated[float, typer.Option(min=0.0, max=0.99999, help="Decay of an exponential moving average of "
+                                            "the weights (0: off; e.g. 0.999). Each epoch the averaged weights "
+                                            "are validated beside the trained ones and the better is kept")] = 0.0,
     seed: int = 0,
     train_encoder: Annotated[bool, typer.Option("--train-encoder", help="Fine-tune MiniLM too (slow)")] = False,
     max_train_sentences: Annotated[int | None, typer.Option(min=1, help="Use only the first N")] = None,
@@ -103,7 +106,7 @@ def train_cmd(
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, free_bits=free_bits, kl_cycles=kl_cycles,
                          seed=seed, device=settings.device, threads=settings.threads, train_encoder=train_encoder,
                          encoder_model=settings.model, max_train_sentences=max_train_sentences, select=select,
-                         model={"latent_dim": latent_dim, "hidden_dim": hidden_dim, "word_dim": word_dim,
+                         ema=ema, model={"latent_dim": latent_dim, "hidden_dim": hidden_dim, "word_dim": word_dim,
                                 "word_dropout": word_dropout, "dropout": dropout, "tie_weights": tie_weights,
                                 "adaptive_div": adaptive_div, "weight_drop": weight_drop})
     train_texts = _run(lambda: read_sentences(train))
@@ -112,9 +115,11 @@ def train_cmd(
     if as_json:
         typer.echo(json.dumps(result))
     else:
-        best = next(r for r in result["history"] if r["epoch"] == result["epoch"])  # the epoch train_vae kept
-        typer.echo(f"saved {out} (epoch {best['epoch']}, kept by valid {select}: -ELBO {best['valid_elbo_nll']:.2f}, "
-                   f"reconstruction {best['valid_rec']:.2f}, KL {best['valid_kl']:.2f}, AU {best['valid_au']})")
+        r = result  # the figures of the weights train_vae kept (the averaged ones with --ema, when better)
+        weights = " (averaged weights)" if r["weights"] == "ema" else ""
+        typer.echo(f"saved {out} (epoch {r['epoch']}{weights}, kept by valid {select}: "
+                   f"-ELBO {r['best_valid_elbo_nll']:.2f}, reconstruction {r['best_valid_rec']:.2f}, "
+                   f"KL {r['best_valid_kl']:.2f}, AU {r['best_valid_au']})")
 
 
 @vae_app.command("eval")
