@@ -13,7 +13,8 @@ class DecodingOptions(BaseModel):
     strategy: Strategy = Field("greedy", description="greedy (argmax), sample (at `temperature`) or beam.")
     temperature: float = Field(1.0, gt=0, le=10, description="Softmax temperature when strategy is 'sample'.")
     beam_size: int = Field(5, ge=1, le=20, description="Beams when strategy is 'beam'.")
-    seed: int | None = Field(None, description="Seed for 'sample' (and for the prior draw of /latent/sample).")
+    seed: int | None = Field(None, ge=0, le=2**31 - 1,
+                             description="Seed for 'sample' (and for the prior draw of /latent/sample).")
 
 
 class EncodeRequest(BaseModel):

@@ -182,9 +182,11 @@ def test_bad_jsonl_changes_nothing(cli, docs_file, tmp_path):
 def test_add_missing_file_and_csv(cli, tmp_path):
     res = cli("add", "notes", str(tmp_path / "absent.jsonl"), "--create")
     assert res.exit_code != 0 and "no such file" in res.stderr
+    assert listed(cli) == {}  # the collection --create made for the failed add is gone again
     csv_file = tmp_path / "docs.csv"
     csv_file.write_text("doc,body\nd1,Penguins live in Antarctica.\nd2,Tax returns are due in April.\n")
-    res = cli("add", "notes", str(csv_file), "--id-field", "doc", "--text-field", "body", "--batch-size", "1")
+    res = cli("add", "notes", str(csv_file), "--id-field", "doc", "--text-field", "body", "--batch-size", "1",
+              "--create")
     assert res.exit_code == 0, res.output
     hits = json.loads(cli("search", "notes", "birds on the ice", "--json").stdout)
     assert hits[0]["id"] == "d1"
@@ -220,6 +222,23 @@ def test_bad_setting_is_an_error_message(cli, monkeypatch):
     res = cli("collection", "list")
     assert res.exit_code == 2
     assert "error: invalid setting" in res.stderr and "max_k" in res.stderr
+
+
+def test_bad_setting_is_an_error_message_in_every_command_group(cli, monkeypatch):
+    """Commands that read the settings themselves (serve, vae, sentiment) say so too, not a traceback."""
+    monkeypatch.setenv("TEXTLATENT_THREADS", "0")
+    for args in (["vae", "sample", "-n", "1"], ["score", "in.csv", "-o", "out.csv"], ["serve"]):
+        res = cli(*args)
+        assert res.exit_code == 2, (args, res.output)
+        assert "error: invalid setting" in res.stderr and "threads" in res.stderr
+
+
+def test_a_failed_add_to_an_existing_collection_keeps_it(cli, docs_file, tmp_path):
+    """Only a collection made by the failing command is removed; an existing one, even empty, stays."""
+    assert cli("collection", "create", "empty").exit_code == 0
+    res = cli("add", "empty", str(tmp_path / "absent.jsonl"), "--create")
+    assert res.exit_code == 2
+    assert listed(cli)["empty"]["count"] == 0
 
 
 def test_non_utf8_file_is_an_error_message(cli, tmp_path):

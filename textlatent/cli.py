@@ -6,10 +6,12 @@ inside the commands that need them, so ``textlatent --help`` answers at once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
@@ -35,7 +37,8 @@ class _State:
 
     @classmethod
     def settings(cls) -> Settings:
-        return Settings(**{k: v for k, v in cls.overrides.items() if v is not None})
+        """The settings; a bad ``TEXTLATENT_*`` value is a clear error, not a traceback."""
+        return cast(Settings, _run(lambda: Settings(**{k: v for k, v in cls.overrides.items() if v is not None})))
 
     @classmethod
     def service(cls) -> TextLatent:
@@ -44,14 +47,24 @@ class _State:
         return _run(lambda: TextLatent(cls.settings()))
 
 
-def _ensure_collection(service: TextLatent, name: str, *, create: bool, index: str) -> None:
-    """For `add` and `ingest`: the collection must exist, or be made when --create is given."""
+@contextlib.contextmanager
+def _ensure_collection(service: TextLatent, name: str, *, create: bool, index: str) -> Iterator[None]:
+    """For `add` and `ingest`: the collection must exist, or be made when --create is given.
+
+    A collection this made is removed again if the body fails before writing anything into it (a
+    missing file, a bad row), so that a failed command leaves nothing behind."""
     exists = _run(lambda: service.has_collection(name))
     if create and not exists:
         _run(lambda: service.create_collection(name, index=index, model=_State.overrides.get("model")))
     elif not exists:
         raise _fail(f"collection {name!r} does not exist; create it with `textlatent collection create {name}` "
                     "or pass --create")
+    try:
+        yield
+    except BaseException:
+        if not exists and service.collection(name).count() == 0:
+            service.delete_collection(name)
+        raise
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -121,7 +134,7 @@ def embed(
     """Print one JSON object per text: {"index", "embedding", "truncated"}."""
     items = texts or ["-"]
     if items == ["-"]:
-        items = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+        items = _run(lambda: [line.rstrip("\n") for line in sys.stdin if line.strip()])
     service = _State.service()
     result = _run(lambda: service.embed(items, dimensions=dimensions))
     cut = set(result.truncated)
@@ -186,10 +199,10 @@ def add(
     import time
 
     service = _State.service()
-    _ensure_collection(service, name, create=create, index=index)
     start = time.perf_counter()
-    n = _run(lambda: service.add_file(name, file, fmt=fmt, id_field=id_field, text_field=text_field,
-                                      title_field=title_field or None, batch_size=batch_size))
+    with _ensure_collection(service, name, create=create, index=index):
+        n = _run(lambda: service.add_file(name, file, fmt=fmt, id_field=id_field, text_field=text_field,
+                                          title_field=title_field or None, batch_size=batch_size))
     took = time.perf_counter() - start
     typer.echo(f"added {n} documents to {name} in {took:.1f} s ({n / max(took, 1e-9):.0f} docs/s); "
                f"{service.collection(name).count()} in total")

@@ -171,16 +171,22 @@ def eval_compression(
     result = {"task": "compression", "model": encoder.model_id, "retrieval": "scifact/test", "sts": "stsb/test",
               "fit_on": {"retrieval": "scifact corpus", "sts": "stsb train sentences"}, "rows": rows,
               "seconds": round(time.perf_counter() - start, 1)}
+    plot_error = None
     if out_plot is not None:
-        plot(rows, str(out_plot), title=f"{encoder.model_id}: quality against bytes per vector")
-        result["plot"] = str(out_plot)
+        try:  # the results are printed even when the plot cannot be written
+            plot(rows, str(out_plot), title=f"{encoder.model_id}: quality against bytes per vector")
+            result["plot"] = str(out_plot)
+        except OSError as exc:
+            plot_error = f"could not write the plot to {str(out_plot)!r}: {exc.strerror or exc}"
     if as_json:
         typer.echo(json.dumps(result))
-        return
-    typer.echo(f"{'method':<10} {'setting':<12} {'bytes':>6} {'nDCG@10':>8} {'Spearman':>9}")
-    for r in rows:
-        typer.echo(f"{r['method']:<10} {r['setting'] or '':<12} {r['bytes_per_vector']:>6} {r['ndcg@10']:>8.4f} "
-                   f"{r['spearman']:>9.2f}")
+    else:
+        typer.echo(f"{'method':<10} {'setting':<12} {'bytes':>6} {'nDCG@10':>8} {'Spearman':>9}")
+        for r in rows:
+            typer.echo(f"{r['method']:<10} {r['setting'] or '':<12} {r['bytes_per_vector']:>6} "
+                       f"{r['ndcg@10']:>8.4f} {r['spearman']:>9.2f}")
+    if plot_error:
+        raise cli._fail(plot_error)
 
 
 def register(app: typer.Typer, eval_app: typer.Typer) -> None:

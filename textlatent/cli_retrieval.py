@@ -52,11 +52,11 @@ def register(app: typer.Typer, state: Any, run: Any, fail: Any) -> None:
         from textlatent.retrieval.ingest import ingest as run_ingest
 
         service = state.service()
-        _ensure_collection(service, name, create=create, index=index)
         options: dict[str, Any] = {} if source.is_dir() else dict(fmt=fmt, id_field=id_field, text_field=text_field,
                                                     title_field=title_field or None)
-        result = run(lambda: run_ingest(service, name, source, max_tokens=chunk_tokens, overlap=overlap,
-                                         batch_size=batch_size, **options))
+        with _ensure_collection(service, name, create=create, index=index):
+            result = run(lambda: run_ingest(service, name, source, max_tokens=chunk_tokens, overlap=overlap,
+                                             batch_size=batch_size, **options))
         if as_json:
             typer.echo(json.dumps(asdict(result)))
             return

@@ -111,7 +111,7 @@ def score(
     chunk_size: Annotated[int, typer.Option(min=1, help="Rows read, scored and written at a time")] = 2048,
     batch_size: Annotated[int, typer.Option(min=1, help="Encoder batch size")] = 32,
     workers: Annotated[
-        int | None, typer.Option(min=1, help="Inference processes, one thread each [default: CPU cores]")
+        int | None, typer.Option(min=1, help="Inference processes, one thread each [default: CPU cores, at most 8]")
     ] = None,
     backend: Annotated[str, typer.Option(help="auto (onnxruntime on CPU), onnx or torch")] = "auto",
     prefix: Annotated[str, typer.Option(help="Prefix for the added label/score/error columns")] = "",
@@ -120,10 +120,11 @@ def score(
 ) -> None:
     """Score every row; bad rows get an `error` column; re-running resumes an interrupted run."""
     from textlatent.models import resolve_device
-    from textlatent.scoring import score_file
+    from textlatent.scoring import check_input_file, score_file
     from textlatent.sentiment.heads import ParallelPredictor
 
     settings = _State.settings()
+    _run(lambda: check_input_file(input_file))  # a missing INPUT fails before the workers start
     spec = _sentiment_model(model)
     on_cpu = resolve_device(settings.device) == "cpu"
     n_workers = workers or (min(os.cpu_count() or 1, 8) if on_cpu else 1)

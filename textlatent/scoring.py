@@ -303,6 +303,12 @@ class ScoreReport:
 Predictor = Callable[[list[str]], Any]  # an array of p(positive), or an object whose .result() is one
 
 
+def check_input_file(path: str | Path) -> None:
+    """The input must be a file; checked before any model or worker starts."""
+    if not Path(path).expanduser().is_file():
+        raise NotFoundError(f"input file {Path(path).expanduser()} does not exist", param="input")
+
+
 def score_file(
     input_path: str | Path,
     output_path: str | Path,
@@ -328,8 +334,7 @@ def score_file(
 
     src = Path(input_path).expanduser()
     out = Path(output_path).expanduser()
-    if not src.is_file():
-        raise NotFoundError(f"input file {src} does not exist", param="input")
+    check_input_file(src)
     fmt = file_format(src, input_format)
     out_fmt = file_format(out)
     if out_fmt != fmt:

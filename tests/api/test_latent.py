@@ -108,10 +108,22 @@ def test_analogy(latent_client):
     ("/latent/sample", {"n": 0}, 422, "n"),
     ("/latent/sample", {"n": 1001}, 422, "n"),
     ("/latent/analogy", {"a": "x", "b": "y"}, 422, "c"),
+    # these were 500s: numpy refuses a negative seed, torch one past 2**64, and a huge z overflowed the
+    # decoder into NaN probabilities for 'sample'
+    ("/latent/sample", {"n": 1, "seed": -1}, 422, "seed"),
+    ("/latent/decode", {"z": [0.0] * 8, "strategy": "sample", "seed": 2**64}, 422, "seed"),
+    ("/latent/decode", {"z": [3e38] * 8, "strategy": "sample"}, 422, "z"),
+    ("/latent/decode", {"z": [[0.0] * 8, [0.0] * 7 + [-1001.0]]}, 422, "z"),
 ])
 def test_bad_inputs_get_a_clear_4xx(latent_client, route, payload, status, param):
     err = assert_error(latent_client.post(route, json=payload), status, param=param)
     assert err["message"]
+
+
+def test_the_largest_z_allowed_still_decodes(latent_client):
+    r = latent_client.post("/latent/decode", json={"z": [1000.0] * 8, "strategy": "sample", "seed": 2**31 - 1})
+    assert r.status_code == 200, r.text
+    assert isinstance(r.json()["texts"][0], str)
 
 
 def test_too_many_items_is_413(client_factory, vae_dir):

@@ -42,6 +42,14 @@ def test_cli_errors_are_messages_with_exit_code_2(sst2_dir: Path, tmp_path: Path
     missing_input = runner.invoke(app, ["score", str(tmp_path / "nope.csv"), "-o", str(tmp_path / "o.csv"),
                                         "--workers", "1"])
     assert missing_input.exit_code == 2 and "does not exist" in missing_input.output
+    src = tmp_path / "in.csv"
+    src.write_text("text\ngood\n", encoding="utf-8")
+    for args, message in ((["--workers", "2", "--backend", "bogus"], "backend must be"),
+                          (["--workers", "2"], "does not exist")):
+        target = src if message == "backend must be" else tmp_path / "nope.csv"
+        result = runner.invoke(app, ["score", str(target), "-o", str(tmp_path / "o.csv"), *args])
+        assert result.exit_code == 2 and message in result.output  # said in this process, no worker started
+    assert not (tmp_path / "o.csv").exists()
 
 
 def test_score_csv_in_process(tmp_path: Path) -> None:

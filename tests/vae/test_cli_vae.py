@@ -110,3 +110,9 @@ def test_errors_are_messages_with_a_nonzero_exit(run, corpus_files, tmp_path):
     assert not (tmp_path / "m3").exists()  # refused before anything is written
     r = run("eval", "--model", str(tmp_path), "--data", str(valid))
     assert r.exit_code == 2
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "config.json").write_text("{")
+    (damaged / "model.pt").write_bytes(b"not a checkpoint")
+    r = run("sample", "--model", str(damaged))
+    assert r.exit_code == 2 and "not a readable VAE folder" in r.output and "Traceback" not in r.output

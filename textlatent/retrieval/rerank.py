@@ -122,11 +122,16 @@ def recalibrate(path: str | Path, *, data_dir: str | Path = "../shared/data", de
     from textlatent.eval import load_beir
 
     path = Path(path)
-    meta = json.loads((path / CONFIG_FILE).read_text())
-    data = load_beir(data_dir, meta["dataset"], "train")
-    held = meta.get("heldout_query_ids") or _split(data.queries, meta["heldout_queries"] / len(data.queries),
+    try:
+        meta = json.loads((path / CONFIG_FILE).read_text())
+        dataset, heldout = meta["dataset"], meta["heldout_queries"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InvalidInputError(f"{str(path)!r} is not a readable reranker folder ({CONFIG_FILE}: "
+                                f"{type(exc).__name__}: {exc})", param="rerank") from exc
+    data = load_beir(data_dir, dataset, "train")
+    held = meta.get("heldout_query_ids") or _split(data.queries, heldout / len(data.queries),
                                                     meta.get("seed", 13))[0]
-    if len(held) != meta["heldout_queries"]:
+    if len(held) != heldout:
         raise InvalidInputError("cannot rebuild the held-out split of this reranker", param="rerank")
     reranker = Reranker(path, device=device)
     first = _first_stage(Encoder(None, device=resolve_device(device)), data, held, max(30, reranker.top_n))

@@ -134,9 +134,14 @@ class LinearSentiment:
         self.folder = Path(folder)
         self.config = config
         self.encoder = encoder
-        self.weights = np.asarray(config["weights"], dtype=np.float32)
-        self.bias = float(config["bias"])
-        self.temperature = float(config.get("temperature", 1.0))
+        try:
+            self.weights = np.asarray(config["weights"], dtype=np.float32).reshape(-1)
+            self.bias = float(config["bias"])
+            self.temperature = float(config.get("temperature", 1.0))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInputError(f"sentiment head {self.folder}: {CONFIG_NAME} lacks a readable "
+                                    f"{exc.args[0] if isinstance(exc, KeyError) else 'weights/bias'!r} "
+                                    f"({type(exc).__name__})", param="model") from exc
         self.model_id = model_name(self.folder, config)
         # Heads saved before normalisation existed have no key: they read text as given.
         self.normalize = text_normalizer(config.get("normalize"))
@@ -316,11 +321,15 @@ def accuracy_f1(p_positive: np.ndarray, labels: Sequence[int]) -> dict[str, floa
 _WORKER_MODEL: Any = None
 
 
+def _check_backend(backend: str) -> None:
+    if backend not in ("auto", "onnx", "torch"):
+        raise InvalidInputError(f"backend must be auto, onnx or torch, got {backend!r}", param="backend")
+
+
 def open_for_scoring(folder: str | Path | None, *, backend: str = "auto", threads: int | None = None,
                      batch_size: int = 64, device: str = "auto") -> LinearSentiment | FinetunedSentiment:
     """A model tuned for throughput: a linear head's encoder on onnxruntime where it can be."""
-    if backend not in ("auto", "onnx", "torch"):
-        raise InvalidInputError(f"backend must be auto, onnx or torch, got {backend!r}", param="backend")
+    _check_backend(backend)
     if threads:
         import torch
 
@@ -374,13 +383,21 @@ class ParallelPredictor:
         if workers > 1:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
+            from concurrent.futures.process import BrokenProcessPool
 
+            _check_backend(backend)  # fails fast, in this process
             folder_path = BUNDLED_HEAD if spec is None else Path(spec)
-            self.model_id = model_name(folder_path, read_config(folder_path))  # fails fast, in this process
+            self.model_id = model_name(folder_path, read_config(folder_path))
             self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                             initializer=_init_worker, initargs=(spec, backend, batch_size))
             # Start every worker now so a model that fails to load fails here, not mid-file.
-            list(self.pool.map(_worker_predict, [["warm-up"]] * workers))
+            try:
+                list(self.pool.map(_worker_predict, [["warm-up"]] * workers))
+            except BrokenProcessPool as exc:
+                self.pool.shutdown(cancel_futures=True)
+                raise InvalidInputError(f"the scoring workers could not load the model {str(folder_path)!r} "
+                                        "(their error is printed above); try --workers 1 to see it in this "
+                                        "process", param="model") from exc
         else:
             self.model = open_for_scoring(spec, backend=backend, batch_size=batch_size, device=device)
             self.model_id = self.model.model_id

@@ -10,6 +10,7 @@ operations below are written once against that interface.
 from __future__ import annotations
 
 import json
+import pickle
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -88,12 +89,16 @@ class VAEPipeline(PosteriorPipeline):
             raise NotFoundError(
                 f"{str(self.path)!r} is not a trained VAE folder (needs config.json and model.pt); "
                 "train one with `textlatent vae train`", param="model")
-        meta = json.loads(config_file.read_text())
         self.device = resolve_device(device)
-        self.vocab = Vocab.load(self.path / "vocab.txt")
-        self.config = VAEConfig.from_dict(meta["model"])
-        self.model = TextVAE(self.config).to(self.device)
-        self.model.load_state_dict(torch.load(weights, map_location=self.device, weights_only=True))
+        try:  # a damaged folder is named, not a traceback
+            meta = json.loads(config_file.read_text())
+            self.vocab = Vocab.load(self.path / "vocab.txt")
+            self.config = VAEConfig.from_dict(meta["model"])
+            self.model = TextVAE(self.config).to(self.device)
+            self.model.load_state_dict(torch.load(weights, map_location=self.device, weights_only=True))
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError, pickle.UnpicklingError) as exc:
+            raise InvalidInputError(f"{str(self.path)!r} is not a readable VAE folder ({type(exc).__name__}: "
+                                    f"{str(exc)[:200]})", param="model") from exc
         self.model.eval()
         self.name = self.path.resolve().name
         self.latent_dim = self.config.latent_dim
@@ -112,6 +117,7 @@ class VAEPipeline(PosteriorPipeline):
 
         z_arr = check_z(z, self.latent_dim)
         check_decoding(strategy, temperature, beam_size)
+        check_seed(seed)
         with self._lock, torch.no_grad():
             if seed is not None:
                 torch.manual_seed(seed)
@@ -121,6 +127,10 @@ class VAEPipeline(PosteriorPipeline):
 
 
 # ---------------------------------------------------------------------------- checks
+
+
+MAX_Z_ABS = 1e3  # largest |component| of a z a client may send
+MAX_SEED = 2**31 - 1
 
 
 def check_z(z: Any, latent_dim: int, *, param: str = "z") -> np.ndarray:
@@ -138,7 +148,16 @@ def check_z(z: Any, latent_dim: int, *, param: str = "z") -> np.ndarray:
                                 param=param)
     if not np.isfinite(arr).all():
         raise InvalidInputError(f"{param} holds NaN or infinite values", param=param)
+    if np.abs(arr).max() > MAX_Z_ABS:  # the prior is N(0, I): such points mean nothing, and overflow the decoder
+        raise InvalidInputError(f"{param} has a component of size {float(np.abs(arr).max()):.3g}; components must "
+                                f"lie within ±{MAX_Z_ABS:g} (the prior is a standard normal)", param=param)
     return np.ascontiguousarray(arr)
+
+
+def check_seed(seed: int | None) -> None:
+    """A decoding or sampling seed: none, or an integer in [0, MAX_SEED]."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
+        raise InvalidInputError(f"seed must be an integer between 0 and {MAX_SEED}, got {seed!r}", param="seed")
 
 
 def check_decoding(strategy: str, temperature: float, beam_size: int) -> None:
@@ -165,6 +184,7 @@ def sample(model: LatentModel, n: int, *, seed: int | None = None, strategy: Str
     """Sentences decoded from z ~ N(0, I), the prior: every point of the space is a sentence."""
     if not 1 <= n <= 1000:
         raise InvalidInputError(f"n must be between 1 and 1000, got {n}", param="n")
+    check_seed(seed)
     rng = np.random.default_rng(seed)
     z = rng.standard_normal((n, model.latent_dim)).astype(np.float32)
     return z, model.decode(z, strategy=strategy, seed=seed, **kw)

@@ -22,6 +22,7 @@ SmolLM2, an ``lm/`` folder with that LM and its tokenizer (the tests use a tiny 
 from __future__ import annotations
 
 import json
+import pickle
 import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
@@ -33,9 +34,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from textlatent.errors import NotFoundError
+from textlatent.errors import InvalidInputError, NotFoundError
 from textlatent.vae.model import PosteriorHead
-from textlatent.vae.ops import PosteriorPipeline, Strategy, check_decoding, check_z
+from textlatent.vae.ops import PosteriorPipeline, Strategy, check_decoding, check_seed, check_z
 
 if TYPE_CHECKING:
     from textlatent.encoder import Encoder
@@ -243,14 +244,22 @@ class OptimusPipeline(PosteriorPipeline):
         if not config_file.is_file() or not weights.is_file():
             raise NotFoundError(f"{str(self.path)!r} is not a trained Optimus folder (needs config.json and "
                                 "head.pt); train one with `textlatent vae train-optimus`", param="model")
-        meta = json.loads(config_file.read_text())
+        try:  # a damaged folder is named, not a traceback
+            meta = json.loads(config_file.read_text())
+            self.config = OptimusConfig.from_dict(meta["model"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise InvalidInputError(f"{str(self.path)!r} is not a readable Optimus folder ({type(exc).__name__}: "
+                                    f"{str(exc)[:200]})", param="model") from exc
         self.meta = meta
         self.device = resolve_device(device)
-        self.config = OptimusConfig.from_dict(meta["model"])
         lm, tokenizer = load_lm(self.config.lm, self.path, self.device)
         self.model = OptimusVAE(self.config, lm, tokenizer).to(self.device)
-        result = self.model.load_state_dict(torch.load(weights, map_location=self.device, weights_only=True),
-                                            strict=False)
+        try:
+            state = torch.load(weights, map_location=self.device, weights_only=True)
+        except (OSError, RuntimeError, pickle.UnpicklingError) as exc:
+            raise InvalidInputError(f"cannot read {weights} ({type(exc).__name__}: {str(exc)[:200]})",
+                                    param="model") from exc
+        result = self.model.load_state_dict(state, strict=False)
         missing = [k for k in result.missing_keys if not k.startswith("lm.")]  # the LM is loaded apart
         if missing or result.unexpected_keys:
             raise NotFoundError(f"{weights} does not match its config.json (missing {missing[:3]}, unexpected "
@@ -265,6 +274,7 @@ class OptimusPipeline(PosteriorPipeline):
                beam_size: int = 5, seed: int | None = None, batch_size: int = 32) -> list[str]:
         z_arr = check_z(z, self.latent_dim)
         check_decoding(strategy, temperature, beam_size)
+        check_seed(seed)
         texts: list[str] = []
         with self._lock, torch.no_grad():
             if seed is not None:
