@@ -84,7 +84,9 @@ class ModelList(BaseModel):
 
 class CollectionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
-    index: str = Field("Flat", description="FAISS index_factory string: Flat, IVF256,Flat, HNSW32, IVF256,PQ16…")
+    index: str = Field("Flat", description="FAISS index_factory string of a supported family: Flat, SQ8, "
+                                            "HNSW32[,SQ8|,PQ16], IVF256[_HNSW32],Flat|SQ8|PQ16[x4fs] (your own "
+                                            "numbers)")
     model: str | None = Field(None, description="Model id used to embed documents and text queries.")
 
 

@@ -115,7 +115,11 @@ def test_invalid_factory_string(store, factory):
 
 
 @pytest.mark.parametrize("factory", ["HNSW0", "HNSW1", "IVF0,Flat", "PQ4x0", "IVF0,PQ4", "HNSW0,SQ8",
-                                     "IVF4_HNSW1,Flat", "NSG32"])
+                                     "IVF4_HNSW1,Flat", "NSG32",
+                                     # outside the supported families: these crash (RR0) or fail at training
+                                     # (PCA, OPQ) or on every filtered search (RFlat, plain PQ) after a commit
+                                     "RR0,Flat", "PCA512,Flat", "OPQ0,PQ16", "HNSW32,RFlat", "Flat,RFlat",
+                                     "PQ16", "PQ16x4fs", "LSH", "IDMap,Flat", "IVF4,Flat,Flat"])
 def test_factory_strings_that_cannot_work_are_rejected_at_create(store, factory):
     # These parse, but FAISS aborts/segfaults (HNSW0, HNSW1, PQ..x0, IVF0,PQ) or fails on every add
     # or search (IVF0, NSG) once documents arrive, after the SQLite commit: refuse them up front.
@@ -123,6 +127,19 @@ def test_factory_strings_that_cannot_work_are_rejected_at_create(store, factory)
         store.create("c", index=factory, dim=DIM, model="m")
     assert info.value.param == "index"
     assert store.names() == []
+
+
+@pytest.mark.parametrize("factory", ["Flat", "SQ8", "HNSW8", "HNSW8,SQ8", "HNSW8,PQ4x4", "IVF2,Flat", "IVF2,SQ4",
+                                     "IVF2,PQ4x4", "IVF2,PQ4x4fs", "IVF2_HNSW4,Flat"])
+def test_every_supported_factory_family_trains_and_answers_filtered_searches(store, factory):
+    coll, _ = store.create("c", index=factory, dim=DIM, model="m")
+    assert coll.config.train_threshold <= 1000
+    vecs = unit(1000, seed=3)
+    group = [Document(id=f"d{i}", text="t", metadata={"g": i % 10}) for i in range(1000)]
+    assert coll.upsert(group, vecs) == 1000
+    assert coll.info()["trained"]
+    hits = coll.search(vecs[7], k=5, filter={"g": 3})[0]
+    assert hits and all(int(h.id[1:]) % 10 == 3 for h in hits)
 
 
 # --------------------------------------------------------------------------- writes and reads
@@ -315,7 +332,10 @@ def test_filter_keeps_ranking_and_limits_k(filtered):
     assert len(hits) == 2
 
 
-@pytest.mark.parametrize("flt", [{"a": [1]}, {"a": {"b": 1}}, {"": 1}, {'q"uote': 1}, [("a", 1)], "lang=en"])
+@pytest.mark.parametrize("flt", [{"a": [1]}, {"a": {"b": 1}}, {"": 1}, {'q"uote': 1}, [("a", 1)], "lang=en",
+                                 # these reached SQLite and failed there (a 500 through the API)
+                                 {"n": 10**20}, {"n": -(2**63) - 1}, {"\x00": 1}, {"k": "\ud800"}, {"\ud800": 1},
+                                 {"x": float("nan")}, {"x": float("inf")}])
 def test_bad_filters(filtered, flt):
     coll, vecs = filtered
     with pytest.raises(InvalidInputError):

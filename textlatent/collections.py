@@ -155,6 +155,21 @@ def _new_index(factory: str, dim: int) -> Any:
     return index
 
 
+# The factory strings a collection accepts: a coarse structure (none, HNSW, IVF with an optional
+# HNSW quantizer) and a code (Flat, scalar or product quantisation). Each family was checked to
+# train, take incremental adds and answer *filtered* searches (docs/benchmarks.md). Others FAISS
+# parses fail later, after documents are committed: pre-transforms (PCA, OPQ, RR) can fail or crash
+# at training time, refinement (RFlat) and plain PQ indexes refuse the search parameters that carry
+# a filter, and LSH has no inner-product metric.
+_CODE = r"(?:Flat|SQ(?:4|6|8|fp16))"
+_SUPPORTED_FACTORY_RE = re.compile(
+    rf"Flat|SQ(?:4|6|8|fp16)"
+    rf"|HNSW\d+(?:,(?:{_CODE}|PQ\d+(?:x\d+)?))?"
+    rf"|IVF\d+(?:_HNSW\d+)?,(?:{_CODE}|PQ\d+(?:x\d+)?(?:fs)?)"
+)
+_SUPPORTED_FACTORY_HELP = ("Flat, SQ8 (or SQ4, SQ6, SQfp16), HNSW32 (or HNSW32,SQ8 / HNSW32,PQ16), IVF256,Flat, "
+                           "IVF256,SQ8, IVF256,PQ16 (or PQ16x4fs) and IVF256_HNSW32,Flat, with your own numbers")
+
 # Values FAISS parses in a factory string but then aborts or crashes the process on (HNSW0/1,
 # 0-bit codes such as PQ4x0, IVF0 with a trained quantizer) or fails on every search (IVF0).
 _FACTORY_PARAM_RE = re.compile(r"(HNSW|IVF|NSG|x)(\d+)")
@@ -206,6 +221,14 @@ def _search_params(index: Any, k: int, selector: Any) -> Any:
     return faiss.SearchParameters(sel=selector) if selector is not None else None  # type: ignore[call-arg]
 
 
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _check_scalar_filter(filter: Mapping[str, Any] | None) -> dict[str, Scalar]:
     if filter is None:
         return {}
@@ -213,13 +236,23 @@ def _check_scalar_filter(filter: Mapping[str, Any] | None) -> dict[str, Scalar]:
         raise InvalidInputError("filter must be an object of metadata field → value", param="filter")
     out: dict[str, Scalar] = {}
     for key, value in filter.items():
-        if not isinstance(key, str) or not key or '"' in key:
-            raise InvalidInputError(f"filter key {key!r} must be a non-empty string without '\"'", param="filter")
+        if not isinstance(key, str) or not key or '"' in key or "\x00" in key or not _utf8(key):
+            raise InvalidInputError(f"filter key {key!r} must be a non-empty string without '\"', NUL or lone "
+                                    "surrogates", param="filter")
         if value is not None and not isinstance(value, str | int | float | bool):
             raise InvalidInputError(
                 f"filter value for {key!r} must be a string, number, boolean or null (equality only)",
                 param=f"filter.{key}",
             )
+        problem = None
+        if isinstance(value, str) and not _utf8(value):
+            problem = "is not valid text (a lone surrogate)"
+        elif isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+            problem = "is outside the 64-bit integer range metadata is stored in"
+        elif isinstance(value, float) and not math.isfinite(value):
+            problem = "must be a finite number"
+        if problem:
+            raise InvalidInputError(f"filter value for {key!r} {problem}", param=f"filter.{key}")
         out[key] = value
     return out
 
@@ -871,6 +904,9 @@ class CollectionStore:
         if not isinstance(index, str) or not index.strip():
             raise InvalidInputError("index must be a FAISS index_factory string such as 'Flat'", param="index")
         index = index.strip()
+        if not _SUPPORTED_FACTORY_RE.fullmatch(index):
+            raise InvalidInputError(f"index {index!r} is not one of the FAISS index types a collection supports: "
+                                    f"{_SUPPORTED_FACTORY_HELP}", param="index")
         for m in _FACTORY_PARAM_RE.finditer(index):
             if int(m.group(2)) < _FACTORY_PARAM_MINIMUM[m.group(1)]:
                 raise InvalidInputError(
