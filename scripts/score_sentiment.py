@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Cron-friendly sentiment scoring: `textlatent score` with the same arguments.
 
-    scripts/score_sentiment.py reviews.csv -o reviews.scored.csv --text-column review
+    .venv/bin/python scripts/score_sentiment.py reviews.csv -o reviews.scored.csv --text-column review
 
 Re-running the same command after an interruption resumes where it stopped; the exit code is
 0 on success (including "already complete") and 2 on a usage or input error.

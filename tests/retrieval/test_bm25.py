@@ -30,6 +30,15 @@ def test_bm25_index_round_trips_through_disk(tmp_path: Path) -> None:
     assert BM25Index.load(tmp_path / "empty").search("anything", 5) == []
 
 
+def test_documents_without_a_searchable_word_match_nothing(tmp_path: Path) -> None:
+    """Punctuation or stopwords only: bm25s has no vocabulary to index (it raised, a 500 through the API)."""
+    index = BM25Index.build(["a", "b"], ["!!!", "the and of"])
+    assert index.search("anything at all", 5) == []
+    index.save(tmp_path / "bm25")
+    again = BM25Index.load(tmp_path / "bm25")
+    assert again.ids == ["a", "b"] and again.search("the", 5) == []
+
+
 def test_bm25_allowed_keys_filter() -> None:
     index = BM25Index.build(["a", "b"], ["red apple", "red car"], keys=[10, 20])
     assert [index.ids[i] for i, _ in index.search("red", 5, allowed_keys=np.array([20]))] == ["b"]

@@ -68,10 +68,13 @@ class BM25Index:
         import bm25s
 
         model = bm25s.BM25(k1=k1, b=b, method="lucene")
+        tokens = None
         if texts:
             tokens = bm25s.tokenize(list(texts), stopwords="en", stemmer=_stemmer(), show_progress=show_progress)
-            model.index(tokens, show_progress=show_progress)
-        return cls(ids, model if texts else None, keys)
+        if tokens is None or not tokens.vocab:  # no text, or no searchable word in any of it ("!!!", "the")
+            return cls(ids, None, keys)
+        model.index(tokens, show_progress=show_progress)
+        return cls(ids, model, keys)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -112,14 +115,16 @@ class BM25Index:
         folder.mkdir(parents=True, exist_ok=True)
         if self._model is not None:
             self._model.save(str(folder), show_progress=False)
-        (folder / "ids.json").write_text(json.dumps({"ids": self.ids, "keys": self.keys.tolist()}))
+        (folder / "ids.json").write_text(json.dumps({"ids": self.ids, "keys": self.keys.tolist(),
+                                                     "model": self._model is not None}))
 
     @classmethod
     def load(cls, folder: Path) -> BM25Index:
         import bm25s
 
         meta = json.loads((folder / "ids.json").read_text())
-        model = bm25s.BM25.load(str(folder), show_progress=False) if meta["ids"] else None
+        has_model = meta.get("model", bool(meta["ids"]))  # folders from before the key: a model iff ids
+        model = bm25s.BM25.load(str(folder), show_progress=False) if has_model else None
         return cls(meta["ids"], model, meta["keys"])
 
 
