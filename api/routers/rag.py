@@ -39,8 +39,13 @@ def rag_query(body: RagQuery, service: TextLatent = Depends(get_service)) -> Any
     if options is not None:  # configuration and option errors are a 4xx now, not an in-band error later
         check_generation(options.max_new_tokens, options.temperature)
         generator = get_generator(service.settings, options.backend)
-    ctx = rag_context(service, body.collection, body.query, k=body.k, mode=body.mode, rerank=body.rerank,
-                      max_context_tokens=body.max_context_tokens, filter=body.filter)
+    try:
+        ctx = rag_context(service, body.collection, body.query, k=body.k, mode=body.mode, rerank=body.rerank,
+                          max_context_tokens=body.max_context_tokens, filter=body.filter)
+    except TextLatentError as exc:
+        if exc.param == "name":  # the library's name for it; this body calls it `collection`
+            exc.param = "collection"
+        raise
     reply = RagResponse(
         query=body.query, collection=body.collection, mode=body.mode, reranked=body.rerank,
         passages=[PassageOut(citation=p.citation, id=p.id, score=p.score, text=p.text, parent_id=p.parent_id,

@@ -51,7 +51,8 @@ def test_collection_search_modes(kb: Any, mode: str) -> None:
 
 
 def test_bad_requests_are_4xx_json(kb: Any) -> None:
-    assert_error(kb.post("/rag/query", json={"query": "q", "collection": "nope"}), 404)
+    assert_error(kb.post("/rag/query", json={"query": "q", "collection": "nope"}), 404, param="collection")
+    assert_error(kb.post("/rag/query", json={"query": "q", "collection": "../x"}), 422, param="collection")
     assert_error(kb.post("/rag/query", json={"query": "q", "collection": "kb", "mode": "fuzzy"}), 422, param="mode")
     assert_error(kb.post("/rag/query", json={"query": "q", "collection": "kb", "max_context_tokens": 5}), 422,
                  param="max_context_tokens")
