@@ -120,3 +120,15 @@ def test_delete_collection_closes_and_refuses_later_use(store):
     with pytest.raises(NotFoundError):
         coll.count()
     assert not (store.root / "c").exists()
+
+
+def test_a_collection_of_a_model_this_server_does_not_load_names_the_right_field(service):
+    """Built by a server of another model: adding text names `documents`, searching by text `query`."""
+    service.store.create("other", dim=384, model="some-other-model")
+    with pytest.raises(InvalidInputError, match="serve that model to add text") as info:
+        service.add_documents("other", [{"id": "a", "text": "hello"}])
+    assert info.value.param == "documents"
+    with pytest.raises(InvalidInputError, match="search it by vector") as info:
+        service.search("other", query="hello", k=1)
+    assert info.value.param == "query"
+    assert service.collection("other").count() == 0

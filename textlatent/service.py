@@ -200,12 +200,14 @@ class TextLatent:
         if coll.delete([doc_id]) == 0:
             raise coll.not_found(doc_id)
 
-    def _collection_encoder(self, coll: Collection) -> Encoder:
+    def _collection_encoder(self, coll: Collection, *, for_search: bool = False) -> Encoder:
+        """The served encoder of ``coll``'s model; a clear 422 when this server does not load it."""
         if coll.config.model not in self._models:
+            hint = "search it by vector, or serve that model" if for_search else "serve that model to add text to it"
             raise InvalidInputError(
                 f"collection {coll.name!r} was built with model {coll.config.model!r}, which this server does "
-                f"not load (it serves {', '.join(self._models)}); search it by vector, or serve that model",
-                param="query",
+                f"not load (it serves {', '.join(self._models)}); {hint}",
+                param="query" if for_search else "documents",
             )
         return self.encoder(coll.config.model)
 
@@ -283,7 +285,7 @@ class TextLatent:
                 raise InvalidInputError("query must be a string", param="query")
             validate_texts(query, param="query")
             # BM25 alone needs no embedding (and no encoder: it works on any collection).
-            q = None if mode == "bm25" else self._collection_encoder(coll).encode([query])
+            q = None if mode == "bm25" else self._collection_encoder(coll, for_search=True).encode([query])
         else:
             q = check_vectors(vector, coll.config.dim)
             if len(q) != 1:
