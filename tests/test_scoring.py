@@ -200,3 +200,110 @@ def test_an_absent_text_column_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="no column 'review'.*--text-column"):
         score(src, tmp_path / "out.csv", text_column="review")
     assert not (tmp_path / "out.csv").exists() and not (tmp_path / "out.csv.progress.json").exists()
+
+
+# --------------------------------------------------------------------------- found by a review (session 11)
+
+
+def test_a_kill_while_the_parquet_parts_are_removed_loses_no_row(tmp_path: Path, monkeypatch) -> None:
+    """The join is recorded before the parts are deleted: a re-run only finishes the cleanup (it used
+    to join the parts left and replace the complete OUTPUT with fewer rows)."""
+    import textlatent.scoring as scoring
+
+    src = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"id": list(range(10)), "text": ["good"] * 10}), src, row_group_size=4)
+    out = tmp_path / "out.parquet"
+    real = scoring.shutil.rmtree
+
+    def killed_midway(path, ignore_errors=False):
+        parts = sorted(Path(path).glob("part-*.parquet"))
+        if parts:
+            parts[0].unlink()
+            raise KeyboardInterrupt
+        return real(path, ignore_errors=ignore_errors)
+
+    monkeypatch.setattr(scoring.shutil, "rmtree", killed_midway)
+    with pytest.raises(KeyboardInterrupt):
+        score(src, out)
+    monkeypatch.setattr(scoring.shutil, "rmtree", real)
+    again = score(src, out)
+    assert again.rows == 10
+    assert pq.read_table(out).column("id").to_pylist() == list(range(10))
+    assert not (tmp_path / "out.parquet.parts").exists()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_changed_prefix_is_not_resumed_into_the_same_output(tmp_path: Path, fmt: str) -> None:
+    src = tmp_path / f"in.{fmt}"
+    if fmt == "csv":
+        write_csv(src, rows_of(10))
+    else:
+        src.write_text("".join(json.dumps(r) + "\n" for r in rows_of(10)), encoding="utf-8")
+    out = tmp_path / f"out.{fmt}"
+    with pytest.raises(Interrupt):
+        score(src, out, interrupting_predictor(1))
+    with pytest.raises(ConflictError, match="prefix"):
+        score(src, out, prefix="p_")
+    assert score(src, out).rows == 10  # the same prefix resumes
+
+
+@pytest.mark.parametrize("damage", ["deleted", "truncated"])
+def test_an_output_deleted_or_cut_since_the_record_is_refused_not_resumed(tmp_path: Path, damage: str) -> None:
+    src = write_csv(tmp_path / "in.csv", rows_of(10))
+    out = tmp_path / "out.csv"
+    with pytest.raises(Interrupt):
+        score(src, out, interrupting_predictor(2))
+    if damage == "deleted":
+        out.unlink()
+    else:
+        out.write_bytes(out.read_bytes()[:10])
+    with pytest.raises(ConflictError, match="no longer holds"):
+        score(src, out)
+    done = tmp_path / "done.csv"
+    score(src, done)
+    done.unlink()
+    with pytest.raises(ConflictError, match="no longer holds"):  # not "already complete" with no file
+        score(src, done)
+    assert score(src, done, overwrite=True).rows == 10 and len(read_csv(done)) == 10
+
+
+def test_jsonl_keys_that_clash_with_the_added_columns_need_a_prefix(tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"text": "good", "label": "gold-neg", "error": "keep"}) + "\n", encoding="utf-8")
+    with pytest.raises(InvalidInputError, match="prefix"):
+        score(src, tmp_path / "out.jsonl")
+    assert not (tmp_path / "out.jsonl").exists()
+    score(src, tmp_path / "out.jsonl", prefix="p_")
+    row = json.loads((tmp_path / "out.jsonl").read_text(encoding="utf-8"))
+    assert row["label"] == "gold-neg" and row["error"] == "keep" and row["p_label"] == "positive"
+    later = tmp_path / "later.jsonl"  # a clash past the first rows is caught when the row is reached
+    later.write_text("".join(json.dumps({"text": "good"}) + "\n" for _ in range(120))
+                     + json.dumps({"text": "good", "score": 3}) + "\n", encoding="utf-8")
+    with pytest.raises(InvalidInputError, match="row 121"):
+        score(later, tmp_path / "later.out.jsonl", chunk_size=50)
+    wrong = tmp_path / "wrong.jsonl"
+    wrong.write_text(json.dumps({"review": "good"}) + "\n", encoding="utf-8")
+    with pytest.raises(InvalidInputError, match="no column 'text'"):
+        score(wrong, tmp_path / "wrong.out.jsonl")
+
+
+def test_csv_inputs_the_csv_module_used_to_refuse_or_mangle(tmp_path: Path) -> None:
+    long = tmp_path / "long.csv"
+    long.write_text("id,text\n1," + "good " * 40000 + "\n2,bad\n", encoding="utf-8")  # a 200 kB field
+    assert score(long, tmp_path / "long.out.csv").scored == 2
+    dup = tmp_path / "dup.csv"
+    dup.write_text("id,text,text\n1,good,bad\n", encoding="utf-8")
+    with pytest.raises(InvalidInputError, match="repeats column name"):
+        score(dup, tmp_path / "dup.out.csv")
+    with pytest.raises(NotFoundError, match="folder of OUTPUT"):
+        score(long, tmp_path / "no-such-folder" / "o.csv")
+
+
+def test_an_empty_parquet_input_gives_an_empty_output_with_the_added_columns(tmp_path: Path) -> None:
+    src = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"id": pa.array([], pa.int64()), "text": pa.array([], pa.string())}), src)
+    out = tmp_path / "out.parquet"
+    assert score(src, out).rows == 0
+    table = pq.read_table(out)
+    assert table.num_rows == 0 and table.column_names == ["id", "text", "label", "score", "error"]
+    assert score(src, out).already_complete

@@ -120,11 +120,13 @@ def score(
 ) -> None:
     """Score every row; bad rows get an `error` column; re-running resumes an interrupted run."""
     from textlatent.models import resolve_device
-    from textlatent.scoring import check_input_file, score_file
+    from textlatent.scoring import check_score_request, score_file
     from textlatent.sentiment.heads import ParallelPredictor
 
     settings = _State.settings()
-    _run(lambda: check_input_file(input_file))  # a missing INPUT fails before the workers start
+    # a missing INPUT, a wrong column or prefix, an OUTPUT in no folder: said before the workers start
+    _run(lambda: check_score_request(input_file, output, text_column=text_column, prefix=prefix,
+                                     chunk_size=chunk_size))
     spec = _sentiment_model(model)
     on_cpu = resolve_device(settings.device) == "cpu"
     n_workers = workers or (min(os.cpu_count() or 1, 8) if on_cpu else 1)

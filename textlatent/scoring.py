@@ -69,9 +69,29 @@ class Chunk:
     batch: Any = None  # the pyarrow RecordBatch for Parquet input
 
 
+def _raise_csv_field_limit() -> None:
+    """The csv module refuses fields over 128 KiB by default; a long review is not a malformed file."""
+    limit = sys.maxsize
+    while True:
+        try:
+            csv.field_size_limit(limit)
+            return
+        except OverflowError:  # a C long narrower than Python's maxsize
+            limit //= 2
+
+
 def csv_header(path: Path) -> list[str]:
+    _raise_csv_field_limit()
     with path.open("r", encoding="utf-8-sig", newline="") as fh:
-        return next(csv.reader(fh), [])
+        try:
+            header = next(csv.reader(fh), [])
+        except csv.Error as exc:
+            raise InvalidInputError(f"{path.name}: cannot read the CSV header: {exc}", param="input") from None
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise InvalidInputError(f"{path.name} repeats column name(s) {repeated} in its header; each column needs "
+                                "its own name (the repeated ones would overwrite each other)", param="input")
+    return header
 
 
 def _check_column(text_column: str, columns: Sequence[str], path: Path) -> None:
@@ -84,13 +104,14 @@ def _check_column(text_column: str, columns: Sequence[str], path: Path) -> None:
 
 
 def _csv_chunks(path: Path, chunk_size: int, skip: int) -> Iterator[Chunk]:
+    _raise_csv_field_limit()
     with path.open("r", encoding="utf-8-sig", newline="") as fh:
         reader = csv.DictReader(fh)
         if reader.fieldnames is None:
             return
         rows: list[dict[str, Any]] = []
         errors: list[str | None] = []
-        for i, row in enumerate(reader):
+        for i, row in enumerate(_csv_rows(reader, path)):
             if i < skip:
                 continue
             extra = row.pop(None, None)  # type: ignore[call-overload]
@@ -101,6 +122,15 @@ def _csv_chunks(path: Path, chunk_size: int, skip: int) -> Iterator[Chunk]:
                 rows, errors = [], []
         if rows:
             yield Chunk(rows, errors)
+
+
+def _csv_rows(reader: csv.DictReader[str], path: Path) -> Iterator[dict[str, Any]]:
+    """The rows of ``reader``; a file the csv module cannot parse is a clear error, not a traceback."""
+    try:
+        yield from reader
+    except csv.Error as exc:
+        raise InvalidInputError(f"{path.name}, line {reader.line_num}: not readable as CSV ({exc})",
+                                param="input") from None
 
 
 def _jsonl_chunks(path: Path, chunk_size: int, skip: int) -> Iterator[Chunk]:
@@ -134,9 +164,8 @@ def _jsonl_chunks(path: Path, chunk_size: int, skip: int) -> Iterator[Chunk]:
 
 
 def _parquet_chunks(path: Path, chunk_size: int, skip: int) -> Iterator[Chunk]:
-    import pyarrow.parquet as pq
 
-    reader = pq.ParquetFile(path)
+    reader = _parquet_file(path)
     seen = 0
     for batch in reader.iter_batches(batch_size=chunk_size):
         if seen + batch.num_rows <= skip:
@@ -148,13 +177,41 @@ def _parquet_chunks(path: Path, chunk_size: int, skip: int) -> Iterator[Chunk]:
         yield Chunk(batch.to_pylist(), [None] * batch.num_rows, batch)
 
 
+def _parquet_file(path: Path) -> Any:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowException, ValueError) as exc:
+        raise InvalidInputError(f"{path.name} is not a readable Parquet file ({exc})", param="input") from None
+
+
 def count_rows(path: Path, fmt: str) -> int | None:
     """Row count when it is free (Parquet metadata); None for text formats."""
     if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        return int(pq.ParquetFile(path).metadata.num_rows)
+        return int(_parquet_file(path).metadata.num_rows)
     return None
+
+
+def _jsonl_keys(path: Path, limit: int = 100) -> list[str]:
+    """The keys of the first ``limit`` JSON objects of a JSONL file (its de-facto columns), in order."""
+    keys: dict[str, None] = {}
+    seen = 0
+    with path.open("r", encoding="utf-8-sig") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(obj, dict):
+                keys.update(dict.fromkeys(obj))
+                seen += 1
+                if seen == limit:
+                    break
+    return list(keys)
 
 
 # --------------------------------------------------------------------------- progress record
@@ -168,10 +225,13 @@ def _parts_dir(output: Path) -> Path:
     return output.with_name(output.name + ".parts")
 
 
-def _input_identity(path: Path, text_column: str, model_id: str) -> dict[str, Any]:
+def _input_identity(path: Path, text_column: str, model_id: str, prefix: str) -> dict[str, Any]:
     st = path.stat()
     return {"input": str(path.resolve()), "input_size": st.st_size, "input_mtime_ns": st.st_mtime_ns,
-            "text_column": text_column, "model": model_id}
+            "text_column": text_column, "model": model_id, "prefix": prefix}
+
+
+_IDENTITY_DEFAULTS = {"prefix": ""}  # keys added after records were first written: their value then
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -181,6 +241,26 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     tmp.replace(path)
+
+
+def _check_output_matches_record(out: Path, fmt: str, state: dict[str, Any]) -> None:
+    """A progress record is only trusted while OUTPUT (or its parts) still holds what it records:
+    resuming onto a deleted or shortened OUTPUT would write rows after a gap of NUL bytes, or
+    report "complete" with no file."""
+    if fmt == "parquet":
+        joined = state.get("complete") or state.get("joined")
+        if joined:
+            ok = out.is_file()
+        else:
+            have = {p.name for p in _parts_dir(out).glob("part-*.parquet")}
+            ok = all(f"part-{i:08d}.parquet" in have for i in range(int(state["parts"])))
+    else:
+        need = int(state["output_bytes"])
+        ok = (out.is_file() and out.stat().st_size >= need) if need or state.get("complete") else True
+    if not ok:
+        raise ConflictError(f"{out} no longer holds what its progress record ({_progress_path(out).name}) says was "
+                            "written (deleted or truncated since?); pass --overwrite to score again from the start",
+                            param="output")
 
 
 # --------------------------------------------------------------------------- writers
@@ -251,7 +331,9 @@ class _ParquetWriter:
         self.parts += 1
         return self.parts
 
-    def finish(self) -> None:
+    def join(self, empty_schema: Any) -> None:
+        """Join the parts into OUTPUT (atomically); no parts, an empty input: an empty table of
+        ``empty_schema``. The parts stay until :meth:`cleanup`, after the join is recorded."""
         import pyarrow.parquet as pq
 
         parts = sorted(self.dir.glob("part-*.parquet"))
@@ -263,13 +345,27 @@ class _ParquetWriter:
                 writer = pq.ParquetWriter(tmp, table.schema)
             writer.write_table(table)
         if writer is None:
-            return
+            writer = pq.ParquetWriter(tmp, empty_schema)
         writer.close()
+        with tmp.open("rb") as fh:
+            os.fsync(fh.fileno())
         tmp.replace(self.output)
+
+    def cleanup(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def close(self) -> None:
         pass
+
+
+def _output_schema(src: Path, names: Sequence[str]) -> Any:
+    """The input's schema plus the three added columns: the schema of an empty Parquet output."""
+    import pyarrow as pa
+
+    schema = _parquet_file(src).schema_arrow
+    for name, typ in zip(names, (pa.string(), pa.float64(), pa.string()), strict=True):
+        schema = schema.append(pa.field(name, typ))
+    return schema
 
 
 # --------------------------------------------------------------------------- the scorer
@@ -309,6 +405,52 @@ def check_input_file(path: str | Path) -> None:
         raise NotFoundError(f"input file {Path(path).expanduser()} does not exist", param="input")
 
 
+@dataclass
+class _Request:
+    src: Path
+    out: Path
+    fmt: str
+    header: list[str]
+    names: list[str]
+    read_chunks: Callable[[Path, int, int], Iterator[Chunk]]
+
+
+def check_score_request(input_path: str | Path, output_path: str | Path, *, text_column: str = "text",
+                        prefix: str = "", input_format: str | None = None, chunk_size: int = 2048) -> _Request:
+    """Everything about a scoring run a user can get wrong, checked before any model, worker, OUTPUT
+    or progress record is touched (``textlatent score`` calls it before it starts its workers)."""
+    src = Path(input_path).expanduser()
+    out = Path(output_path).expanduser()
+    check_input_file(src)
+    fmt = file_format(src, input_format)
+    out_fmt = file_format(out)
+    if out_fmt != fmt:
+        raise InvalidInputError(f"OUTPUT must have the input's format ({fmt}); got {out.name}", param="output")
+    if not out.parent.is_dir():
+        raise NotFoundError(f"the folder of OUTPUT, {out.parent}, does not exist", param="output")
+    if out.resolve() == src.resolve():
+        raise InvalidInputError("OUTPUT must not be the input file", param="output")
+    if chunk_size < 1:
+        raise InvalidInputError("chunk size must be at least 1", param="chunk_size")
+    names = [prefix + c for c in OUTPUT_COLUMNS]
+    header: list[str] = []
+    read_chunks: Callable[[Path, int, int], Iterator[Chunk]]
+    if fmt == "csv":
+        header = columns = csv_header(src)
+        read_chunks = _csv_chunks
+    elif fmt == "jsonl":
+        columns = _jsonl_keys(src)  # JSONL has no header: the keys of its first objects stand in for one
+        read_chunks = _jsonl_chunks
+    else:
+        columns = list(_parquet_file(src).schema_arrow.names)
+        read_chunks = _parquet_chunks
+    _check_column(text_column, columns, src)
+    clash = [n for n in names if n in columns]
+    if clash:
+        raise InvalidInputError(f"the input already has column(s) {clash}; choose another --prefix", param="prefix")
+    return _Request(src, out, fmt, header, names, read_chunks)
+
+
 def score_file(
     input_path: str | Path,
     output_path: str | Path,
@@ -332,50 +474,25 @@ def score_file(
 
     from tqdm import tqdm
 
-    src = Path(input_path).expanduser()
-    out = Path(output_path).expanduser()
-    check_input_file(src)
-    fmt = file_format(src, input_format)
-    out_fmt = file_format(out)
-    if out_fmt != fmt:
-        raise InvalidInputError(f"OUTPUT must have the input's format ({fmt}); got {out.name}", param="output")
-    if out.resolve() == src.resolve():
-        raise InvalidInputError("OUTPUT must not be the input file", param="output")
-    if chunk_size < 1:
-        raise InvalidInputError("chunk size must be at least 1", param="chunk_size")
-    names = [prefix + c for c in OUTPUT_COLUMNS]
-    identity = _input_identity(src, text_column, model_id)
+    # Everything a user can get wrong is checked before OUTPUT or its record is touched.
+    req = check_score_request(input_path, output_path, text_column=text_column, prefix=prefix,
+                              input_format=input_format, chunk_size=chunk_size)
+    src, out, fmt, header, names, read_chunks = req.src, req.out, req.fmt, req.header, req.names, req.read_chunks
+    identity = _input_identity(src, text_column, model_id, prefix)
     progress_file = _progress_path(out)
     report = ScoreReport(str(src), str(out), model=model_id)
-
-    # Everything a user can get wrong is checked before OUTPUT or its record is touched.
-    header: list[str] = []
-    if fmt == "csv":
-        header = columns = csv_header(src)
-        read_chunks = _csv_chunks
-    elif fmt == "jsonl":
-        columns = []
-        read_chunks = _jsonl_chunks
-    else:
-        import pyarrow.parquet as pq
-
-        columns = list(pq.ParquetFile(src).schema_arrow.names)
-        read_chunks = _parquet_chunks
-    _check_column(text_column, columns, src)
-    clash = [n for n in names if n in columns]
-    if clash:
-        raise InvalidInputError(f"the input already has column(s) {clash}; choose another --prefix", param="prefix")
 
     state: dict[str, Any] | None = None
     if progress_file.is_file() and not overwrite:
         state = json.loads(progress_file.read_text(encoding="utf-8"))
-        mismatch = [k for k in identity if state.get(k) != identity[k]]
+        mismatch = [k for k in identity if state.get(k, _IDENTITY_DEFAULTS.get(k)) != identity[k]]
         if mismatch:
             raise ConflictError(
                 f"{out} was started from a different run ({', '.join(mismatch)} changed); "
                 "pass --overwrite to start again",
                 param="output",
             )
+        _check_output_matches_record(out, fmt, state)
         if state.get("complete"):
             report.already_complete = True
             report.rows = report.skipped_resumed = int(state["rows_done"])
@@ -401,9 +518,17 @@ def score_file(
     start = time.perf_counter()
     pending: list[tuple[Chunk, list[int], Any]] = []
 
+    submitted = skip
+
     def submit(chunk: Chunk) -> None:
+        nonlocal submitted
         texts, positions = [], []
         for i, row in enumerate(chunk.rows):
+            if fmt == "jsonl" and chunk.errors[i] is None:  # no header: any row may hold one of our keys
+                clash = [n for n in names if n in row]
+                if clash:
+                    raise InvalidInputError(f"{src.name}: row {submitted + i + 1} already has key(s) {clash}; "
+                                            "choose another --prefix (and --overwrite)", param="prefix")
             if chunk.errors[i] is None:
                 problem = row_error(row.get(text_column)) if text_column in row else "missing text"
                 chunk.errors[i] = problem
@@ -411,6 +536,7 @@ def score_file(
                     texts.append(row[text_column])
                     positions.append(i)
         pending.append((chunk, positions, predictor(texts) if texts else np.zeros(0)))
+        submitted += len(chunk.rows)
 
     def drain_one() -> None:
         nonlocal writer, state
@@ -456,7 +582,11 @@ def score_file(
             if writer is None:
                 writer = _ParquetWriter(out, int(state["parts"]))
             assert isinstance(writer, _ParquetWriter)
-            writer.finish()
+            if not state.get("joined"):  # a re-run after a kill during the cleanup must not join again
+                writer.join(_output_schema(src, names))
+                state["joined"] = True
+                _write_json_atomic(progress_file, state)
+            writer.cleanup()
         elif writer is None:  # an empty input still yields an output file (a CSV header)
             writer = _TextWriter(out, fmt, 0, header + names)
             if fmt == "csv" and header:
