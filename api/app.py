@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -78,11 +79,28 @@ def _describe_validation(exc: RequestValidationError) -> tuple[int, str, str | N
         return 400, "request body is not valid JSON: " + "; ".join(str(e.get("msg")) for e in errors), None
     parts, param = [], None
     for e in errors[:5]:
-        loc = [str(x) for x in e.get("loc", ()) if x not in ("body",)]
-        field = ".".join(loc) or "body"
+        field = _field_name(e.get("loc", ()))
         param = param or field
         parts.append(f"{field}: {e.get('msg')}")
     return 422, "; ".join(parts), param
+
+
+# pydantic's location of an error in a union says which member it tried ('str', 'list[float]'):
+# not a field the client sent, so it is left out of the name
+_UNION_TAG = re.compile(r"(str|int|float|bool|bytes|none|list\[.*\]|dict\[.*\]|function-.*)")
+
+
+def _field_name(loc: Sequence[Any]) -> str:
+    """A validation error's location as the client wrote it: ``texts[1]``, ``k``, ``filter.year``."""
+    name = ""
+    for i, part in enumerate(loc):
+        if i == 0 and part in ("body", "query", "path"):
+            continue
+        if isinstance(part, int):
+            name += f"[{part}]"
+        elif not _UNION_TAG.fullmatch(str(part)):
+            name += f".{part}" if name else str(part)
+    return name or "body"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

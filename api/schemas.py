@@ -38,7 +38,9 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 class EmbeddingRequest(BaseModel):
-    input: str | list[str] = Field(description="A text or a list of texts to embed.")
+    # Any: the texts are checked by the library, which names the bad item (input[3]) and says that
+    # token arrays (OpenAI's other input form) are not accepted
+    input: Any = Field(description="A text or a list of texts to embed (token arrays are not supported).")
     model: str | None = Field(None, description="Model id; empty means the served default.")
     encoding_format: Literal["float", "base64"] = Field(
         "float", description="'base64' packs each vector as little-endian float32 bytes."
@@ -170,6 +172,7 @@ class Health(BaseModel):
 
 
 class SentimentRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     texts: list[str] = Field(description="Texts to classify (non-empty strings).", examples=[["a gripping film"]])
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 Strategy = Literal["greedy", "sample", "beam"]
 
 
 class DecodingOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt option is an error, not ignored
     strategy: Strategy = Field("greedy", description="greedy (argmax), sample (at `temperature`) or beam.")
     temperature: float = Field(1.0, gt=0, le=10, description="Softmax temperature when strategy is 'sample'.")
     beam_size: int = Field(5, ge=1, le=20, description="Beams when strategy is 'beam'.")
@@ -18,6 +19,7 @@ class DecodingOptions(BaseModel):
 
 
 class EncodeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt option is an error, not ignored
     texts: list[str] = Field(min_length=1, description="Sentences to place in the latent space.")
 
 
@@ -70,12 +72,14 @@ class TransferRequest(DecodingOptions):
     attribute: str = Field("sentiment", description="The attribute axis to move along; only 'sentiment' so far.")
     target: str = Field(description="'positive' or 'negative'.")
     degree: float | None = Field(
-        None, description="How far, 0-10: 0 is the reconstruction, 1 a typical sentence of the target class on "
-                          "the latent classifier, 2 twice as far; omitted: the degree fitted for the model.")
+        None, strict=True,
+        description="How far, 0-10: 0 is the reconstruction, 1 a typical sentence of the target class on "
+                    "the latent classifier, 2 twice as far; omitted: the degree fitted for the model.")
     candidates: int = Field(
-        1, description="Decode the moved point this many times (1-32: the chosen strategy once, then samples at "
-                       "temperature 0.5) and return the candidate whose own posterior mean is nearest it "
-                       "(round-trip reranking). 1: one decode.")
+        1, strict=True,
+        description="Decode the moved point this many times (1-32: the chosen strategy once, then samples at "
+                    "temperature 0.5) and return the candidate whose own posterior mean is nearest it "
+                    "(round-trip reranking). 1: one decode.")
 
 
 class TransferResponse(BaseModel):

@@ -47,6 +47,17 @@ def test_knn_leave_one_out_excludes_only_the_point_itself():
     assert new[0] > 0.5
 
 
+def test_knn_leave_one_out_in_blocks_gives_the_same_scores(monkeypatch):
+    """Scored in row blocks (bounded memory on large collections at large k): same figures as at once."""
+    import textlatent.anomaly as anomaly
+
+    x = np.vstack([cluster_with_outlier(), cluster_with_outlier()[:-1] * -1])
+    whole = KnnScorer(k=3).fit(x).score_reference()
+    monkeypatch.setattr(anomaly, "REFERENCE_BLOCK_CELLS", 9)  # blocks of 2 rows at k=3 (4 entries a row)
+    blocked = KnnScorer(k=3).fit(x).score_reference()
+    np.testing.assert_allclose(blocked, whole, atol=1e-6)
+
+
 def test_knn_needs_enough_reference_points():
     with pytest.raises(InvalidInputError, match="k=5"):
         KnnScorer(k=5).fit(np.eye(4, dtype=np.float32))

@@ -71,6 +71,9 @@ def _normalise(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x / np.clip(np.linalg.norm(x, axis=1, keepdims=True), 1e-12, None), dtype=np.float32)
 
 
+REFERENCE_BLOCK_CELLS = 2_000_000  # neighbour-list entries scored at a time (~80 MB of working arrays)
+
+
 class KnnScorer:
     """Cosine distance to the ``k`` nearest reference vectors (mean of the k, or the k-th).
 
@@ -130,14 +133,22 @@ class KnnScorer:
         if self._n < self.k + 1:
             raise InvalidInputError(f"k={self.k} needs at least {self.k + 1} documents (each one is left out of "
                                     f"its own neighbours), the collection has {self._n}", param="k")
-        ref = self._index.reconstruct_n(0, self._n)
-        sims, idx = self._similarities(ref, self.k + 1)
-        own = idx == np.arange(self._n)[:, None]
-        # drop the own entry where it was found, else the (k+1)-th neighbour
-        drop = np.where(own.any(axis=1), own.argmax(axis=1), self.k)
-        keep = np.ones_like(own)
-        keep[np.arange(self._n), drop] = False
-        return self._reduce(sims[keep].reshape(self._n, self.k))
+        out = np.empty(self._n, dtype=np.float64)
+        # in blocks of rows: the neighbour lists of a whole large collection at k near 1,000 would
+        # take gigabytes at once (n × (k + 1) similarities, ids and masks)
+        block = max(1, REFERENCE_BLOCK_CELLS // (self.k + 1))
+        for start in range(0, self._n, block):
+            stop = min(self._n, start + block)
+            ref = self._index.reconstruct_n(start, stop - start)
+            sims, idx = self._similarities(ref, self.k + 1)
+            rows = stop - start
+            own = idx == np.arange(start, stop)[:, None]
+            # drop the own entry where it was found, else the (k+1)-th neighbour
+            drop = np.where(own.any(axis=1), own.argmax(axis=1), self.k)
+            keep = np.ones_like(own)
+            keep[np.arange(rows), drop] = False
+            out[start:stop] = self._reduce(sims[keep].reshape(rows, self.k))
+        return out
 
 
 class MahalanobisScorer:

@@ -101,7 +101,8 @@ def fit_transfer_cmd(
     holdout: Annotated[int, typer.Option(min=1, help="Train sentences held out to choose the default degree")]
     = 500,
     candidates: CandidatesOpt = 1,
-    seed: int = 0,
+    seed: Annotated[int, typer.Option(min=0, max=2**31 - 1, help="Seed of the held-out split and the axis fit")]
+    = 0,
     as_json: EvalJsonOption = False,
 ) -> None:
     """Fit the sentiment axis in the VAE's latent space on SST-2 train; choose its default degree

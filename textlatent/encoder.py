@@ -31,6 +31,10 @@ def validate_texts(texts: Any, *, param: str = "input") -> list[str]:
         raise InvalidInputError(f"{param} must be a string or a list of strings", param=param)
     if len(texts) == 0:
         raise InvalidInputError(f"{param} is empty: give at least one text", param=param)
+    flat = [t for item in texts for t in (item if isinstance(item, list) else [item])]
+    if flat and all(isinstance(t, int) and not isinstance(t, bool) for t in flat):
+        raise InvalidInputError(f"{param} holds token ids; send the text itself (token arrays are not supported)",
+                                param=param)
     for i, text in enumerate(texts):
         where = param if single else f"{param}[{i}]"
         if not isinstance(text, str):

@@ -54,6 +54,12 @@ def test_reranked_transfer_answers_for_the_same_moved_point(transfer_client):
     assert transfer_client.post("/latent/transfer", json=BODY | {"candidates": 6}).json() == r.json()  # seeded
 
 
+def test_the_largest_seed_works_with_candidates(transfer_client):
+    """Candidates 2..n are decoded with seed + k, wrapped: a client's largest valid seed is not refused."""
+    r = transfer_client.post("/latent/transfer", json=BODY | {"candidates": 3, "seed": 2**31 - 1})
+    assert r.status_code == 200, r.text
+
+
 def test_degree_zero_is_the_reconstruction_and_default_degree_is_used(transfer_client):
     from textlatent.vae.transfer import load_axis
 
@@ -80,6 +86,8 @@ def test_degree_zero_is_the_reconstruction_and_default_degree_is_used(transfer_c
     (BODY | {"candidates": 0}, "candidates"),
     (BODY | {"candidates": 33}, "candidates"),
     (BODY | {"candidates": "many"}, None),
+    (BODY | {"degre": 3}, "degre"),  # a misspelt option was ignored (200 at the default degree)
+    (BODY | {"degree": True}, "degree"),
 ])
 def test_bad_inputs_get_a_clear_422(transfer_client, payload, param):
     err = assert_error(transfer_client.post("/latent/transfer", json=payload), 422, param=param)

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from textlatent.errors import InvalidInputError, NotFoundError
-from textlatent.vae.ops import LatentModel, Strategy
+from textlatent.vae.ops import MAX_SEED, LatentModel, Strategy
 
 AXES_FILE = "axes.json"
 ATTRIBUTES = ("sentiment",)
@@ -282,7 +282,8 @@ def round_trip_rerank(model: LatentModel, z: np.ndarray, candidates: int, *, str
         return pool[0]
     seed = decode_kw.get("seed") or 0
     sample_kw = {k: v for k, v in decode_kw.items() if k not in ("temperature", "seed")}
-    pool += [model.decode(z, strategy="sample", temperature=temperature, seed=seed + k, **sample_kw)
+    pool += [model.decode(z, strategy="sample", temperature=temperature, seed=(seed + k) % (MAX_SEED + 1),
+                          **sample_kw)  # wrapped: a client's largest seed stays a valid one
              for k in range(1, candidates)]
     flat = [(k, i) for k in range(candidates) for i in range(len(z)) if pool[k][i].strip()]
     dist = np.full((candidates, len(z)), np.inf)
