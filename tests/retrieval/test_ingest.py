@@ -70,6 +70,43 @@ def test_ingest_checks_before_writing(service: Any, tmp_path: Path) -> None:
         ingest(service, "kb", tmp_path / "missing", show_progress=False)
 
 
+@pytest.mark.parametrize(("row", "match"), [
+    ({"id": "x" * 510, "text": "t"}, "ids of at most"),  # 'x…#10' would pass 512 characters mid-run
+    ({"id": "n", "text": "t", "s": float("nan")}, "metadata"),
+    ({"id": "s", "text": "bad \ud800 text"}, "not valid Unicode"),
+    ({"id": "p", "text": "t", "parent_id": "elsewhere"}, "set by ingest"),
+])
+def test_rows_add_would_refuse_are_refused_before_anything_is_written(service: Any, tmp_path: Path, row: dict,
+                                                                      match: str) -> None:
+    service.create_collection("kb")
+    path = tmp_path / "docs.jsonl"
+    good = "".join(json.dumps({"id": f"g{i}", "text": "fine text"}) + "\n" for i in range(3))
+    path.write_text(good + json.dumps(row) + "\n", encoding="utf-8")
+    with pytest.raises(InvalidInputError, match=match):
+        ingest(service, "kb", path, batch_size=1, show_progress=False)
+    assert service.collection("kb").count() == 0
+
+
+def test_an_id_twice_in_one_batch_leaves_no_chunk_of_the_earlier_row(service: Any, tmp_path: Path) -> None:
+    service.create_collection("kb")
+    path = tmp_path / "docs.jsonl"
+    path.write_text(json.dumps({"id": "a", "text": LONG}) + "\n" + json.dumps({"id": "a", "text": "Short now."})
+                    + "\n", encoding="utf-8")
+    result = ingest(service, "kb", path, max_tokens=64, overlap=16, show_progress=False)
+    assert result.chunks == 1 and result.documents == 1
+    assert [d for d in service.collection("kb").ids_matching({"parent_id": "a"})] == ["a#0"]
+
+
+def test_reingest_leaves_documents_that_only_share_a_parent_id_field_alone(service: Any, tmp_path: Path) -> None:
+    """A comment added with `add` whose own metadata says parent_id: post1 is not a chunk of post1."""
+    service.create_collection("kb")
+    service.add_documents("kb", [{"id": "comment-7", "text": "nice post", "metadata": {"parent_id": "post1"}}])
+    path = tmp_path / "docs.jsonl"
+    path.write_text(json.dumps({"id": "post1", "text": "The post itself."}) + "\n", encoding="utf-8")
+    assert ingest(service, "kb", path, show_progress=False).stale_deleted == 0
+    assert service.collection("kb").get("comment-7").text == "nice post"
+
+
 def test_ingest_cli(service: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from textlatent.cli import _State, app
 

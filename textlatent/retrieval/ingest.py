@@ -9,12 +9,13 @@ shorter document leaves no stale tail behind.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from textlatent.collections import Document
+from textlatent.collections import MAX_ID_LENGTH, Document, validate_documents
 from textlatent.errors import InvalidInputError
 from textlatent.retrieval.chunking import DEFAULT_MAX_TOKENS, DEFAULT_OVERLAP, chunk_documents
 
@@ -38,7 +39,11 @@ def read_folder(folder: Path) -> Iterator[Document]:
     """``.txt``/``.md`` files under ``folder`` (recursively, in name order), as documents."""
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES):
         rel = path.relative_to(folder).as_posix()
-        text = path.read_text(encoding="utf-8")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidInputError(f"{rel} is not UTF-8 text ({exc.reason} at byte {exc.start})",
+                                    param="source") from None
         yield Document(id=rel, text=text, metadata={"source": rel, "title": path.stem})
 
 
@@ -54,15 +59,43 @@ def read_source(path: str | Path, **options: Any) -> Iterator[Document]:
     return read_documents(path, **options)
 
 
+CHUNK_KEYS = ("parent_id", "chunk", "start", "end")  # metadata ingest sets on every chunk
+_SUFFIX_ROOM = 7  # "#" and up to six digits of a chunk number
+
+
 def _check_source(path: str | Path, **options: Any) -> int:
-    """Read everything once before writing: a bad row stops the run before any write."""
+    """Read everything once before writing: a bad row stops the run before any write.
+
+    Each document gets the checks ``add`` makes (id, text, metadata), with room in the id for the
+    chunk suffix; otherwise a bad row would only fail when its batch is written, after earlier
+    batches (and their stale chunks' deletion) had been committed."""
     n = 0
     for doc in read_source(path, **options):
         if not isinstance(doc.id, str) or not doc.id or "#" in doc.id and doc.id.rsplit("#", 1)[1].isdigit():
             raise InvalidInputError(f"document id {doc.id!r}: ids ending in '#<number>' are reserved for chunks",
                                     param="id")
+        if len(doc.id) + _SUFFIX_ROOM > MAX_ID_LENGTH:
+            raise InvalidInputError(f"document id {doc.id[:40]!r}… is {len(doc.id)} characters; ingest needs ids of at "
+                                    f"most {MAX_ID_LENGTH - _SUFFIX_ROOM}, to add '#<chunk>'", param="id")
+        reserved = [k for k in CHUNK_KEYS if isinstance(doc.metadata, dict) and k in doc.metadata]
+        if reserved:
+            raise InvalidInputError(f"document {doc.id!r}: metadata key(s) {reserved} are set by ingest on every "
+                                    "chunk; rename them in the source", param="metadata")
+        blank = not isinstance(doc.text, str) or not doc.text.strip()  # ingest counts these, as 'empty'
+        try:
+            validate_documents([Document(id=doc.id, text="." if blank else doc.text, metadata=doc.metadata)])
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"document {doc.id!r}: {exc.message.removeprefix('documents[0].')}",
+                                    param=exc.param.replace("documents[0].", "") if exc.param else None) from None
         n += 1
     return n
+
+
+def _chunk_ids_of(ids: list[str], parent: str) -> list[str]:
+    """The ids among ``ids`` that are chunks of ``parent`` (``<parent>#<n>``): a document added by
+    ``add`` with a ``parent_id`` field of its own is not one, and is never deleted as stale."""
+    pattern = re.compile(re.escape(parent) + r"#\d+")
+    return [i for i in ids if pattern.fullmatch(i)]
 
 
 def ingest(
@@ -94,17 +127,19 @@ def ingest(
     batch: list[Document] = []
 
     def flush() -> None:
-        chunks = list(chunk_documents(({"id": d.id, "text": d.text, "metadata": d.metadata} for d in batch),
+        latest = list({d.id: d for d in batch}.values())  # an id twice in one batch: the last row wins
+        chunks = list(chunk_documents(({"id": d.id, "text": d.text, "metadata": d.metadata} for d in latest),
                                       tokenizer, max_tokens=max_tokens, overlap=overlap))
         fresh = {c["id"] for c in chunks}
         parents = {c["metadata"]["parent_id"] for c in chunks}
-        result.empty += sum(1 for d in batch if d.id not in parents)
-        stale = [i for d in batch for i in coll.ids_matching({"parent_id": d.id}) if i not in fresh]
+        result.empty += sum(1 for d in latest if d.id not in parents)
+        stale = [i for d in latest for i in _chunk_ids_of(coll.ids_matching({"parent_id": d.id}), d.id)
+                 if i not in fresh]
         if chunks:
             tl.add_documents(name, chunks, check_limit=False)
         if stale:
             result.stale_deleted += coll.delete(stale)
-        result.documents += len(batch)
+        result.documents += len(latest)
         result.chunks += len(chunks)
         bar.update(len(batch))
         bar.set_postfix(chunks=result.chunks, refresh=False)
