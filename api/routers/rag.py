@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +19,7 @@ from textlatent.retrieval.generate_llm import check_generation
 from textlatent.retrieval.rag import get_generator, rag_context
 from textlatent.service import TextLatent
 
+log = logging.getLogger("textlatent.api")
 router = APIRouter(prefix="/rag", tags=["rag"], dependencies=[Depends(require_api_key)])
 
 
@@ -29,7 +32,9 @@ def _sse(event: str, data: Any) -> str:
     response_model=RagResponse,
     responses={200: {"content": {"text/event-stream": {}},
                      "description": "JSON, or with generate.stream server-sent events: `passages` (this "
-                                    "reply without answer), `delta` ({text}) pieces, then `done` ({answer, model})"},
+                                    "reply without answer), `delta` ({text}) pieces, then `done` ({answer, model}), "
+                                    "or `error` ({error}) when generation fails after the stream has begun (a "
+                                    "failure before the first piece is a 502/503 instead)"},
                **error_responses(400, 401, 404, 422, 502, 503)},
     summary="Ranked, cited passages and a prompt within a token budget; optionally an answer",
 )
@@ -62,16 +67,26 @@ def rag_query(body: RagQuery, service: TextLatent = Depends(get_service)) -> Any
         reply.answer = Answer(text=text, model=generator.name)
         return reply
 
+    # The first piece is awaited before the response starts: an endpoint that is down, refuses or
+    # answers an error status is then a real 502/503, not a 200 whose stream says so.
+    stream = generator.stream(ctx.messages, max_new_tokens=n, temperature=temperature)
+    first = next(stream, None)
+
     def events() -> Iterator[str]:
         yield _sse("passages", reply.model_dump())
         pieces: list[str] = []
         try:
-            for piece in generator.stream(ctx.messages, max_new_tokens=n, temperature=temperature):
+            for piece in itertools.chain([] if first is None else [first], stream):
                 pieces.append(piece)
                 yield _sse("delta", {"text": piece})
         except TextLatentError as exc:  # headers are sent: report in-band
             yield _sse("error", {"error": {"message": exc.message, "type": exc.code, "param": exc.param,
                                            "code": exc.status_code}})
+            return
+        except Exception as exc:  # anything else still ends the stream with an event, never silently
+            log.exception("generation failed mid-stream")
+            yield _sse("error", {"error": {"message": f"generation failed: {type(exc).__name__}",
+                                           "type": "server_error", "param": "generate", "code": 500}})
             return
         yield _sse("done", {"answer": "".join(pieces).strip(), "model": generator.name})
 

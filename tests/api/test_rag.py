@@ -101,4 +101,8 @@ def test_upstream_failure_is_502(client_factory: Any) -> None:
         client.put("/collections/kb", json={})
         client.post("/collections/kb/documents", json={"documents": DOCS})
         resp = client.post("/rag/query", json={"query": "aspirin?", "collection": "kb", "generate": True})
+        streamed = client.post("/rag/query", json={"query": "aspirin?", "collection": "kb",
+                                                   "generate": {"stream": True}})
     assert_error(resp, 502, type_="upstream_error")
+    # streaming too: the failure comes before the first piece, so it is a 502, not a 200 with an error event
+    assert_error(streamed, 502, type_="upstream_error")

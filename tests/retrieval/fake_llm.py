@@ -11,8 +11,14 @@ from typing import Any
 
 
 @contextmanager
-def fake_llm(reply: str = "Aspirin helps [1].", status: int = 200) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """Yield ``(url, requests seen)``; answers every POST with ``reply`` (streamed when asked)."""
+def fake_llm(reply: str = "Aspirin helps [1].", status: int = 200,
+             stream_style: str = "sse") -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """Yield ``(url, requests seen)``; answers every POST with ``reply`` (streamed when asked).
+
+    ``stream_style`` imitates endpoints that stream badly: ``"sse"`` (well-formed, ends with
+    [DONE]), ``"azure"`` (a first chunk with no choices), ``"cut"`` (no [DONE], no finish_reason),
+    ``"json"`` (ignores stream and answers one JSON completion), ``"pings"`` (keep-alive comments
+    every 0.3 s for 3 s before the first chunk)."""
     seen: list[dict[str, Any]] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -29,13 +35,23 @@ def fake_llm(reply: str = "Aspirin helps [1].", status: int = 200) -> Iterator[t
                 self.wfile.write(b'{"error": {"message": "model overloaded"}}')
                 return
             self.send_response(200)
-            if body.get("stream"):
+            if body.get("stream") and stream_style != "json":
+                import time
+
                 self.send_header("Content-Type", "text/event-stream")
                 self.end_headers()
+                if stream_style == "azure":
+                    self.wfile.write(b'data: {"choices": [], "prompt_filter_results": []}\n\n')
+                if stream_style == "pings":
+                    for _ in range(10):
+                        self.wfile.write(b": ping\n\n")
+                        self.wfile.flush()
+                        time.sleep(0.3)
                 for word in reply.split(" "):
                     chunk = {"choices": [{"index": 0, "delta": {"content": word + " "}}]}
                     self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-                self.wfile.write(b"data: [DONE]\n\n")
+                if stream_style != "cut":
+                    self.wfile.write(b"data: [DONE]\n\n")
                 return
             self.send_header("Content-Type", "application/json")
             self.end_headers()

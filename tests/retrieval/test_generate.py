@@ -38,6 +38,38 @@ def test_remote_errors_are_upstream_errors() -> None:
         RemoteGenerator("ftp://example.org")
 
 
+def test_streams_that_are_not_proper_server_sent_events_are_upstream_errors() -> None:
+    """A stream cut before [DONE], or a JSON reply to a stream request, read as success before (a
+    partial or empty answer as 'done'); a first chunk without choices (Azure's filter preamble) is skipped."""
+    with fake_llm("fine answer", stream_style="azure") as (url, _):
+        assert "".join(RemoteGenerator(url).stream(MESSAGES, max_new_tokens=4)).strip() == "fine answer"
+    with fake_llm("partial answer", stream_style="cut") as (url, _), \
+            pytest.raises(UpstreamError, match="before it finished"):
+        list(RemoteGenerator(url).stream(MESSAGES, max_new_tokens=4))
+    with fake_llm("whole answer", stream_style="json") as (url, _), \
+            pytest.raises(UpstreamError, match="did not stream"):
+        list(RemoteGenerator(url).stream(MESSAGES, max_new_tokens=4))
+
+
+def test_keep_alive_pings_do_not_stretch_the_timeout() -> None:
+    """httpx's timeout is per read; the stream also keeps a deadline of its own."""
+    with fake_llm("late answer", stream_style="pings") as (url, _), \
+            pytest.raises(UpstreamError, match="did not finish within 1 s"):
+        list(RemoteGenerator(url, timeout=1.0).stream(MESSAGES, max_new_tokens=4))
+
+
+def test_a_local_generator_that_cannot_load_is_unavailable_not_a_crash(tmp_path, monkeypatch) -> None:
+    import textlatent.retrieval.generate_llm as gen_mod
+
+    def broken(cache_dir=None):
+        raise NotADirectoryError(20, "Not a directory", str(tmp_path / "file" / "sub"))
+
+    monkeypatch.setattr(gen_mod, "local_model_dir", broken)
+    with pytest.raises(gen_mod.GeneratorUnavailableError, match="could not be loaded") as info:
+        gen_mod.LocalGenerator(device="cpu")
+    assert info.value.status_code == 503
+
+
 @pytest.mark.parametrize(("n", "t"), [(0, 0.0), (5000, 0.0), (True, 0.0), (8, -1.0), (8, 3.0)])
 def test_generation_options_are_checked(n: object, t: object) -> None:
     with pytest.raises(InvalidInputError):

@@ -21,6 +21,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,6 +40,13 @@ class UpstreamError(TextLatentError):
 
     status_code = 502
     code = "upstream_error"
+
+
+class GeneratorUnavailableError(TextLatentError):
+    """The local generator could not be loaded or failed while generating (a server-side problem)."""
+
+    status_code = 503
+    code = "generator_unavailable"
 
 
 class Generator(Protocol):
@@ -147,13 +155,19 @@ class LocalGenerator:
 
     def __init__(self, *, device: str = "auto", cache_dir: str | Path | None = None) -> None:
         set_offline_defaults()
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        try:
+            from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        folder = local_model_dir(cache_dir)
-        self.device = resolve_device(device)
-        self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
-        model: Any = AutoModelForCausalLM.from_pretrained(str(folder))
-        self.model = model.to(self.device).eval()
+            folder = local_model_dir(cache_dir)
+            self.device = resolve_device(device)
+            self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
+            model: Any = AutoModelForCausalLM.from_pretrained(str(folder))
+            self.model = model.to(self.device).eval()
+        except TextLatentError:
+            raise
+        except Exception as exc:  # a cache folder that cannot be written, a missing gguf package, …
+            raise GeneratorUnavailableError(f"the local SmolLM2 generator could not be loaded ({type(exc).__name__}: "
+                                            f"{str(exc)[:300]})", param="generate.backend") from exc
         self._lock = threading.Lock()  # one generation at a time: the model is not re-entrant on CPU threads
 
     def _inputs(self, messages: Sequence[dict[str, str]]) -> Any:
@@ -175,8 +189,12 @@ class LocalGenerator:
 
         check_generation(max_new_tokens, temperature)
         inputs = self._inputs(messages)
-        with self._lock, torch.inference_mode():
-            out = self.model.generate(**inputs, **self._kwargs(max_new_tokens, temperature))
+        try:
+            with self._lock, torch.inference_mode():
+                out = self.model.generate(**inputs, **self._kwargs(max_new_tokens, temperature))
+        except Exception as exc:
+            raise GeneratorUnavailableError(f"the local generator failed: {type(exc).__name__}: {str(exc)[:300]}",
+                                            param="generate") from exc
         return str(self.tokenizer.decode(out[0][inputs["input_ids"].shape[1]:], skip_special_tokens=True)).strip()
 
     def stream(self, messages: Sequence[dict[str, str]], *, max_new_tokens: int = 256,
@@ -205,7 +223,11 @@ class LocalGenerator:
                 yield piece
         thread.join()
         if failure:
-            raise failure[0]
+            exc = failure[0]
+            if isinstance(exc, Exception) and not isinstance(exc, TextLatentError):
+                raise GeneratorUnavailableError(f"the local generator failed: {type(exc).__name__}: "
+                                                f"{str(exc)[:300]}", param="generate") from exc
+            raise exc
 
 
 # --------------------------------------------------------------------------- remote endpoint
@@ -249,24 +271,40 @@ class RemoteGenerator:
         import httpx
 
         body = self._body(messages, max_new_tokens, temperature, True)
+        deadline = time.monotonic() + self.timeout  # httpx's timeout is per read: keep-alive pings would reset it
         try:
             with httpx.stream("POST", self.url, json=body, headers=self.headers, timeout=self.timeout) as reply:
                 if reply.status_code >= 400:
                     reply.read()
                     raise UpstreamError(f"LLM endpoint answered {reply.status_code}: {reply.text[:300]}",
                                         param="generate")
+                if "text/event-stream" not in reply.headers.get("content-type", ""):
+                    raise UpstreamError("LLM endpoint did not stream (its reply is not text/event-stream); use "
+                                        "generate without stream, or an endpoint that streams", param="generate")
+                finished = False
                 for line in reply.iter_lines():
+                    if time.monotonic() > deadline:
+                        raise UpstreamError(f"LLM endpoint did not finish within {self.timeout:g} s "
+                                            "(TEXTLATENT_LLM_TIMEOUT)", param="generate")
                     if not line.startswith("data:"):
                         continue
                     data = line[5:].strip()
                     if data == "[DONE]":
+                        finished = True
                         break
                     try:
-                        delta = json.loads(data)["choices"][0].get("delta", {}).get("content")
+                        choices = json.loads(data)["choices"]
+                        if not choices:  # e.g. a content-filter preamble: no choice yet
+                            continue
+                        delta = choices[0].get("delta", {}).get("content")
+                        finished = finished or bool(choices[0].get("finish_reason"))
                     except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
                         raise UpstreamError("LLM endpoint sent an event that is not a chat-completion chunk",
                                             param="generate") from exc
                     if delta:
                         yield str(delta)
+                if not finished:
+                    raise UpstreamError("LLM endpoint's stream ended before it finished (no [DONE] and no "
+                                        "finish_reason): the answer may be cut short", param="generate")
         except httpx.HTTPError as exc:
             raise UpstreamError(f"LLM endpoint {self.url} failed: {exc}", param="generate") from exc
