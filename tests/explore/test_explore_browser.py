@@ -179,3 +179,19 @@ def test_sentiment_colours_and_a_decoded_path_screenshot(browser, serve, vae_dir
     page.screenshot(path=str(ARTIFACTS / "explore.png"), full_page=True)
     assert (ARTIFACTS / "explore.png").stat().st_size > 10_000
     assert errors == []
+
+
+def test_a_key_typed_after_a_401_loads_the_map_and_is_kept_for_this_tab_only(browser, serve):
+    """With keys set, the first listing is a 401; typing the key fetches the collections again (it
+    did nothing until a reload), and the key goes to sessionStorage, not localStorage."""
+    page = browser.new_page(viewport={"width": 1280, "height": 960})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(serve(api_keys="k-123") + "/explore")
+    page.wait_for_function("document.getElementById('status').textContent.includes('401')", timeout=30_000)
+    page.fill("#apikey", "k-123")
+    page.locator("#apikey").dispatch_event("change")
+    page.wait_for_function("document.querySelectorAll('#map circle.pt').length === 12", timeout=30_000)
+    assert page.evaluate("localStorage.getItem('textlatent.apikey')") is None
+    assert page.evaluate("sessionStorage.getItem('textlatent.apikey')") == "k-123"
+    assert errors == []
