@@ -71,6 +71,9 @@ def test_eval_commands_refuse_bad_input(cli, tmp_path):
     assert res.exit_code == 2 and "does not exist" in res.output
     res = cli("eval", "compression", "--dims", "32,x")
     assert res.exit_code == 2 and "comma-separated integers" in res.output
+    for pq in ("0", "-4", "7"):  # 0 was a ZeroDivisionError traceback after all the embedding
+        res = cli("eval", "compression", "--data-dir", str(tmp_path / "missing"), "--pq", pq)
+        assert res.exit_code == 2 and "positive divisor" in res.output, res.output
 
 
 def test_eval_ood_refuses_elbo_without_a_vae(cli, data_dir):

@@ -83,6 +83,21 @@ def test_finetune_cli_prints_only_the_json_result_on_stdout(tiny_sts, tmp_path):
     payload = json.loads(lines[0])
     assert payload["steps"] == 2 and payload["out"] == str(out)
     assert (out / "modules.json").is_file()
+    # the saved model is not replaced without --overwrite; --out may not be a file, nor the base model
+    again = ["--device", "cpu", "finetune", "sts", "--data-dir", str(tiny_sts), "--max-steps", "2", "--batch-size", "4"]
+    before = (out / "modules.json").stat().st_mtime_ns
+    res = CliRunner().invoke(app, [*again, "--out", str(out)])
+    assert res.exit_code == 2 and "--overwrite" in res.output
+    assert (out / "modules.json").stat().st_mtime_ns == before
+    res = CliRunner().invoke(app, [*again, "--out", str(out / "modules.json")])
+    assert res.exit_code == 2 and "is a file" in res.output
+    res = CliRunner().invoke(app, [*again, "--out", str(out), "--overwrite", "--model", str(out)])
+    assert res.exit_code == 2 and "the model being trained from" in res.output
+    res = CliRunner().invoke(app, [*again, "--out", str(tmp_path / "x"), "--lr", "0"])
+    assert res.exit_code == 2 and "--lr must be above 0" in res.output
+    res = CliRunner().invoke(app, ["finetune", "retrieval", "--dataset", "scifact", "--out", str(tmp_path / "r"),
+                                   "--negatives", "5", "--range-max", "3"])  # was a ValueError after mining began
+    assert res.exit_code == 2 and "--range-max" in res.output and not (tmp_path / "r").exists()
 
 
 TOPICS = [

@@ -67,6 +67,18 @@ def _ensure_collection(service: TextLatent, name: str, *, create: bool, index: s
         raise
 
 
+def _check_out(out: Path, *, overwrite: bool, model: str | None = None) -> None:
+    """A training run's --out, checked before any work: not a file, not the model it starts from, and
+    not a folder that already holds something unless --overwrite says to replace it."""
+    if out.exists() and not out.is_dir():
+        raise _fail(f"--out {str(out)!r} is a file; give a folder")
+    if model and Path(model).expanduser().exists() and out.resolve() == Path(model).expanduser().resolve():
+        raise _fail(f"--out {str(out)!r} is the model being trained from; save to another folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise _fail(f"--out {str(out)!r} already holds files (a model saved earlier?); pass --overwrite to "
+                    "replace its contents, or choose an empty or new folder")
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     return typer.Exit(code)
@@ -360,6 +372,14 @@ def _print_finetune(result: Any, as_json: bool) -> None:
                f"load it with --model {payload['out']} or TEXTLATENT_MODEL={payload['out']}")
 
 
+OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace what --out already holds")]
+
+
+def _check_lr(lr: float) -> None:
+    if not lr > 0:
+        raise _fail(f"--lr must be above 0, got {lr}")
+
+
 @finetune_app.command("sts")
 def finetune_sts_cmd(
     out: Annotated[Path, typer.Option("--out", help="Folder to save the fine-tuned model to")],
@@ -370,13 +390,17 @@ def finetune_sts_cmd(
     batch_size: Annotated[int, typer.Option(min=1)] = 16,
     lr: Annotated[float, typer.Option(min=0.0, help="Learning rate")] = 2e-5,
     seed: Annotated[int, typer.Option()] = 42,
-    max_steps: Annotated[int | None, typer.Option(min=1, help="Stop after this many steps")] = None,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="Train for this many steps instead of --epochs "
+                                                            "(dev is then scored once, at the end)")] = None,
+    overwrite: OverwriteOption = False,
     as_json: EvalJsonOption = False,
 ) -> None:
     """STS-B train with CoSENT (or AnglE) loss; keeps the epoch with the best STS-B dev Spearman."""
     from textlatent.finetune import finetune_sts
 
     settings = _State.settings()
+    _check_lr(lr)
+    _check_out(out, overwrite=overwrite, model=model or settings.model)
     result = _run(lambda: finetune_sts(out, data_dir=data_dir, model=model or settings.model, loss=loss,
                                        epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                                        device=settings.device, max_steps=max_steps))
@@ -400,13 +424,21 @@ def finetune_retrieval_cmd(
         float, typer.Option(min=0.0, max=0.9, help="Share of train queries held out to pick the best epoch")
     ] = 0.0,
     seed: Annotated[int, typer.Option()] = 42,
-    max_steps: Annotated[int | None, typer.Option(min=1, help="Stop after this many steps")] = None,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="Train for this many steps instead of --epochs "
+                                                            "(held-out queries are then scored once, at the end)")]
+    = None,
+    overwrite: OverwriteOption = False,
     as_json: EvalJsonOption = False,
 ) -> None:
     """MultipleNegativesRanking loss on the train qrels, hard negatives mined by the starting model."""
     from textlatent.finetune import finetune_retrieval
 
     settings = _State.settings()
+    _check_lr(lr)
+    if negatives > range_max:
+        raise _fail(f"--negatives {negatives} cannot be mined from the top --range-max {range_max} documents; "
+                    "raise --range-max or lower --negatives")
+    _check_out(out, overwrite=overwrite, model=model or settings.model)
     result = _run(lambda: finetune_retrieval(out, dataset=dataset, data_dir=data_dir, model=model or settings.model,
                                              epochs=epochs, batch_size=batch_size, lr=lr, negatives=negatives,
                                              range_max=range_max, seed=seed, device=settings.device,

@@ -137,18 +137,19 @@ def eval_compression(
     import numpy as np
 
     from textlatent.cache import cached_embeddings
-    from textlatent.compression import RetrievalData, StsPairs, evaluate_compression, plot
+    from textlatent.compression import RetrievalData, StsPairs, codecs, evaluate_compression, plot
     from textlatent.eval.loaders import load_beir, load_stsb
     from textlatent.eval.tasks import encode_all
 
     cli = _cli()
     dim_list, pq_list = _ints(dims, "--dims"), _ints(pq, "--pq")
+    encoder = cli._eval_encoder(None, None)
+    cli._run(lambda: codecs(dim_list, pq_list, full_dim=encoder.dim))  # bad --dims/--pq: said before any embedding
     beir = cli._run(lambda: load_beir(data_dir, "scifact", "test"))
     sts_test = cli._run(lambda: load_stsb(data_dir, "test"))
     sts_train = cli._run(lambda: load_stsb(data_dir, "train"))
     if out_plot is not None and not out_plot.parent.is_dir():
         raise cli._fail(f"--out-plot folder {str(out_plot.parent)!r} does not exist")
-    encoder = cli._eval_encoder(None, None)
     start = time.perf_counter()
 
     def embed(ids: list[str], texts: list[str]) -> np.ndarray:

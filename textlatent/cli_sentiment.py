@@ -40,7 +40,7 @@ def sentiment_train(
     max_minutes: Annotated[
         float | None, typer.Option(min=0.1, help="finetune: stop at this wall-clock budget [CPU default 40]")
     ] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Training batch size")] = 32,
+    batch_size: Annotated[int, typer.Option(min=1, help="finetune: training batch size")] = 32,
     lr: Annotated[float, typer.Option(min=0.0, help="finetune: learning rate")] = 8e-5,
     eval_steps: Annotated[int, typer.Option(min=1, help="finetune: evaluate on dev every N steps")] = 500,
     seed: Annotated[int, typer.Option()] = 42,
@@ -51,20 +51,35 @@ def sentiment_train(
         "--group-by-length/--no-group-by-length",
         help="finetune: batch phrases of similar length together (~2.9x less padding on SST-2 train, so more "
              "steps in a CPU budget)")] = True,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what --out already holds")] = False,
     as_json: EvalJsonOption = False,
 ) -> None:
     """Train on SST-2 train, select on SST-2 dev (the test split is never read)."""
-    from textlatent.models import resolve_device
+    from textlatent.cli import _check_out
+    from textlatent.models import resolve_device, resolve_model_path
     from textlatent.sentiment.train import train_finetuned, train_linear
 
     settings = _State.settings()
     encoder = base or settings.model
+    if head == "linear":  # options the linear head has no use for are refused, not silently ignored
+        given = [name for name, value, default in (
+            ("--epochs", epochs, 3.0), ("--max-minutes", max_minutes, None), ("--batch-size", batch_size, 32),
+            ("--lr", lr, 8e-5), ("--eval-steps", eval_steps, 500), ("--no-group-by-length", group_by_length, True),
+        ) if value != default]
+        if given:
+            raise _fail(f"{', '.join(given)} apply to --head finetune only; the linear head is a logistic "
+                        "regression whose C is chosen on dev")
+    if not lr > 0:
+        raise _fail(f"--lr must be above 0, got {lr}")
+    _run(lambda: resolve_model_path(encoder))  # a missing --base is said before --out is touched
+    _check_out(out, overwrite=overwrite, model=encoder)
+    device = _run(lambda: resolve_device(settings.device))
     if head == "linear":
         result = _run(lambda: train_linear(out, data_dir, model=encoder, device=settings.device, seed=seed,
                                            normalize=normalize))
     elif head == "finetune":
         budget = max_minutes
-        if budget is None and resolve_device(settings.device) == "cpu":
+        if budget is None and device == "cpu":
             budget = 40.0
         result = _run(lambda: train_finetuned(out, data_dir, base=encoder, epochs=epochs, max_minutes=budget,
                                               batch_size=batch_size, learning_rate=lr, eval_steps=eval_steps,

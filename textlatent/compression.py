@@ -214,6 +214,10 @@ def codecs(dims: Sequence[int] = DEFAULT_DIMS, pq: Sequence[int] = DEFAULT_PQ, *
     for d in dims:
         if not 1 <= d < full_dim:
             raise InvalidInputError(f"dims must be between 1 and {full_dim - 1}, got {d}", param="dims")
+    for m in pq:
+        if not 1 <= m <= full_dim or full_dim % m:
+            raise InvalidInputError(f"PQ sub-quantizers must be a positive divisor of the dimension {full_dim}; "
+                                    f"{m} is not", param="pq")
     out: list[Codec] = [Float32()]
     out += [PCA(d) for d in dims]
     out += [Truncate(d) for d in dims]

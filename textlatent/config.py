@@ -26,7 +26,8 @@ class Settings(BaseSettings):
         None,
         description="Sentiment model folder for /sentiment and `score`; empty means the bundled SST-2 linear head.",
     )
-    device: str = Field("auto", description="'auto' (cuda when available, else cpu), 'cpu', 'cuda', 'cuda:1'...")
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$",
+                        description="'auto' (cuda when available, else cpu), 'cpu', 'mps', 'cuda', 'cuda:1'...")
     threads: int | None = Field(None, ge=1, description="CPU threads for torch; unset leaves torch's default.")
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="Encoder arithmetic: 'auto' is bf16 autocast on cuda and fp32 on the CPU."

@@ -52,6 +52,29 @@ def test_cli_errors_are_messages_with_exit_code_2(sst2_dir: Path, tmp_path: Path
     assert not (tmp_path / "o.csv").exists()
 
 
+def test_train_refuses_before_touching_out(sst2_dir: Path, tmp_path: Path) -> None:
+    """A folder holding an earlier head is not replaced without --overwrite; options the linear head
+    ignores are refused; a bad --base or device is a message, and none of these leaves a folder."""
+    runner = CliRunner()
+    out = tmp_path / "head"
+    out.mkdir()
+    (out / "sentiment.json").write_text("{}")
+    args = ["sentiment", "train", "--head", "linear", "--data-dir", str(sst2_dir)]
+    res = runner.invoke(app, [*args, "--out", str(out)])
+    assert res.exit_code == 2 and "--overwrite" in res.output
+    assert (out / "sentiment.json").read_text() == "{}"
+    res = runner.invoke(app, [*args, "--out", str(tmp_path / "a"), "--batch-size", "8", "--lr", "1e-3"])
+    assert res.exit_code == 2 and "--batch-size, --lr apply to --head finetune only" in res.output
+    res = runner.invoke(app, [*args, "--out", str(tmp_path / "b"), "--base", str(tmp_path / "no-model")])
+    assert res.exit_code == 2 and "does not exist" in res.output
+    res = runner.invoke(app, ["--device", "gpu", *args, "--out", str(tmp_path / "c")])
+    assert res.exit_code == 2 and "invalid setting" in res.output
+    res = runner.invoke(app, ["sentiment", "train", "--head", "finetune", "--lr", "0", "--out", str(tmp_path / "d"),
+                              "--data-dir", str(sst2_dir)])
+    assert res.exit_code == 2 and "--lr must be above 0" in res.output
+    assert not any((tmp_path / n).exists() for n in "abcd")
+
+
 def test_score_csv_in_process(tmp_path: Path) -> None:
     src = tmp_path / "reviews.csv"
     src.write_text("id,review\n1,an absolute joy from start to finish\n2,\n3,a numbing bore\n", encoding="utf-8")
