@@ -45,14 +45,16 @@ def train_optimus_cmd(
         help="Held-out figure that picks the saved head: -ELBO, or reconstruction NLL (for a model that "
              "reconstructs and edits sentences, where free bits let the KL grow at no training cost)")] = "elbo",
     seed: int = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what --out already holds")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the history as JSON")] = False,
 ) -> None:
     """Train a VAE with the frozen SmolLM2-135M-Instruct as decoder (z as prefix embeddings)."""
-    from textlatent.cli import _fail, _State
+    from textlatent.cli import _check_out, _fail, _State
     from textlatent.vae.data import read_sentences
     from textlatent.vae.optimus_train import OptimusTrainConfig, train_optimus
 
     settings = _State.settings()
+    _check_out(out, overwrite=overwrite)
     if init_posterior is not None and not (init_posterior / "model.pt").is_file():
         raise _fail(f"--init-posterior {init_posterior} is not a trained GRU VAE folder (no model.pt)")
     config = OptimusTrainConfig(

@@ -95,14 +95,17 @@ def train_cmd(
     train_encoder: Annotated[bool, typer.Option("--train-encoder", help="Fine-tune MiniLM too (slow)")] = False,
     max_train_sentences: Annotated[int | None, typer.Option(min=1, help="Use only the first N")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoint.pt")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what --out already holds")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the history as JSON")] = False,
 ) -> None:
     """Train on TRAIN, keep the epoch with the best ELBO on VALID; a checkpoint each epoch."""
-    from textlatent.cli import _State
+    from textlatent.cli import _check_out, _State
     from textlatent.vae.data import read_sentences
     from textlatent.vae.train import TrainConfig, train_vae
 
     settings = _State.settings()
+    if not resume:  # a model in --out is continued with --resume or replaced with --overwrite, never by accident
+        _check_out(out, overwrite=overwrite)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, free_bits=free_bits, kl_cycles=kl_cycles,
                          seed=seed, device=settings.device, threads=settings.threads, train_encoder=train_encoder,
                          encoder_model=settings.model, max_train_sentences=max_train_sentences, select=select,

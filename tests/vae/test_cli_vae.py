@@ -110,6 +110,12 @@ def test_errors_are_messages_with_a_nonzero_exit(run, corpus_files, tmp_path):
     assert not (tmp_path / "m3").exists()  # refused before anything is written
     r = run("eval", "--model", str(tmp_path), "--data", str(valid))
     assert r.exit_code == 2
+    kept = tmp_path / "kept"  # a folder holding a model is neither retrained over nor half-written
+    kept.mkdir()
+    (kept / "model.pt").write_bytes(b"an earlier model")
+    r = run("train", "--train", str(train), "--valid", str(valid), "--out", str(kept))
+    assert r.exit_code == 2 and "--overwrite" in r.output
+    assert (kept / "model.pt").read_bytes() == b"an earlier model"
     damaged = tmp_path / "damaged"
     damaged.mkdir()
     (damaged / "config.json").write_text("{")
