@@ -84,12 +84,15 @@ def register(app: typer.Typer, state: Any, run: Any, fail: Any) -> None:
             float | None,
             typer.Option(min=0.1, help="End training after this many minutes, keeping the model trained so far"),
         ] = 20.0,
+        overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what --out already holds")] = False,
         as_json: JsonOption = False,
     ) -> None:
         """Train a cross-encoder from the bundled MiniLM weights on train qrels (never test)."""
+        from textlatent.cli import _check_out
         from textlatent.retrieval.rerank import train_reranker
 
         settings = state.settings()
+        _check_out(out, overwrite=overwrite, model=model or settings.model)
         if settings.threads:
             import torch
 

@@ -97,3 +97,16 @@ def test_eval_beir_cli_modes(tmp_path: Path) -> None:
     missing = runner.invoke(app, ["eval", "beir", "--dataset", "toy", "--data-dir", str(root), "--mode", "hybrid",
                                   "--rerank", str(tmp_path / "none")])
     assert missing.exit_code == 2 and "config.json" in missing.output
+
+
+def test_rerank_train_cli_does_not_write_over_a_saved_reranker(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from textlatent.cli import app
+
+    out = tmp_path / "reranker"
+    out.mkdir()
+    (out / "textlatent_reranker.json").write_text("{}")
+    res = CliRunner().invoke(app, ["rerank", "train", "--dataset", "scifact", "--out", str(out)])
+    assert res.exit_code == 2 and "--overwrite" in res.output
+    assert (out / "textlatent_reranker.json").read_text() == "{}"
