@@ -85,9 +85,11 @@ def _describe_validation(exc: RequestValidationError) -> tuple[int, str, str | N
     return 422, "; ".join(parts), param
 
 
-# pydantic's location of an error in a union says which member it tried ('str', 'list[float]'):
-# not a field the client sent, so it is left out of the name
-_UNION_TAG = re.compile(r"(str|int|float|bool|bytes|none|list\[.*\]|dict\[.*\]|function-.*)")
+# pydantic's location of an error in a union says which member it tried ('str', 'list[float]', a
+# model class such as 'GenerateOptions'): not a field the client sent, so it is left out of the name.
+# (Our request fields are snake_case; a metadata key spelt like a tag is the one name this can cut.)
+_UNION_TAG = re.compile(r"(str|int|float|bool|bytes|none|list\[.*\]|dict\[.*\]|literal\[.*\]|function-.*|"
+                        r"[A-Z][A-Za-z0-9]*)")
 
 
 def _field_name(loc: Sequence[Any]) -> str:

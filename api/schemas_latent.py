@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from textlatent.vae.ops import MAX_SEED
+
 Strategy = Literal["greedy", "sample", "beam"]
 
 
@@ -14,7 +16,7 @@ class DecodingOptions(BaseModel):
     strategy: Strategy = Field("greedy", description="greedy (argmax), sample (at `temperature`) or beam.")
     temperature: float = Field(1.0, gt=0, le=10, description="Softmax temperature when strategy is 'sample'.")
     beam_size: int = Field(5, ge=1, le=20, description="Beams when strategy is 'beam'.")
-    seed: int | None = Field(None, ge=0, le=2**31 - 1,
+    seed: int | None = Field(None, ge=0, le=MAX_SEED,
                              description="Seed for 'sample' (and for the prior draw of /latent/sample).")
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
+from textlatent.cli_options import OverwriteOption
 from textlatent.config import Settings
 from textlatent.errors import TextLatentError
 
@@ -370,9 +371,6 @@ def _print_finetune(result: Any, as_json: bool) -> None:
         return
     typer.echo(f"saved {payload['out']} ({payload['steps']} steps, {payload['seconds']:.0f} s on {payload['device']}); "
                f"load it with --model {payload['out']} or TEXTLATENT_MODEL={payload['out']}")
-
-
-OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace what --out already holds")]
 
 
 def _check_lr(lr: float) -> None:

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 import typer
 
+from textlatent.cli_options import OverwriteOption
 from textlatent.cli_vae import vae_app
 
 
@@ -45,7 +46,7 @@ def train_optimus_cmd(
         help="Held-out figure that picks the saved head: -ELBO, or reconstruction NLL (for a model that "
              "reconstructs and edits sentences, where free bits let the KL grow at no training cost)")] = "elbo",
     seed: int = 0,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what --out already holds")] = False,
+    overwrite: OverwriteOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the history as JSON")] = False,
 ) -> None:
     """Train a VAE with the frozen SmolLM2-135M-Instruct as decoder (z as prefix embeddings)."""

@@ -14,6 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
+from textlatent.cli_options import OverwriteOption
+
 DataDirOption = Annotated[
     Path, typer.Option("--data-dir", envvar="TEXTLATENT_DATA_DIR", help="Benchmark folder laid out like ../shared/data")
 ]
@@ -84,7 +86,7 @@ def register(app: typer.Typer, state: Any, run: Any, fail: Any) -> None:
             float | None,
             typer.Option(min=0.1, help="End training after this many minutes, keeping the model trained so far"),
         ] = 20.0,
-        overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what --out already holds")] = False,
+        overwrite: OverwriteOption = False,
         as_json: JsonOption = False,
     ) -> None:
         """Train a cross-encoder from the bundled MiniLM weights on train qrels (never test)."""

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 import typer
 
 from textlatent.cli import DataDirOption, EvalJsonOption, _fail, _print_result, _run, _State, app, eval_app
+from textlatent.cli_options import OverwriteOption
 
 sentiment_app = typer.Typer(help="Train sentiment heads over the latent space.", no_args_is_help=True)
 app.add_typer(sentiment_app, name="sentiment")
@@ -26,8 +27,12 @@ def _sentiment_model(model: Path | None) -> str | None:
     return _State.settings().sentiment_model
 
 
+FINETUNE_ONLY = ("epochs", "max_minutes", "batch_size", "lr", "eval_steps", "group_by_length")
+
+
 @sentiment_app.command("train")
 def sentiment_train(
+    ctx: typer.Context,
     out: Annotated[Path, typer.Option("--out", help="Folder to save the head to")],
     head: Annotated[Literal["linear", "finetune"],
                     typer.Option("--head", help="linear (frozen encoder) or finetune (whole encoder)")] = "linear",
@@ -51,26 +56,23 @@ def sentiment_train(
         "--group-by-length/--no-group-by-length",
         help="finetune: batch phrases of similar length together (~2.9x less padding on SST-2 train, so more "
              "steps in a CPU budget)")] = True,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what --out already holds")] = False,
+    overwrite: OverwriteOption = False,
     as_json: EvalJsonOption = False,
 ) -> None:
     """Train on SST-2 train, select on SST-2 dev (the test split is never read)."""
-    from textlatent.cli import _check_out
+    from textlatent.cli import _check_lr, _check_out
     from textlatent.models import resolve_device, resolve_model_path
     from textlatent.sentiment.train import train_finetuned, train_linear
 
     settings = _State.settings()
     encoder = base or settings.model
     if head == "linear":  # options the linear head has no use for are refused, not silently ignored
-        given = [name for name, value, default in (
-            ("--epochs", epochs, 3.0), ("--max-minutes", max_minutes, None), ("--batch-size", batch_size, 32),
-            ("--lr", lr, 8e-5), ("--eval-steps", eval_steps, 500), ("--no-group-by-length", group_by_length, True),
-        ) if value != default]
+        given = [f"--{name.replace('_', '-')}" for name in FINETUNE_ONLY  # by name: typer may bundle its own click
+                 if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")]
         if given:
             raise _fail(f"{', '.join(given)} apply to --head finetune only; the linear head is a logistic "
                         "regression whose C is chosen on dev")
-    if not lr > 0:
-        raise _fail(f"--lr must be above 0, got {lr}")
+    _check_lr(lr)
     _run(lambda: resolve_model_path(encoder))  # a missing --base is said before --out is touched
     _check_out(out, overwrite=overwrite, model=encoder)
     device = _run(lambda: resolve_device(settings.device))

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 import typer
 
+from textlatent.cli_options import OverwriteOption
+
 if TYPE_CHECKING:
     from textlatent.vae.ops import Strategy
 
@@ -95,7 +97,7 @@ def train_cmd(
     train_encoder: Annotated[bool, typer.Option("--train-encoder", help="Fine-tune MiniLM too (slow)")] = False,
     max_train_sentences: Annotated[int | None, typer.Option(min=1, help="Use only the first N")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoint.pt")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what --out already holds")] = False,
+    overwrite: OverwriteOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the history as JSON")] = False,
 ) -> None:
     """Train on TRAIN, keep the epoch with the best ELBO on VALID; a checkpoint each epoch."""

@@ -162,18 +162,16 @@ def _new_index(factory: str, dim: int) -> Any:
 # at training time, refinement (RFlat) and plain PQ indexes refuse the search parameters that carry
 # a filter, and LSH has no inner-product metric.
 _CODE = r"(?:Flat|SQ(?:4|6|8|fp16))"
+_PQ = r"PQ\d+(?:x\d+)?"
 _SUPPORTED_FACTORY_RE = re.compile(
-    rf"Flat|SQ(?:4|6|8|fp16)"
-    rf"|HNSW\d+(?:,(?:{_CODE}|PQ\d+(?:x\d+)?))?"
-    rf"|IVF\d+(?:_HNSW\d+)?,(?:{_CODE}|PQ\d+(?:x\d+)?(?:fs)?)"
-)
+    rf"{_CODE}|HNSW\d+(?:,(?:{_CODE}|{_PQ}))?|IVF\d+(?:_HNSW\d+)?,(?:{_CODE}|{_PQ}(?:fs)?)")
 _SUPPORTED_FACTORY_HELP = ("Flat, SQ8 (or SQ4, SQ6, SQfp16), HNSW32 (or HNSW32,SQ8 / HNSW32,PQ16), IVF256,Flat, "
                            "IVF256,SQ8, IVF256,PQ16 (or PQ16x4fs) and IVF256_HNSW32,Flat, with your own numbers")
 
 # Values FAISS parses in a factory string but then aborts or crashes the process on (HNSW0/1,
 # 0-bit codes such as PQ4x0, IVF0 with a trained quantizer) or fails on every search (IVF0).
-_FACTORY_PARAM_RE = re.compile(r"(HNSW|IVF|NSG|x)(\d+)")
-_FACTORY_PARAM_MINIMUM = {"HNSW": 2, "IVF": 1, "NSG": 1, "x": 1}
+_FACTORY_PARAM_RE = re.compile(r"(HNSW|IVF|x)(\d+)")
+_FACTORY_PARAM_MINIMUM = {"HNSW": 2, "IVF": 1, "x": 1}
 
 
 def _smoke_test(index: Any, dim: int) -> None:
@@ -283,37 +281,35 @@ def _chunks(items: Sequence[Any], size: int = _SQL_CHUNK) -> Iterator[Sequence[A
         yield items[start : start + size]
 
 
-def validate_documents(documents: Iterable[Any]) -> list[Document]:
-    """Check ids, texts and metadata; duplicate ids in one batch keep the last one."""
+def validate_documents(documents: Iterable[Any], *, label: str | None = None) -> list[Document]:
+    """Check ids, texts and metadata; duplicate ids in one batch keep the last one.
+
+    Messages and params name the i-th document ``documents[i]``, or ``label`` when given (a caller
+    that checks one document at a time, e.g. ingest: "document 'a.txt'")."""
     docs: dict[str, Document] = {}
     for i, doc in enumerate(documents):
+        at = label or f"documents[{i}]"
         if isinstance(doc, Mapping):
             doc = Document(id=doc.get("id"), text=doc.get("text"), metadata=doc.get("metadata") or {})  # type: ignore[arg-type]
         if not isinstance(doc, Document):
-            raise InvalidInputError(f"documents[{i}] must be an object with id and text", param=f"documents[{i}]")
+            raise InvalidInputError(f"{at} must be an object with id and text", param=at)
         if not isinstance(doc.id, str) or not doc.id or len(doc.id) > MAX_ID_LENGTH:
             raise InvalidInputError(
-                f"documents[{i}].id must be a non-empty string of at most {MAX_ID_LENGTH} characters",
-                param=f"documents[{i}].id",
+                f"{at}.id must be a non-empty string of at most {MAX_ID_LENGTH} characters", param=f"{at}.id",
             )
         if not isinstance(doc.text, str) or not doc.text.strip():
-            raise InvalidInputError(f"documents[{i}].text must be a non-blank string", param=f"documents[{i}].text")
+            raise InvalidInputError(f"{at}.text must be a non-blank string", param=f"{at}.text")
         if not isinstance(doc.metadata, dict):
-            raise InvalidInputError(f"documents[{i}].metadata must be an object", param=f"documents[{i}].metadata")
+            raise InvalidInputError(f"{at}.metadata must be an object", param=f"{at}.metadata")
         try:
             json.dumps(doc.metadata, allow_nan=False, ensure_ascii=False).encode("utf-8")
         except (TypeError, ValueError) as exc:  # UnicodeEncodeError (lone surrogates) is a ValueError
-            raise InvalidInputError(
-                f"documents[{i}].metadata is not JSON-serialisable as UTF-8: {exc}", param=f"documents[{i}].metadata"
-            ) from exc
+            raise InvalidInputError(f"{at}.metadata is not JSON-serialisable as UTF-8: {exc}",
+                                    param=f"{at}.metadata") from exc
         for field_name, value in (("id", doc.id), ("text", doc.text)):
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                raise InvalidInputError(
-                    f"documents[{i}].{field_name} is not valid Unicode (lone surrogate at {exc.start})",
-                    param=f"documents[{i}].{field_name}",
-                ) from exc
+            if not _utf8(value):
+                raise InvalidInputError(f"{at}.{field_name} is not valid Unicode (a lone surrogate)",
+                                        param=f"{at}.{field_name}")
         docs.pop(doc.id, None)
         docs[doc.id] = doc
     if not docs:

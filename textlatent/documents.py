@@ -22,6 +22,17 @@ from textlatent.text import join_title
 FORMATS = ("auto", "jsonl", "csv")
 
 
+def raise_csv_field_limit() -> None:
+    """The csv module refuses fields over 128 KiB by default; a long document is not a malformed file."""
+    limit = sys.maxsize
+    while True:
+        try:
+            csv.field_size_limit(limit)
+            return
+        except OverflowError:  # a C long narrower than Python's maxsize
+            limit //= 2
+
+
 def detect_format(path: Path, fmt: str = "auto") -> str:
     if fmt not in FORMATS:
         raise InvalidInputError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}", param="format")
@@ -49,7 +60,7 @@ def _rows(path: Path, fmt: str) -> Iterator[tuple[int, dict[str, Any]]]:
                     raise InvalidInputError(f"{path.name}:{lineno}: each line must be a JSON object")
                 yield lineno, row
     else:
-        csv.field_size_limit(sys.maxsize)
+        raise_csv_field_limit()
         with open(path, encoding="utf-8-sig", newline="") as fh:  # -sig: a BOM is not part of a header
             delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
             reader = csv.DictReader(fh, delimiter=delimiter)

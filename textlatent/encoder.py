@@ -22,6 +22,12 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 
+def _token_ids(items: Sequence[Any]) -> bool:
+    """OpenAI's other input form: a list of token ids, or a list of such lists."""
+    flat = [t for item in items for t in (item if isinstance(item, list) else [item])]
+    return bool(flat) and all(isinstance(t, int) and not isinstance(t, bool) for t in flat)
+
+
 def validate_texts(texts: Any, *, param: str = "input") -> list[str]:
     """Return ``texts`` as a list of non-blank strings, or raise naming the first bad item."""
     single = isinstance(texts, str)
@@ -31,13 +37,12 @@ def validate_texts(texts: Any, *, param: str = "input") -> list[str]:
         raise InvalidInputError(f"{param} must be a string or a list of strings", param=param)
     if len(texts) == 0:
         raise InvalidInputError(f"{param} is empty: give at least one text", param=param)
-    flat = [t for item in texts for t in (item if isinstance(item, list) else [item])]
-    if flat and all(isinstance(t, int) and not isinstance(t, bool) for t in flat):
-        raise InvalidInputError(f"{param} holds token ids; send the text itself (token arrays are not supported)",
-                                param=param)
     for i, text in enumerate(texts):
         where = param if single else f"{param}[{i}]"
         if not isinstance(text, str):
+            if _token_ids(texts):
+                raise InvalidInputError(f"{param} holds token ids; send the text itself (token arrays are not "
+                                        "supported)", param=param)
             raise InvalidInputError(f"{where} is {type(text).__name__}, not a string", param=where)
         if not text.strip():
             raise InvalidInputError(f"{where} is empty or blank", param=where)

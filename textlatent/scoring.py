@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from textlatent.documents import raise_csv_field_limit
 from textlatent.errors import ConflictError, InvalidInputError, NotFoundError
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
@@ -69,19 +70,8 @@ class Chunk:
     batch: Any = None  # the pyarrow RecordBatch for Parquet input
 
 
-def _raise_csv_field_limit() -> None:
-    """The csv module refuses fields over 128 KiB by default; a long review is not a malformed file."""
-    limit = sys.maxsize
-    while True:
-        try:
-            csv.field_size_limit(limit)
-            return
-        except OverflowError:  # a C long narrower than Python's maxsize
-            limit //= 2
-
-
 def csv_header(path: Path) -> list[str]:
-    _raise_csv_field_limit()
+    raise_csv_field_limit()
     with path.open("r", encoding="utf-8-sig", newline="") as fh:
         try:
             header = next(csv.reader(fh), [])
@@ -104,7 +94,7 @@ def _check_column(text_column: str, columns: Sequence[str], path: Path) -> None:
 
 
 def _csv_chunks(path: Path, chunk_size: int, skip: int) -> Iterator[Chunk]:
-    _raise_csv_field_limit()
+    raise_csv_field_limit()
     with path.open("r", encoding="utf-8-sig", newline="") as fh:
         reader = csv.DictReader(fh)
         if reader.fieldnames is None:
@@ -399,12 +389,6 @@ class ScoreReport:
 Predictor = Callable[[list[str]], Any]  # an array of p(positive), or an object whose .result() is one
 
 
-def check_input_file(path: str | Path) -> None:
-    """The input must be a file; checked before any model or worker starts."""
-    if not Path(path).expanduser().is_file():
-        raise NotFoundError(f"input file {Path(path).expanduser()} does not exist", param="input")
-
-
 @dataclass
 class _Request:
     src: Path
@@ -421,7 +405,8 @@ def check_score_request(input_path: str | Path, output_path: str | Path, *, text
     or progress record is touched (``textlatent score`` calls it before it starts its workers)."""
     src = Path(input_path).expanduser()
     out = Path(output_path).expanduser()
-    check_input_file(src)
+    if not src.is_file():
+        raise NotFoundError(f"input file {src} does not exist", param="input")
     fmt = file_format(src, input_format)
     out_fmt = file_format(out)
     if out_fmt != fmt:

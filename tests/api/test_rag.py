@@ -58,6 +58,10 @@ def test_bad_requests_are_4xx_json(kb: Any) -> None:
                  param="max_context_tokens")
     assert_error(kb.post("/rag/query", json={"query": "q", "collection": "kb", "k": 0}), 422, param="k")
     assert_error(kb.post("/rag/query", json={"query": "q", "collection": "kb", "rerank": True}), 422, param="rerank")
+    # a union's member (GenerateOptions) is not part of the field's name
+    err = assert_error(kb.post("/rag/query", json={"query": "q", "collection": "kb", "generate": {"backend": "x"}}),
+                       422, param="generate")
+    assert "generate.backend:" in err["message"] and "GenerateOptions" not in err["message"]
     assert_error(kb.post("/rag/query", json={"query": "", "collection": "kb"}), 422)
     assert_error(kb.post("/rag/query", json={"query": "q", "collection": "kb", "extra": 1}), 422)
     assert_error(kb.post("/rag/query", json={"query": "q", "collection": "kb",

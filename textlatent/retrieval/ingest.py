@@ -82,11 +82,8 @@ def _check_source(path: str | Path, **options: Any) -> int:
             raise InvalidInputError(f"document {doc.id!r}: metadata key(s) {reserved} are set by ingest on every "
                                     "chunk; rename them in the source", param="metadata")
         blank = not isinstance(doc.text, str) or not doc.text.strip()  # ingest counts these, as 'empty'
-        try:
-            validate_documents([Document(id=doc.id, text="." if blank else doc.text, metadata=doc.metadata)])
-        except InvalidInputError as exc:
-            raise InvalidInputError(f"document {doc.id!r}: {exc.message.removeprefix('documents[0].')}",
-                                    param=exc.param.replace("documents[0].", "") if exc.param else None) from None
+        validate_documents([Document(id=doc.id, text="." if blank else doc.text, metadata=doc.metadata)],
+                           label=f"document {doc.id!r}")
         n += 1
     return n
 

@@ -90,15 +90,16 @@ class VAEPipeline(PosteriorPipeline):
                 f"{str(self.path)!r} is not a trained VAE folder (needs config.json and model.pt); "
                 "train one with `textlatent vae train`", param="model")
         self.device = resolve_device(device)
-        try:  # a damaged folder is named, not a traceback
+        try:  # a damaged folder is named, not a traceback; only reading is inside (not the move to a device)
             meta = json.loads(config_file.read_text())
             self.vocab = Vocab.load(self.path / "vocab.txt")
             self.config = VAEConfig.from_dict(meta["model"])
-            self.model = TextVAE(self.config).to(self.device)
-            self.model.load_state_dict(torch.load(weights, map_location=self.device, weights_only=True))
+            model = TextVAE(self.config)
+            model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
         except (OSError, ValueError, KeyError, TypeError, RuntimeError, pickle.UnpicklingError) as exc:
             raise InvalidInputError(f"{str(self.path)!r} is not a readable VAE folder ({type(exc).__name__}: "
                                     f"{str(exc)[:200]})", param="model") from exc
+        self.model = model.to(self.device)
         self.model.eval()
         self.name = self.path.resolve().name
         self.latent_dim = self.config.latent_dim
@@ -116,8 +117,7 @@ class VAEPipeline(PosteriorPipeline):
         import torch
 
         z_arr = check_z(z, self.latent_dim)
-        check_decoding(strategy, temperature, beam_size)
-        check_seed(seed)
+        check_decoding(strategy, temperature, beam_size, seed)
         with self._lock, torch.no_grad():
             if seed is not None:
                 torch.manual_seed(seed)
@@ -160,7 +160,8 @@ def check_seed(seed: int | None) -> None:
         raise InvalidInputError(f"seed must be an integer between 0 and {MAX_SEED}, got {seed!r}", param="seed")
 
 
-def check_decoding(strategy: str, temperature: float, beam_size: int) -> None:
+def check_decoding(strategy: str, temperature: float, beam_size: int, seed: int | None = None) -> None:
+    check_seed(seed)
     if strategy not in STRATEGIES:
         raise InvalidInputError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}",
                                 param="strategy")

@@ -36,7 +36,7 @@ from torch.nn import functional as F
 
 from textlatent.errors import InvalidInputError, NotFoundError
 from textlatent.vae.model import PosteriorHead
-from textlatent.vae.ops import PosteriorPipeline, Strategy, check_decoding, check_seed, check_z
+from textlatent.vae.ops import PosteriorPipeline, Strategy, check_decoding, check_z
 
 if TYPE_CHECKING:
     from textlatent.encoder import Encoder
@@ -273,8 +273,7 @@ class OptimusPipeline(PosteriorPipeline):
     def decode(self, z: np.ndarray, *, strategy: Strategy = "greedy", temperature: float = 1.0,
                beam_size: int = 5, seed: int | None = None, batch_size: int = 32) -> list[str]:
         z_arr = check_z(z, self.latent_dim)
-        check_decoding(strategy, temperature, beam_size)
-        check_seed(seed)
+        check_decoding(strategy, temperature, beam_size, seed)
         texts: list[str] = []
         with self._lock, torch.no_grad():
             if seed is not None:
