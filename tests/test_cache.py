@@ -40,3 +40,63 @@ def test_cache_hits_and_misses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert len(list(root.glob("*.npy"))) == 3 and not list(root.glob("*.tmp*"))
     embcache.cached_embeddings(_Enc(model), ["a"], ["x"], lambda t: np.zeros((1, 2), np.float32))  # too small
     assert len(list(root.glob("*.npy"))) == 3
+
+
+def _model(tmp_path: Path) -> Path:
+    model = tmp_path / "model"
+    model.mkdir(exist_ok=True)
+    (model / "model.safetensors").write_bytes(b"weights")
+    return model
+
+
+def test_a_damaged_entry_is_encoded_again_and_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cut, emptied or header-only files (a crash before the data reached the disk) were a traceback
+    on every later run; they are a miss now."""
+    monkeypatch.setattr(embcache, "MIN_TEXTS", 2)
+    model = _model(tmp_path)
+    ids, texts = ["a", "b", "c"], ["x", "y", "z"]
+    vectors = np.arange(6, dtype=np.float32).reshape(3, 2)
+    cache = tmp_path / "cache"
+    embcache.cached_embeddings(_Enc(model), ids, texts, lambda t: vectors, cache_dir=cache)
+    [entry] = cache.glob("*.npy")
+    whole = entry.read_bytes()
+    for damaged in (whole[: len(whole) // 2], b"", whole[:128]):
+        entry.write_bytes(damaged)
+        calls: list[int] = []
+
+        def encode(t: object, calls: list[int] = calls) -> np.ndarray:
+            calls.append(1)
+            return vectors
+
+        got = embcache.cached_embeddings(_Enc(model), ids, texts, encode, cache_dir=cache)
+        assert calls == [1] and np.array_equal(got, vectors)
+        assert np.array_equal(np.load(entry), vectors)  # rewritten whole
+
+
+def test_an_unwritable_cache_still_returns_the_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(embcache, "MIN_TEXTS", 2)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    vectors = np.ones((3, 2), np.float32)
+    got = embcache.cached_embeddings(_Enc(_model(tmp_path)), ["a", "b", "c"], ["x", "y", "z"], lambda t: vectors,
+                                     cache_dir=blocker / "sub")
+    assert np.array_equal(got, vectors)
+
+
+def test_threads_building_one_entry_never_see_a_partial_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The temp file was named by process id only, so threads shared it: zero rows or a failed rename."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(embcache, "MIN_TEXTS", 2)
+    model = _model(tmp_path)
+    texts = [f"t{i}" for i in range(1000)]
+    vectors = np.ones((1000, 16), np.float32)
+    for round_ in range(5):
+        cache = tmp_path / f"c{round_}"
+        def build(_: int, cache: Path = cache) -> np.ndarray:
+            return embcache.cached_embeddings(_Enc(model), texts, texts, lambda t: vectors, cache_dir=cache)
+
+        with ThreadPoolExecutor(6) as pool:
+            results = list(pool.map(build, range(12)))
+        assert all(np.array_equal(r, vectors) for r in results)
+        assert not list(cache.glob("*.tmp"))

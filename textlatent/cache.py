@@ -9,13 +9,18 @@ or text convention can never be served stale vectors. Files live under
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import os
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger("textlatent.cache")
 
 MIN_TEXTS = 1000  # below this, encoding is cheaper than a cache file (and tests leave no files behind)
 
@@ -67,12 +72,37 @@ def cached_embeddings(
     model_key = model_fingerprint(model_path) if model_path else "nopath"
     path = root / f"{model_id}-{model_key}-{texts_fingerprint(ids, texts)}.npy"
     if path.is_file():
-        emb = np.load(path)
-        if emb.shape[0] == len(texts):
+        try:
+            emb = np.load(path)
+        except (OSError, ValueError, EOFError):  # damaged (a crash before the data reached the disk): rebuild
+            log.warning("embedding cache entry %s is unreadable; encoding again", path.name)
+            emb = None
+        if emb is not None and emb.ndim == 2 and emb.shape[0] == len(texts):
             return np.ascontiguousarray(emb, dtype=np.float32)
     emb = np.ascontiguousarray(encode(texts), dtype=np.float32)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
-    np.save(tmp, emb)
-    os.replace(tmp, path)
+    write_atomic(path, lambda fh: np.save(fh, emb))
     return emb
+
+
+def write_atomic(path: Path, write: Callable[[Any], None]) -> bool:
+    """Write ``path`` through ``write(file)`` into a temp file of its own (unique per call, so threads
+    and processes building the same entry never share one), fsync it, then rename it into place.
+
+    A cache is an optimisation: if the folder cannot be written (read-only, full disk), the temp
+    file is removed, a warning is logged and ``False`` returned, and the caller goes on uncached."""
+    tmp: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        return True
+    except OSError as exc:
+        log.warning("could not write the cache entry %s (%s); going on without caching it", path, exc)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        return False

@@ -14,8 +14,10 @@ Only models whose sentence-transformers pipeline is Transformer → mean or CLS 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,8 @@ from typing import Any
 import numpy as np
 
 from textlatent.errors import InvalidInputError
+
+log = logging.getLogger("textlatent.onnx")
 
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -58,7 +62,13 @@ def export_onnx(model_path: str | Path) -> Path:
     target = cache_root() / "onnx" / model_fingerprint(src) / "model.onnx"
     if target.is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        folder = target.parent
+    except OSError as exc:  # an unwritable cache: export for this process only, into a private temp folder
+        log.warning("cannot write the ONNX cache under %s (%s); exporting to a temporary folder", target.parent, exc)
+        folder = Path(tempfile.mkdtemp(prefix="textlatent-onnx-"))
+        target = folder / "model.onnx"
     tokenizer = AutoTokenizer.from_pretrained(str(src), local_files_only=True)
     model = AutoModel.from_pretrained(str(src), local_files_only=True).eval()
     names = [n for n in _INPUTS if n in tokenizer.model_input_names]
@@ -72,15 +82,22 @@ def export_onnx(model_path: str | Path) -> Path:
             return self.inner(**dict(zip(names, args, strict=True))).last_hidden_state
 
     sample = tokenizer(["an example", "a second, longer example"], padding=True, return_tensors="pt")
-    tmp = target.with_name(f"model.{os.getpid()}.tmp.onnx")
+    fd, tmp_name = tempfile.mkstemp(prefix="model.", suffix=".tmp.onnx", dir=folder)  # unique: threads too
+    os.close(fd)
+    tmp = Path(tmp_name)
     axes = {n: {0: "batch", 1: "tokens"} for n in [*names, "last_hidden_state"]}
     import warnings
 
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer chatter about shapes that the dynamic axes cover
-        torch.onnx.export(Hidden(model), tuple(sample[n] for n in names), str(tmp), input_names=names,
-                          output_names=["last_hidden_state"], dynamic_axes=axes, opset_version=17, dynamo=False)
-    tmp.replace(target)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer chatter about shapes that the dynamic axes cover
+            torch.onnx.export(Hidden(model), tuple(sample[n] for n in names), str(tmp), input_names=names,
+                              output_names=["last_hidden_state"], dynamic_axes=axes, opset_version=17, dynamo=False)
+        with tmp.open("rb") as fh:
+            os.fsync(fh.fileno())
+        tmp.replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)  # an export that failed leaves nothing behind
     return target
 
 
@@ -106,7 +123,14 @@ class OnnxEncoder:
         options.inter_op_num_threads = 1
         # Idle threads that spin for work steal the CPU from everything else on a shared machine.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(export_onnx(self.path)), options, providers=["CPUExecutionProvider"])
+        exported = export_onnx(self.path)
+        try:
+            self.session = ort.InferenceSession(str(exported), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # a damaged cached export (onnxruntime's own error types): export it again, once
+            log.warning("cached ONNX export %s does not load (%s); exporting again", exported, exc)
+            exported.unlink(missing_ok=True)
+            self.session = ort.InferenceSession(str(export_onnx(self.path)), options,
+                                                providers=["CPUExecutionProvider"])
         self._inputs = [i.name for i in self.session.get_inputs()]
         self.dim = int(self.session.get_outputs()[0].shape[-1])
 

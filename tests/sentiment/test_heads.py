@@ -155,3 +155,15 @@ def test_budget_schedule_decays_to_zero_at_the_wall_clock_budget_when_it_comes_f
     assert factor(5_500, elapsed=1.0) == pytest.approx(0.5)
     rates = [factor(s, elapsed=e) for s, e in [(10, 1), (20, 10), (30, 40), (40, 80), (50, 100)]]
     assert rates[1] == max(rates) and rates[-1] == 0.0
+
+
+def test_a_damaged_onnx_export_is_exported_again(encoder) -> None:
+    """A garbage model.onnx in the cache made onnxruntime fail on every start; it is re-exported once."""
+    from textlatent.onnx_encoder import OnnxEncoder, export_onnx
+
+    target = export_onnx(encoder.path)
+    target.write_bytes(b"not a protobuf")
+    onnx = OnnxEncoder(threads=1, batch_size=2)
+    assert target.stat().st_size > 1_000_000  # a real export again
+    np.testing.assert_allclose(onnx.encode(["a short check"]), encoder.encode(["a short check"]), atol=1e-4)
+    assert not list(target.parent.glob("*.tmp.onnx"))
