@@ -62,13 +62,6 @@ def export_onnx(model_path: str | Path) -> Path:
     target = cache_root() / "onnx" / model_fingerprint(src) / "model.onnx"
     if target.is_file():
         return target
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        folder = target.parent
-    except OSError as exc:  # an unwritable cache: export for this process only, into a private temp folder
-        log.warning("cannot write the ONNX cache under %s (%s); exporting to a temporary folder", target.parent, exc)
-        folder = Path(tempfile.mkdtemp(prefix="textlatent-onnx-"))
-        target = folder / "model.onnx"
     tokenizer = AutoTokenizer.from_pretrained(str(src), local_files_only=True)
     model = AutoModel.from_pretrained(str(src), local_files_only=True).eval()
     names = [n for n in _INPUTS if n in tokenizer.model_input_names]
@@ -82,7 +75,13 @@ def export_onnx(model_path: str | Path) -> Path:
             return self.inner(**dict(zip(names, args, strict=True))).last_hidden_state
 
     sample = tokenizer(["an example", "a second, longer example"], padding=True, return_tensors="pt")
-    fd, tmp_name = tempfile.mkstemp(prefix="model.", suffix=".tmp.onnx", dir=folder)  # unique: threads too
+    try:  # a temp file of its own (threads building the export at once never share one)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix="model.", suffix=".tmp.onnx", dir=target.parent)
+    except OSError as exc:  # an unwritable cache: export for this process only, into a private temp folder
+        log.warning("cannot write the ONNX cache under %s (%s); exporting to a temporary folder", target.parent, exc)
+        target = Path(tempfile.mkdtemp(prefix="textlatent-onnx-")) / "model.onnx"
+        fd, tmp_name = tempfile.mkstemp(prefix="model.", suffix=".tmp.onnx", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     axes = {n: {0: "batch", 1: "tokens"} for n in [*names, "last_hidden_state"]}

@@ -167,3 +167,14 @@ def test_a_damaged_onnx_export_is_exported_again(encoder) -> None:
     assert target.stat().st_size > 1_000_000  # a real export again
     np.testing.assert_allclose(onnx.encode(["a short check"]), encoder.encode(["a short check"]), atol=1e-4)
     assert not list(target.parent.glob("*.tmp.onnx"))
+
+
+def test_an_unwritable_onnx_cache_exports_to_a_private_temp_folder(encoder, tmp_path, monkeypatch) -> None:
+    from textlatent.onnx_encoder import export_onnx
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("TEXTLATENT_CACHE_DIR", str(blocker / "cache"))
+    exported = export_onnx(encoder.path)
+    assert exported.is_file() and blocker not in exported.parents and exported.stat().st_size > 1_000_000
+    assert not list(exported.parent.glob("*.tmp.onnx"))
