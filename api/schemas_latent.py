@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from textlatent.vae.ops import MAX_SEED
+from textlatent.vae.limits import MAX_SEED
 
 Strategy = Literal["greedy", "sample", "beam"]
 

@@ -14,6 +14,7 @@ import typer
 
 from textlatent.cli import DataDirOption, EvalJsonOption, _run, _State, app, eval_app
 from textlatent.cli_vae import ModelOpt, StrategyOpt, _pipeline, _strategy, _texts
+from textlatent.vae.limits import MAX_SEED
 
 if TYPE_CHECKING:
     from textlatent.vae.ops import VAEPipeline
@@ -101,7 +102,7 @@ def fit_transfer_cmd(
     holdout: Annotated[int, typer.Option(min=1, help="Train sentences held out to choose the default degree")]
     = 500,
     candidates: CandidatesOpt = 1,
-    seed: Annotated[int, typer.Option(min=0, max=2**31 - 1, help="Seed of the held-out split and the axis fit")]
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of the held-out split and the axis fit")]
     = 0,
     as_json: EvalJsonOption = False,
 ) -> None:

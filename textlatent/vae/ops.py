@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 import numpy as np
 
 from textlatent.errors import InvalidInputError, NotFoundError
+from textlatent.vae.limits import MAX_SEED, MAX_Z_ABS
 
 if TYPE_CHECKING:
     from textlatent.encoder import Encoder
@@ -127,10 +128,6 @@ class VAEPipeline(PosteriorPipeline):
 
 
 # ---------------------------------------------------------------------------- checks
-
-
-MAX_Z_ABS = 1e3  # largest |component| of a z a client may send
-MAX_SEED = 2**31 - 1
 
 
 def check_z(z: Any, latent_dim: int, *, param: str = "z") -> np.ndarray:

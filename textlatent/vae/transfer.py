@@ -37,7 +37,8 @@ from typing import Any
 import numpy as np
 
 from textlatent.errors import InvalidInputError, NotFoundError
-from textlatent.vae.ops import MAX_SEED, LatentModel, Strategy
+from textlatent.vae.limits import MAX_SEED
+from textlatent.vae.ops import LatentModel, Strategy
 
 AXES_FILE = "axes.json"
 ATTRIBUTES = ("sentiment",)
