@@ -100,3 +100,32 @@ def test_threads_building_one_entry_never_see_a_partial_file(tmp_path: Path, mon
             results = list(pool.map(build, range(12)))
         assert all(np.array_equal(r, vectors) for r in results)
         assert not list(cache.glob("*.tmp"))
+
+
+def test_fingerprints_keep_the_parts_apart() -> None:
+    # Separator bytes inside an id or text must not let two different corpora share a key.
+    assert embcache.texts_fingerprint(["a"], ["b\x01c\x00d"]) != embcache.texts_fingerprint(["a", "c"], ["b", "d"])
+    assert embcache.texts_fingerprint(["ab"], ["c"]) != embcache.texts_fingerprint(["a"], ["bc"])
+    assert embcache.texts_fingerprint(["a"], ["b"]) == embcache.texts_fingerprint(["a"], ["b"])
+
+
+def test_the_model_fingerprint_sees_tokenizer_files_and_file_boundaries(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"weights")
+    (model / "tokenizer.model").write_bytes(b"sentencepiece-1")
+    before = embcache.model_fingerprint(model)
+    (model / "tokenizer.model").write_bytes(b"sentencepiece-2")  # a SentencePiece tokenizer changed
+    assert embcache.model_fingerprint(model) != before
+    (model / "tokenizer.model").unlink()
+    (model / "README.md").write_text("docs do not change what the model computes")
+    only_weights = embcache.model_fingerprint(model)
+    (model / "README.md").write_text("other docs")
+    assert embcache.model_fingerprint(model) == only_weights
+    # The same bytes split differently between a file name and its contents are another folder.
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    (a / "x.json").write_bytes(b"1.jsonzz")
+    (b / "x.json1.json").write_bytes(b"zz")
+    assert embcache.model_fingerprint(a) != embcache.model_fingerprint(b)

@@ -30,13 +30,25 @@ def cache_root() -> Path:
     return Path(os.environ.get("TEXTLATENT_CACHE_DIR") or Path.home() / ".cache" / "textlatent")
 
 
+# Files that decide what a model folder computes: weights, configs, tokenizer files (WordPiece and
+# BPE vocabularies are .txt/.json; SentencePiece models are .model/.spm), and custom code.
+_MODEL_SUFFIXES = {".safetensors", ".bin", ".json", ".txt", ".model", ".spm", ".vocab", ".tiktoken", ".py"}
+
+
+def _update_part(digest: Any, data: bytes) -> None:
+    """Feed one length-prefixed part, so no two sequences of parts hash the same bytes."""
+    digest.update(len(data).to_bytes(8, "little"))
+    digest.update(data)
+
+
 def model_fingerprint(model_path: str | Path) -> str:
-    """Hash of a model folder's weight and config files (names, sizes and contents)."""
-    digest = hashlib.sha256()
+    """Hash of a model folder's weight, config and tokenizer files (names, sizes and contents)."""
+    digest = hashlib.sha256(b"textlatent-model-v2")
     root = Path(model_path)
     for path in sorted(root.rglob("*")):
-        if path.is_file() and path.suffix in {".safetensors", ".bin", ".json", ".txt"}:
-            digest.update(str(path.relative_to(root)).encode())
+        if path.is_file() and path.suffix in _MODEL_SUFFIXES:
+            _update_part(digest, str(path.relative_to(root).as_posix()).encode("utf-8", "surrogatepass"))
+            digest.update(path.stat().st_size.to_bytes(8, "little"))
             with path.open("rb") as fh:
                 for block in iter(lambda: fh.read(1 << 20), b""):
                     digest.update(block)
@@ -44,9 +56,11 @@ def model_fingerprint(model_path: str | Path) -> str:
 
 
 def texts_fingerprint(ids: Sequence[str], texts: Sequence[str]) -> str:
-    digest = hashlib.sha256()
+    """Hash of the (id, text) pairs in order; every part is length-prefixed."""
+    digest = hashlib.sha256(b"textlatent-texts-v2")
     for i, t in zip(ids, texts, strict=True):
-        digest.update(i.encode("utf-8", "surrogatepass") + b"\x00" + t.encode("utf-8", "surrogatepass") + b"\x01")
+        _update_part(digest, i.encode("utf-8", "surrogatepass"))
+        _update_part(digest, t.encode("utf-8", "surrogatepass"))
     return digest.hexdigest()[:16]
 
 
