@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tests.retrieval.fake_llm import fake_llm
@@ -93,3 +95,19 @@ def test_local_smollm2_generates_a_few_tokens(monkeypatch: pytest.MonkeyPatch) -
     assert len(gen.tokenizer(text)["input_ids"]) <= 8
     streamed = "".join(gen.stream(MESSAGES, max_new_tokens=8)).strip()
     assert streamed == text  # greedy: the same tokens either way
+
+
+def test_the_converted_smollm2_folder_is_keyed_by_the_gguf_it_came_from(tmp_path, monkeypatch) -> None:
+    import textlatent.retrieval.generate_llm as gen_mod
+
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"first release")
+    monkeypatch.setenv("TEXTLATENT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(gen_mod, "gguf_path", lambda: gguf)
+    converted = tmp_path / "cache" / f"smollm2-135m-instruct-{gen_mod._file_key(gguf)}"
+    converted.mkdir(parents=True)
+    (converted / "config.json").write_text("{}")
+    assert gen_mod.local_model_dir() == converted  # found, not converted again
+    gguf.write_bytes(b"an upgraded package's weights")
+    os.utime(gguf, ns=(1, 1))
+    assert gen_mod._file_key(gguf) != converted.name.rsplit("-", 1)[1]  # a new file is a new folder
