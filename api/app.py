@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -115,7 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             service.encoder()  # load weights once at start, not on the first request
         yield
 
-    app = FastAPI(
+    app = FastAPIOffline(  # a FastAPI app whose /docs and /redoc need no CDN
         title="textlatent",
         version=__version__,
         summary="Text into latent spaces: OpenAI-compatible embeddings and FAISS collections.",

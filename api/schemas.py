@@ -145,7 +145,8 @@ class SearchRequest(BaseModel):
     k: int = Field(10, description="How many results (1 to the server's max_k).")
     filter: dict[str, Scalar] | None = Field(None, description="Metadata fields that must equal these values.")
     mode: Literal["dense", "bm25", "hybrid"] = Field(
-        "dense", description="dense (FAISS), bm25 (lexical) or hybrid (both, reciprocal rank fusion).")
+        "dense", description="dense (FAISS), bm25 (lexical) or hybrid (both, fused as a weighted sum of min-max "
+                    "normalised scores, dense weight 0.4).")
     rerank: bool = Field(False, description="Rerank the candidates with the trained cross-encoder "
                          "(TEXTLATENT_RERANKER); needs a text query.")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.api.helpers import assert_error
@@ -120,3 +122,10 @@ def test_docs_page(client, client_factory):
     assert "/openapi.json" in resp.text
     keyed = client_factory(api_keys="k1")
     assert keyed.get("/docs").status_code == 200
+    # served from the API itself: an offline machine gets a working page, not a blank one
+    assert "cdn." not in resp.text and "https://" not in resp.text.split("<body>")[0]
+    for asset in re.findall(r'(?:src|href)="(/static-offline-docs/[^"]+)"', resp.text):
+        assert client.get(asset).status_code == 200, asset
+    assert "/static-offline-docs/swagger-ui-bundle.js" in resp.text
+    redoc = client.get("/redoc")
+    assert redoc.status_code == 200 and "cdn." not in redoc.text

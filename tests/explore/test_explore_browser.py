@@ -94,12 +94,24 @@ def vae_dir(encoder: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def _wait(page: Any, expression: str, *, timeout: int) -> None:
+    """Poll ``expression`` until it is true. Playwright's own wait_for_function builds its predicate
+    with eval, which the page's Content-Security-Policy (rightly) forbids; evaluate is not blocked."""
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} ms waiting for {expression}")
+        page.wait_for_timeout(100)
+
+
 def _open(browser: Any, url: str) -> tuple[Any, list[str]]:
     page = browser.new_page(viewport={"width": 1280, "height": 960})
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # the page's own Content-Security-Policy must never block a part of it
+    page.on("console", lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None)
     page.goto(url + "/explore")
-    page.wait_for_function("document.querySelectorAll('#map circle.pt').length === 12", timeout=30_000)
+    _wait(page, "document.querySelectorAll('#map circle.pt').length === 12", timeout=30_000)
     return page, errors
 
 
@@ -122,7 +134,7 @@ def test_hover_click_neighbours_and_the_error_without_a_latent_model(browser, se
     assert NEGATIVE[0] in page.locator("#tooltip .tip-text").inner_text()
 
     # click: its neighbours are listed (all 11 others, best first), nearest first a film review
-    page.wait_for_function("document.querySelectorAll('#neighbors li').length === 10", timeout=15_000)
+    _wait(page, "document.querySelectorAll('#neighbors li').length === 10", timeout=15_000)
     items = page.locator("#neighbors li").all_inner_texts()
     assert not any(NEGATIVE[0] in t for t in items)
     assert any(t in items[0] for t in NEGATIVE[1:] + POSITIVE), items[0]
@@ -146,7 +158,7 @@ def test_hover_click_neighbours_and_the_error_without_a_latent_model(browser, se
     _hover_and_click(page, "fin1")
     assert page.locator("#map circle.pt.sel").count() == 2
     page.locator("#decode").click()
-    page.wait_for_function("document.getElementById('path-error').textContent.length > 0", timeout=15_000)
+    _wait(page, "document.getElementById('path-error').textContent.length > 0", timeout=15_000)
     message = page.locator("#path-error").inner_text()
     assert "404" in message and "TEXTLATENT_VAE_MODEL" in message
     assert page.locator("#path li").count() == 0
@@ -157,7 +169,7 @@ def test_sentiment_colours_and_a_decoded_path_screenshot(browser, serve, vae_dir
     page, errors = _open(browser, serve(vae_model=vae_dir))
 
     page.select_option("#color", "sentiment")
-    page.wait_for_function("document.getElementById('status').textContent.includes('sentiment by')",
+    _wait(page, "document.getElementById('status').textContent.includes('sentiment by')",
                            timeout=30_000)
     assert page.locator("#legend").inner_text().split() == ["negative", "unsure", "positive"]
     fill = {i: page.locator(f'#map circle.pt[data-id="{i}"]').get_attribute("fill") for i in ("pos0", "neg0")}
@@ -169,7 +181,7 @@ def test_sentiment_colours_and_a_decoded_path_screenshot(browser, serve, vae_dir
     assert NEUTRAL[2] in page.locator("#pick-b").inner_text()
     page.fill("#steps", "4")
     page.locator("#decode").click()
-    page.wait_for_function("document.querySelectorAll('#path li').length === 4", timeout=60_000)
+    _wait(page, "document.querySelectorAll('#path li').length === 4", timeout=60_000)
     path = page.locator("#path li").all_inner_texts()
     assert all(t.strip() for t in path) and page.locator("#path-error").inner_text() == ""
     assert page.locator("#map line.path").count() == 1
@@ -188,10 +200,10 @@ def test_a_key_typed_after_a_401_loads_the_map_and_is_kept_for_this_tab_only(bro
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(serve(api_keys="k-123") + "/explore")
-    page.wait_for_function("document.getElementById('status').textContent.includes('401')", timeout=30_000)
+    _wait(page, "document.getElementById('status').textContent.includes('401')", timeout=30_000)
     page.fill("#apikey", "k-123")
     page.locator("#apikey").dispatch_event("change")
-    page.wait_for_function("document.querySelectorAll('#map circle.pt').length === 12", timeout=30_000)
+    _wait(page, "document.querySelectorAll('#map circle.pt').length === 12", timeout=30_000)
     assert page.evaluate("localStorage.getItem('textlatent.apikey')") is None
     assert page.evaluate("sessionStorage.getItem('textlatent.apikey')") == "k-123"
     assert errors == []

@@ -165,6 +165,9 @@ def test_the_page_is_served_self_contained(client):
     assert "<svg" in html and "/latent/interpolate" in html and "/map?" in html
     assert "http://" not in html.replace("http://www.w3.org/2000/svg", "")  # no CDN, works offline
     assert "https://" not in html
+    csp = r.headers["content-security-policy"]  # only its own (hashed) script and style run; data goes nowhere else
+    assert "default-src 'none'" in csp and "script-src 'sha256-" in csp and "connect-src 'self'" in csp
+    assert "unsafe-inline" not in csp and r.headers["x-content-type-options"] == "nosniff"
 
 
 def test_keys_guard_the_data_but_not_the_page(client_factory):
