@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from textlatent.vae.limits import MAX_SEED
+from textlatent.vae.limits import MAX_SEED, MAX_STEPS
 
 Strategy = Literal["greedy", "sample", "beam"]
 
@@ -54,7 +54,7 @@ class PointsResponse(BaseModel):
 class InterpolateRequest(DecodingOptions):
     a: str = Field(description="Sentence at the start of the path.")
     b: str = Field(description="Sentence at the end of the path.")
-    steps: int = Field(5, description="Points on the path, both ends included (2-50).")
+    steps: int = Field(5, ge=2, le=MAX_STEPS, description=f"Points on the path, both ends included (2-{MAX_STEPS}).")
 
 
 class AnalogyRequest(DecodingOptions):

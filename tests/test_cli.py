@@ -68,6 +68,11 @@ def test_help(runner):
         assert word in res.output
     res = runner.invoke(app, ["collection", "--help"])
     assert res.exit_code == 0 and "create" in res.output and "delete" in res.output
+    # bracketed notes are escaped for rich's markup, which used to swallow them whole
+    res = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
+    assert "[env TEXTLATENT_INDEX_DIR, default ./indexes]" in res.output
+    res = runner.invoke(app, ["add", "--help"], env={"COLUMNS": "200"})
+    assert "[default: id, else _id]" in res.output
 
 
 def test_collection_create_list_delete(cli):
@@ -264,3 +269,25 @@ def test_csv_with_byte_order_mark(cli, tmp_path):
     res = cli("add", "notes", str(f), "--create")
     assert res.exit_code == 0, res.output
     assert json.loads(cli("search", "notes", "nocturnal birds", "--json").stdout)[0]["id"] == "b1"
+
+
+def test_json_output_is_strict_json() -> None:
+    # A Spearman over constant scores is NaN; `--json` printed a bare NaN, which strict parsers refuse.
+    from textlatent.cli_options import json_out
+
+    line = json_out({"spearman": float("nan"), "rows": [{"x": float("inf")}, 1.5], "n": 3})
+    assert json.loads(line, parse_constant=lambda c: pytest.fail(f"non-standard {c}")) == {
+        "spearman": None, "rows": [{"x": None}, 1.5], "n": 3}
+
+
+def test_reading_a_missing_index_folder_does_not_create_it(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from textlatent.cli import app
+
+    missing = tmp_path / "typo"
+    runner = CliRunner()
+    for args in (["collection", "list"], ["outliers", "small"], ["collection", "delete", "small", "-y"]):
+        r = runner.invoke(app, ["--index-dir", str(missing), *args])
+        assert not missing.exists(), args
+    assert r.exit_code == 2 and "does not exist" in r.output

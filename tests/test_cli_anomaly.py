@@ -67,6 +67,9 @@ def test_outliers_bad_input_exits_2_with_a_message(filled, args, message):
 def test_eval_commands_refuse_bad_input(cli, tmp_path):
     res = cli("eval", "ood", "--data-dir", str(tmp_path / "missing"))
     assert res.exit_code == 2 and "does not exist" in res.output
+    for methods in ("knn,lof", ","):  # checked before the data and the encoder load
+        res = cli("eval", "ood", "--data-dir", str(tmp_path / "missing"), "--methods", methods)
+        assert res.exit_code == 2 and "methods must be" in res.output, res.output
     res = cli("eval", "compression", "--data-dir", str(tmp_path / "missing"))
     assert res.exit_code == 2 and "does not exist" in res.output
     res = cli("eval", "compression", "--dims", "32,x")
@@ -74,6 +77,11 @@ def test_eval_commands_refuse_bad_input(cli, tmp_path):
     for pq in ("0", "-4", "7"):  # 0 was a ZeroDivisionError traceback after all the embedding
         res = cli("eval", "compression", "--data-dir", str(tmp_path / "missing"), "--pq", pq)
         assert res.exit_code == 2 and "positive divisor" in res.output, res.output
+    (tmp_path / "folder").mkdir()
+    for plot, message in ((tmp_path / "p.xyz", "cannot write '.xyz'"), (tmp_path / "folder", "is a folder"),
+                          (tmp_path / "nowhere" / "p.png", "does not exist")):  # refused before any work
+        res = cli("eval", "compression", "--data-dir", str(tmp_path / "missing"), "--out-plot", str(plot))
+        assert res.exit_code == 2 and message in res.output, res.output
 
 
 def test_eval_ood_refuses_elbo_without_a_vae(cli, data_dir):

@@ -30,3 +30,29 @@ def test_elbo_settings_include_the_unigram_ratio_and_separate_unknown_text(encod
     rows = {row["setting"]: row for row in elbo["selection"]}
     assert rows["token"]["mean"] > 0.9, rows
     assert min(elbo["auroc"].values()) > 0.9
+
+    # q(z|x) gets the embedding pass's vectors only when the VAE uses that very encoder
+    from types import SimpleNamespace
+
+    from textlatent.anomaly import ElboScorer
+    from textlatent.vae.ops import trained_on
+
+    seen: list[bool] = []
+
+    def spy(self, texts, *, embeddings=None, show_progress=False):  # noqa: ANN001
+        seen.append(embeddings is not None)
+        return np.zeros(len(texts))
+
+    embed = lambda name, texts: np.asarray(encoder.encode(list(texts)))  # noqa: E731
+    ElboScorer.score_texts, original = spy, ElboScorer.score_texts
+    try:
+        evaluate_ood(sets, embed, methods=("elbo",), vae=vae, encoder=encoder)
+        assert seen and all(seen)
+        seen.clear()
+        evaluate_ood(sets, embed, methods=("elbo",), vae=vae, encoder=object())  # another encoder embedded
+        assert seen and not any(seen)
+    finally:
+        ElboScorer.score_texts = original
+    assert trained_on(tmp_path / "vae", encoder)
+    other = SimpleNamespace(path=tmp_path, model_id="some-finetuned-encoder")
+    assert not trained_on(tmp_path / "vae", other)  # a CLI --model the VAE was not trained on: not shared

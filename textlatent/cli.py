@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
-from textlatent.cli_options import OverwriteOption
+from textlatent.cli_options import OverwriteOption, json_out
 from textlatent.config import Settings
 from textlatent.errors import TextLatentError
 
@@ -105,13 +105,13 @@ def _run(fn: Any) -> Any:
 @app.callback()
 def main_options(
     index_dir: Annotated[
-        Path | None, typer.Option(help="Folder of collections [env TEXTLATENT_INDEX_DIR, default ./indexes]")
+        Path | None, typer.Option(help="Folder of collections \\[env TEXTLATENT_INDEX_DIR, default ./indexes]")
     ] = None,
     model: Annotated[
-        str | None, typer.Option(help="Model folder to use [env TEXTLATENT_MODEL, default bundled MiniLM]")
+        str | None, typer.Option(help="Model folder to use \\[env TEXTLATENT_MODEL, default bundled MiniLM]")
     ] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N [env TEXTLATENT_DEVICE]")] = None,
-    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for torch [env TEXTLATENT_THREADS]")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N \\[env TEXTLATENT_DEVICE]")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for torch \\[env TEXTLATENT_THREADS]")] = None,
 ) -> None:
     """textlatent: embeddings, FAISS collections and an OpenAI-compatible API."""
     _State.overrides = {"index_dir": index_dir, "model": model, "device": device, "threads": threads}
@@ -119,10 +119,10 @@ def main_options(
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Address to bind [env TEXTLATENT_HOST]")] = None,
-    port: Annotated[int | None, typer.Option(help="Port [env TEXTLATENT_PORT]")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to bind \\[env TEXTLATENT_HOST]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port \\[env TEXTLATENT_PORT]")] = None,
     api_keys: Annotated[
-        str | None, typer.Option(help="Comma-separated API keys [env TEXTLATENT_API_KEYS]", show_default=False)
+        str | None, typer.Option(help="Comma-separated API keys \\[env TEXTLATENT_API_KEYS]", show_default=False)
     ] = None,
 ) -> None:
     """Serve the HTTP API (OpenAPI docs at /docs)."""
@@ -152,7 +152,7 @@ def embed(
     result = _run(lambda: service.embed(items, dimensions=dimensions))
     cut = set(result.truncated)
     for i, vec in enumerate(result.vectors):
-        typer.echo(json.dumps({"index": i, "embedding": [round(float(x), 7) for x in vec], "truncated": i in cut}))
+        typer.echo(json_out({"index": i, "embedding": [round(float(x), 7) for x in vec], "truncated": i in cut}))
     if cut:
         typer.echo(f"note: {len(cut)} text(s) were longer than the model's token limit and were truncated", err=True)
 
@@ -174,7 +174,7 @@ def collection_list(as_json: Annotated[bool, typer.Option("--json", help="Print 
     """List collections with their sizes."""
     infos = _run(_State.service().list_collections)
     if as_json:
-        typer.echo(json.dumps(infos))
+        typer.echo(json_out(infos))
         return
     if not infos:
         typer.echo("no collections")
@@ -201,7 +201,7 @@ def add(
     name: Annotated[str, typer.Argument(help="Collection name")],
     file: Annotated[Path, typer.Argument(help="JSONL or CSV file of documents")],
     fmt: Annotated[str, typer.Option("--format", help="auto, jsonl or csv")] = "auto",
-    id_field: Annotated[str | None, typer.Option(help="Id field [default: id, else _id]")] = None,
+    id_field: Annotated[str | None, typer.Option(help="Id field \\[default: id, else _id]")] = None,
     text_field: Annotated[str, typer.Option(help="Text field")] = "text",
     title_field: Annotated[str, typer.Option(help="Optional title field put before the text ('' for none)")] = "title",
     batch_size: Annotated[int, typer.Option(min=1, help="Documents per write")] = 256,
@@ -256,7 +256,7 @@ def search(
     service = _State.service()
     hits = _run(lambda: service.search(name, query=query, k=k, filter=conditions, mode=mode, rerank=rerank))
     if as_json:
-        typer.echo(json.dumps([h.__dict__ for h in hits], ensure_ascii=False))
+        typer.echo(json_out([h.__dict__ for h in hits], ensure_ascii=False))
         return
     if not hits:
         typer.echo("no results")
@@ -280,7 +280,7 @@ DataDirOption = Annotated[
 ]
 EvalModelOption = Annotated[
     str | None,
-    typer.Option("--model", help="Sentence-transformers model folder [default: the global --model, else bundled]"),
+    typer.Option("--model", help="Sentence-transformers model folder \\[default: the global --model, else bundled]"),
 ]
 EvalJsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object (the last line of stdout)")]
 EvalBatchOption = Annotated[int | None, typer.Option("--batch-size", min=1, help="Encoder batch size")]
@@ -298,7 +298,7 @@ def _eval_encoder(model: str | None, batch_size: int | None) -> Any:
 
 def _print_result(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        typer.echo(json.dumps(result))
+        typer.echo(json_out(result))
         return
     for key, value in result.items():
         typer.echo(f"{key:<16} {value}")
@@ -332,7 +332,7 @@ def eval_beir(
     mode: Annotated[str, typer.Option(help="dense, bm25 or hybrid (fusion of both)")] = "dense",
     rerank: Annotated[Path | None, typer.Option(help="Reranker folder from `textlatent rerank train`")] = None,
     rerank_top: Annotated[
-        int | None, typer.Option(min=1, help="Candidates to rerank [default: the reranker's]")
+        int | None, typer.Option(min=1, help="Candidates to rerank \\[default: the reranker's]")
     ] = None,
     fusion: Annotated[str, typer.Option(help="hybrid fusion: weighted (min-max scores) or rrf")] = "weighted",
     alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="weight of dense in weighted fusion")] = 0.4,
@@ -342,6 +342,12 @@ def eval_beir(
 
     if mode not in ("dense", "bm25", "hybrid"):
         raise _fail(f"--mode must be dense, bm25 or hybrid, got {mode!r}")
+    if fusion not in ("weighted", "rrf"):  # said before minutes of indexing and embedding
+        raise _fail(f"--fusion must be weighted or rrf, got {fusion!r}")
+    if mode != "hybrid" and (fusion != "weighted" or alpha != 0.4):
+        raise _fail(f"--fusion and --alpha fuse the runs of --mode hybrid; they mean nothing with --mode {mode}")
+    if rerank_top is not None and rerank is None:
+        raise _fail("--rerank-top needs --rerank DIR")
     data = _run(lambda: load_beir(data_dir, dataset, split))
     typer.echo(f"{data.name}/{split}: {len(data.corpus)} documents, {len(data.queries)} queries", err=True)
     encoder = _eval_encoder(model, batch_size) if mode != "bm25" else None
@@ -367,7 +373,7 @@ def _print_finetune(result: Any, as_json: bool) -> None:
 
     payload = asdict(result)
     if as_json:
-        typer.echo(json.dumps(payload))
+        typer.echo(json_out(payload))
         return
     typer.echo(f"saved {payload['out']} ({payload['steps']} steps, {payload['seconds']:.0f} s on {payload['device']}); "
                f"load it with --model {payload['out']} or TEXTLATENT_MODEL={payload['out']}")

@@ -6,15 +6,16 @@ Argument parsing and printing only; the work is in :mod:`textlatent.anomaly`,
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from textlatent.cli_options import json_out
+
 VaeOpt = Annotated[
-    Path | None, typer.Option("--vae", help="Trained VAE folder for elbo [env TEXTLATENT_VAE_MODEL]",
+    Path | None, typer.Option("--vae", help="Trained VAE folder for elbo \\[env TEXTLATENT_VAE_MODEL]",
                               show_default=False)
 ]
 DataDirOpt = Annotated[
@@ -39,15 +40,17 @@ def _ints(raw: str, option: str) -> list[int]:
 
 
 def _vae(path: Path | None, encoder: Any = None) -> Any:
-    """The VAE pipeline of --vae or the setting; None when neither is given."""
+    """The VAE pipeline of --vae or the setting; None when neither is given. ``encoder`` (already
+    loaded) is shared only with a VAE trained on it, frozen; any other VAE loads its own."""
     cli = _cli()
     settings = cli._State.settings()
     folder = path or settings.vae_model
     if folder is None:
         return None
-    from textlatent.vae.ops import VAEPipeline
+    from textlatent.vae.ops import VAEPipeline, trained_on
 
-    return cli._run(lambda: VAEPipeline(folder, device=settings.device, encoder=encoder))
+    shared = encoder if encoder is not None and trained_on(folder, encoder) else None
+    return cli._run(lambda: VAEPipeline(folder, device=settings.device, encoder=shared))
 
 
 def outliers(
@@ -75,7 +78,7 @@ def outliers(
     result = cli._run(lambda: collection_outliers(coll, method=method, k=k, n=n, pipeline=pipeline))
     if as_json:
         payload = {**result, "results": [o.__dict__ for o in result["results"]]}
-        typer.echo(json.dumps(payload, ensure_ascii=False))
+        typer.echo(json_out(payload, ensure_ascii=False))
         return
     typer.echo(f"{result['method']} outliers of {name} ({result['count']} documents"
                + (f", k={result['k']}" if result["k"] else "") + "); higher = more anomalous")
@@ -88,17 +91,20 @@ def outliers(
 def eval_ood(
     data_dir: DataDirOpt = Path("../shared/data"),
     methods: Annotated[str | None, typer.Option(help="Comma-separated subset of knn,mahalanobis,elbo "
-                                                     "[default: all three with a VAE, else knn,mahalanobis]")] = None,
+                                                     "\\[default: all three with a VAE, else knn,mahalanobis]")] = None,
     vae: VaeOpt = None,
     heldout: Annotated[int, typer.Option(min=100, help="Last N SST-2 train phrases held out for selection")] = 2000,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
     """AUROC of SST-2 dev (in-domain) against PTB test and SciFact test queries."""
-    from textlatent.ood import evaluate_ood, load_ood_sets
+    from textlatent.ood import METHODS, evaluate_ood, load_ood_sets
 
     cli = _cli()
+    chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods is not None else None
+    if chosen is not None and (not chosen or any(m not in METHODS for m in chosen)):
+        raise cli._fail(f"--methods must be a non-empty, comma-separated subset of {','.join(METHODS)}, "
+                        f"got {methods!r}")
     sets = cli._run(lambda: load_ood_sets(data_dir, heldout))
-    chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
     encoder = cli._eval_encoder(None, None)
     pipeline = _vae(vae, encoder) if (chosen is None or "elbo" in chosen) else None
     if chosen is None:
@@ -112,16 +118,36 @@ def eval_ood(
         typer.echo(f"embedding {set_name} ({len(texts)} texts) ...", err=True)
         return cached_embeddings(encoder, texts, show_progress=True)
 
-    result = cli._run(lambda: evaluate_ood(sets, embed, methods=chosen, vae=pipeline, show_progress=True))
+    result = cli._run(lambda: evaluate_ood(sets, embed, methods=chosen, vae=pipeline, encoder=encoder,
+                                           show_progress=True))
     if "elbo" not in chosen:
-        result["not_measured"] = {"elbo": "no --vae given"}
+        result["not_measured"] = {"elbo": "not in --methods" if methods is not None else "no --vae given"}
     if as_json:
-        typer.echo(json.dumps(result))
+        typer.echo(json_out(result))
         return
     typer.echo(f"{'method':<12} {'setting':<14} " + " ".join(f"{n:>13}" for n in result["out_of_domain"]))
     for method, r in result["methods"].items():
         typer.echo(f"{method:<12} {r['setting']:<14} " + " ".join(f"{r['auroc'][n]:>13.4f}"
                                                                   for n in result["out_of_domain"]))
+
+
+def _check_plot_path(path: Path) -> Path:
+    """--out-plot as the file that will be written, checked before any work: an existing folder,
+    a missing parent or a format matplotlib cannot write is refused; no suffix means PNG."""
+    from matplotlib.figure import Figure
+
+    cli = _cli()
+    if path.is_dir():
+        raise cli._fail(f"--out-plot {str(path)!r} is a folder; give a file name such as {str(path / 'plot.png')!r}")
+    if not path.parent.is_dir():
+        raise cli._fail(f"--out-plot folder {str(path.parent)!r} does not exist")
+    if not path.suffix:
+        return path.with_name(path.name + ".png")
+    formats = Figure().canvas.get_supported_filetypes()
+    if path.suffix[1:].lower() not in formats:
+        raise cli._fail(f"--out-plot: matplotlib cannot write {path.suffix!r} files; use one of "
+                        f"{', '.join('.' + f for f in sorted(formats))}")
+    return path
 
 
 def eval_compression(
@@ -143,13 +169,13 @@ def eval_compression(
 
     cli = _cli()
     dim_list, pq_list = _ints(dims, "--dims"), _ints(pq, "--pq")
+    if out_plot is not None:
+        out_plot = _check_plot_path(out_plot)
     encoder = cli._eval_encoder(None, None)
     cli._run(lambda: codecs(dim_list, pq_list, full_dim=encoder.dim))  # bad --dims/--pq: said before any embedding
     beir = cli._run(lambda: load_beir(data_dir, "scifact", "test"))
     sts_test = cli._run(lambda: load_stsb(data_dir, "test"))
     sts_train = cli._run(lambda: load_stsb(data_dir, "train"))
-    if out_plot is not None and not out_plot.parent.is_dir():
-        raise cli._fail(f"--out-plot folder {str(out_plot.parent)!r} does not exist")
     start = time.perf_counter()
 
     def embed(ids: list[str], texts: list[str]) -> np.ndarray:
@@ -177,10 +203,10 @@ def eval_compression(
         try:  # the results are printed even when the plot cannot be written
             plot(rows, str(out_plot), title=f"{encoder.model_id}: quality against bytes per vector")
             result["plot"] = str(out_plot)
-        except OSError as exc:
-            plot_error = f"could not write the plot to {str(out_plot)!r}: {exc.strerror or exc}"
+        except (OSError, ValueError) as exc:
+            plot_error = f"could not write the plot to {str(out_plot)!r}: {getattr(exc, 'strerror', None) or exc}"
     if as_json:
-        typer.echo(json.dumps(result))
+        typer.echo(json_out(result))
     else:
         typer.echo(f"{'method':<10} {'setting':<12} {'bytes':>6} {'nDCG@10':>8} {'Spearman':>9}")
         for r in rows:

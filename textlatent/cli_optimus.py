@@ -7,13 +7,12 @@ trained folder also works with every other ``vae`` command (``eval``, ``sample``
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
 
-from textlatent.cli_options import OverwriteOption
+from textlatent.cli_options import OverwriteOption, json_out
 from textlatent.cli_vae import vae_app
 
 
@@ -69,7 +68,7 @@ def train_optimus_cmd(
     valid_texts = _run_cli(lambda: read_sentences(valid))
     result = _run_cli(lambda: train_optimus(train_texts, valid_texts, out, config))
     if as_json:
-        typer.echo(json.dumps(result))
+        typer.echo(json_out(result))
     else:
         best = next(r for r in result["history"] if r["step"] == result["step"])  # the step train_optimus kept
         typer.echo(f"saved {out} (step {best['step']}, kept by valid {select}: -ELBO {best['valid_elbo_nll']:.2f}, "
@@ -115,4 +114,4 @@ def eval_optimus_cmd(
     result = _run_cli(lambda: evaluate_optimus(pipeline, texts, k=k, seed=seed, lm_baseline=lm_baseline,
                                                z_check=z_check, progress=True))
     result.update(model=str(model), data=str(data), subset=subset)
-    typer.echo(json.dumps(result))
+    typer.echo(json_out(result))

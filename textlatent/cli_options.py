@@ -3,8 +3,25 @@ those modules at its end, so that each can use them without a circular import)."
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+import math
+from typing import Annotated, Any
 
 import typer
 
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace what --out already holds")]
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def json_out(payload: Any, **kwargs: Any) -> str:
+    """``--json`` output: strict JSON, a NaN or infinite figure (a Spearman over constant scores) as null."""
+    return json.dumps(_finite(payload), allow_nan=False, **kwargs)

@@ -7,14 +7,13 @@ importing :mod:`textlatent.cli`, so ``python -m textlatent.cli`` (where that mod
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from textlatent.cli_options import OverwriteOption
+from textlatent.cli_options import OverwriteOption, json_out
 
 DataDirOption = Annotated[
     Path, typer.Option("--data-dir", envvar="TEXTLATENT_DATA_DIR", help="Benchmark folder laid out like ../shared/data")
@@ -22,7 +21,7 @@ DataDirOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object (the last line of stdout)")]
 ModelOption = Annotated[
     str | None,
-    typer.Option("--model", help="Sentence-transformers model folder [default: the global --model, else bundled]"),
+    typer.Option("--model", help="Sentence-transformers model folder \\[default: the global --model, else bundled]"),
 ]
 
 
@@ -39,7 +38,7 @@ def register(app: typer.Typer, state: Any, run: Any, fail: Any) -> None:
         chunk_tokens: Annotated[int, typer.Option(min=8, help="Most encoder tokens per chunk")] = 200,
         overlap: Annotated[int, typer.Option(min=0, help="Tokens shared by consecutive chunks")] = 40,
         fmt: Annotated[str, typer.Option("--format", help="auto, jsonl or csv (files only)")] = "auto",
-        id_field: Annotated[str | None, typer.Option(help="Id field [default: id, else _id]")] = None,
+        id_field: Annotated[str | None, typer.Option(help="Id field \\[default: id, else _id]")] = None,
         text_field: Annotated[str, typer.Option(help="Text field")] = "text",
         title_field: Annotated[
             str, typer.Option(help="Optional title field put before the text ('' for none)")
@@ -60,7 +59,7 @@ def register(app: typer.Typer, state: Any, run: Any, fail: Any) -> None:
             result = run(lambda: run_ingest(service, name, source, max_tokens=chunk_tokens, overlap=overlap,
                                              batch_size=batch_size, **options))
         if as_json:
-            typer.echo(json.dumps(asdict(result)))
+            typer.echo(json_out(asdict(result)))
             return
         typer.echo(f"ingested {result.documents} documents as {result.chunks} chunks into {name} in "
                    f"{result.seconds:.1f} s ({result.empty} empty, {result.stale_deleted} stale chunks removed)")
@@ -105,7 +104,7 @@ def register(app: typer.Typer, state: Any, run: Any, fail: Any) -> None:
             max_length=max_length, max_steps=max_steps, max_minutes=max_minutes, device=settings.device,
             seed=seed))
         if as_json:
-            typer.echo(json.dumps(asdict(result)))
+            typer.echo(json_out(asdict(result)))
             return
         typer.echo(f"saved {result.out} ({result.steps} steps, {result.seconds:.0f} s on {result.device}); held-out "
                    f"train nDCG@10 {result.heldout_ndcg10}; beta={result.beta}. Use it with --rerank {result.out} "
@@ -123,7 +122,7 @@ def register(app: typer.Typer, state: Any, run: Any, fail: Any) -> None:
         settings = state.settings()
         meta = run(lambda: recalibrate(folder, data_dir=data_dir, device=settings.device))
         if as_json:
-            typer.echo(json.dumps({k: meta[k] for k in ("beta", "heldout_ndcg10", "recalibrated")}))
+            typer.echo(json_out({k: meta[k] for k in ("beta", "heldout_ndcg10", "recalibrated")}))
             return
         typer.echo(f"beta {meta['recalibrated']['beta_before']} → {meta['beta']}; held-out train nDCG@10 "
                    f"{meta['heldout_ndcg10']}")

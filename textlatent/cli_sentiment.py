@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Annotated, Literal
@@ -10,14 +9,14 @@ from typing import Annotated, Literal
 import typer
 
 from textlatent.cli import DataDirOption, EvalJsonOption, _fail, _print_result, _run, _State, app, eval_app
-from textlatent.cli_options import OverwriteOption
+from textlatent.cli_options import OverwriteOption, json_out
 
 sentiment_app = typer.Typer(help="Train sentiment heads over the latent space.", no_args_is_help=True)
 app.add_typer(sentiment_app, name="sentiment")
 
 SentimentModelOption = Annotated[
     Path | None,
-    typer.Option("--model", help="Sentiment model folder [env TEXTLATENT_SENTIMENT_MODEL, default: bundled head]"),
+    typer.Option("--model", help="Sentiment model folder \\[env TEXTLATENT_SENTIMENT_MODEL, default: bundled head]"),
 ]
 
 
@@ -37,7 +36,7 @@ def sentiment_train(
     head: Annotated[Literal["linear", "finetune"],
                     typer.Option("--head", help="linear (frozen encoder) or finetune (whole encoder)")] = "linear",
     data_dir: DataDirOption = Path("../shared/data"),
-    base: Annotated[str | None, typer.Option("--base", help="Encoder folder [default: global --model or bundled]")]
+    base: Annotated[str | None, typer.Option("--base", help="Encoder folder \\[default: global --model or bundled]")]
     = None,
     epochs: Annotated[float, typer.Option(
         min=0.01, help="finetune: training epochs (on a CPU the time budget usually ends it first; the learning "
@@ -90,7 +89,7 @@ def sentiment_train(
     else:
         raise _fail(f"--head must be linear or finetune, got {head!r}")
     if as_json:
-        typer.echo(json.dumps(result))
+        typer.echo(json_out(result))
     else:
         typer.echo(f"saved {result['out']}: dev accuracy {result['dev']['accuracy']:.4f}, "
                    f"F1 {result['dev']['f1']:.4f} ({result['wall_seconds']:.0f} s); "
@@ -128,7 +127,7 @@ def score(
     chunk_size: Annotated[int, typer.Option(min=1, help="Rows read, scored and written at a time")] = 2048,
     batch_size: Annotated[int, typer.Option(min=1, help="Encoder batch size")] = 32,
     workers: Annotated[
-        int | None, typer.Option(min=1, help="Inference processes, one thread each [default: CPU cores, at most 8]")
+        int | None, typer.Option(min=1, help="Inference processes, one thread each \\[default: CPU cores, at most 8]")
     ] = None,
     backend: Annotated[str, typer.Option(help="auto (onnxruntime on CPU), onnx or torch")] = "auto",
     prefix: Annotated[str, typer.Option(help="Prefix for the added label/score/error columns")] = "",
@@ -156,7 +155,7 @@ def score(
     finally:
         predictor.close()
     if as_json:
-        typer.echo(json.dumps(report.as_dict()))
+        typer.echo(json_out(report.as_dict()))
         return
     if report.already_complete:
         typer.echo(f"{output} is already complete ({report.rows:,} rows); --overwrite to score again")

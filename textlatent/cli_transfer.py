@@ -6,13 +6,13 @@ Argument parsing and printing only; the work is in :mod:`textlatent.vae.transfer
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from textlatent.cli import DataDirOption, EvalJsonOption, _run, _State, app, eval_app
+from textlatent.cli_options import json_out
 from textlatent.cli_vae import ModelOpt, StrategyOpt, _pipeline, _strategy, _texts
 from textlatent.vae.limits import MAX_SEED
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 JudgeOpt = Annotated[
     Path | None,
-    typer.Option("--judge", help="Sentiment model folder that judges the outputs [default: "
+    typer.Option("--judge", help="Sentiment model folder that judges the outputs \\[default: "
                  "TEXTLATENT_SENTIMENT_MODEL, else the shipped linear head]; a fine-tuned one is the better judge",
                  show_default=False),
 ]
@@ -30,7 +30,7 @@ CandidatesOpt = Annotated[int, typer.Option(
                         "posterior mean is nearest the moved z (round-trip reranking); 1 = greedy only")]
 DegreeOpt = Annotated[float | None, typer.Option("--degree", min=0.0, max=10.0, show_default=False,
                                                   help="0 = reconstruction, 1 = a typical sentence of the target "
-                                                       "class, 2 = twice as far [default: the model's fitted one]")]
+                                                       "class, 2 = twice as far \\[default: the model's fitted one]")]
 
 
 def _judge(judge: Path | None, pipeline: VAEPipeline) -> tuple[Any, str]:
@@ -88,7 +88,7 @@ def transfer_cmd(
                                     candidates=candidates))
     for r in results:
         if as_json:
-            typer.echo(json.dumps({"source": r.source, "output": r.output, "target": r.target, "degree": r.degree,
+            typer.echo(json_out({"source": r.source, "output": r.output, "target": r.target, "degree": r.degree,
                                    "p_before": round(r.p_before, 4), "p_after": round(r.p_after, 4)}))
         else:
             typer.echo(f"{r.source}\t{r.output}\t{r.p_before:.2f} -> {r.p_after:.2f}")
@@ -121,7 +121,7 @@ def fit_transfer_cmd(
                "scale": axis.scale, **{k: v for k, v in axis.info.items() if k != "selection"},
                "selection": axis.info["selection"]}
     if as_json:
-        typer.echo(json.dumps(summary))
+        typer.echo(json_out(summary))
         return
     for row in axis.info["selection"]:
         typer.echo(f"degree {row['degree']:<4g} flip {row['flip_rate']:.3f}  similarity "
@@ -135,13 +135,13 @@ def eval_transfer_cmd(
     model: ModelOpt = None,
     judge: JudgeOpt = None,
     degree: Annotated[list[float] | None, typer.Option("--degree", min=0.0, max=10.0, show_default=False,
-                                                       help="Degree(s) to score (repeat the option) [default: the "
+                                                       help="Degree(s) to score (repeat the option) \\[default: the "
                                                             "model's fitted one]; degree 0 is always added")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N dev sentences")] = None,
     baselines: Annotated[bool, typer.Option(help="Also score the sources and the degree-0 reconstructions")] = True,
     fluency: Annotated[bool, typer.Option(help="Perplexity of the outputs under SmolLM2 (slow on a CPU)")] = True,
     fluency_limit: Annotated[int | None, typer.Option(min=1, help="Perplexity on the first N outputs of each "
-                                                              "set only [default: all]")] = None,
+                                                              "set only \\[default: all]")] = None,
     candidates: CandidatesOpt = 1,
     data_dir: DataDirOption = Path("../shared/data"),
     as_json: EvalJsonOption = False,
@@ -169,7 +169,7 @@ def eval_transfer_cmd(
                "default_degree": axis.default_degree, "degree": main["degree"], "flip_rate": main["flip_rate"],
                "content_similarity": main["content_similarity"], "fluency": main.get("fluency"), **result}
     if as_json:
-        typer.echo(json.dumps(summary))
+        typer.echo(json_out(summary))
         return
     typer.echo(f"{'degree':>7} {'flip':>6} {'sim':>6} {'ppl':>8}  (judge: {judge_name})")
     rows = [("source", result["sources"])] if result["sources"] else []

@@ -6,14 +6,14 @@ encoder load inside each command so that ``textlatent --help`` stays instant.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 import typer
 
-from textlatent.cli_options import OverwriteOption
+from textlatent.cli_options import OverwriteOption, json_out
+from textlatent.vae.limits import MAX_SEED
 
 if TYPE_CHECKING:
     from textlatent.vae.ops import Strategy
@@ -22,7 +22,7 @@ vae_app = typer.Typer(help="A text VAE: a latent sentence space to sample, inter
                       no_args_is_help=True)
 
 ModelOpt = Annotated[
-    Path | None, typer.Option("--model", help="Trained VAE folder [env TEXTLATENT_VAE_MODEL]", show_default=False)
+    Path | None, typer.Option("--model", help="Trained VAE folder \\[env TEXTLATENT_VAE_MODEL]", show_default=False)
 ]
 StrategyOpt = Annotated[Literal["greedy", "sample", "beam"], typer.Option(help="How to decode")]
 TemperatureOpt = Annotated[float, typer.Option(help="Softmax temperature for --strategy sample")]
@@ -93,7 +93,7 @@ def train_cmd(
     ema: Annotated[float, typer.Option(min=0.0, max=0.99999, help="Decay of an exponential moving average of "
                                             "the weights (0: off; e.g. 0.999). Each epoch the averaged weights "
                                             "are validated beside the trained ones and the better is kept")] = 0.0,
-    seed: int = 0,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED)] = 0,
     train_encoder: Annotated[bool, typer.Option("--train-encoder", help="Fine-tune MiniLM too (slow)")] = False,
     max_train_sentences: Annotated[int | None, typer.Option(min=1, help="Use only the first N")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoint.pt")] = False,
@@ -101,11 +101,12 @@ def train_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the history as JSON")] = False,
 ) -> None:
     """Train on TRAIN, keep the epoch with the best ELBO on VALID; a checkpoint each epoch."""
-    from textlatent.cli import _check_out, _State
+    from textlatent.cli import _check_lr, _check_out, _State
     from textlatent.vae.data import read_sentences
     from textlatent.vae.train import TrainConfig, train_vae
 
     settings = _State.settings()
+    _check_lr(lr)
     if not resume:  # a model in --out is continued with --resume or replaced with --overwrite, never by accident
         _check_out(out, overwrite=overwrite)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, free_bits=free_bits, kl_cycles=kl_cycles,
@@ -118,7 +119,7 @@ def train_cmd(
     valid_texts = _run(lambda: read_sentences(valid))
     result = _run(lambda: train_vae(train_texts, valid_texts, out, config, resume=resume))
     if as_json:
-        typer.echo(json.dumps(result))
+        typer.echo(json_out(result))
     else:
         r = result  # the figures of the weights train_vae kept (the averaged ones with --ema, when better)
         weights = " (averaged weights)" if r["weights"] == "ema" else ""
@@ -134,7 +135,7 @@ def eval_cmd(
     k: Annotated[int, typer.Option(min=0, help="Importance samples for iw_nll (0 skips it)")] = 100,
     subset: Annotated[int | None, typer.Option(min=1, help="Score only N sentences drawn at random (seeded): "
                                                         "a quick estimate, not the benchmark figure")] = None,
-    seed: int = 0,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED)] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
     """NLL (−ELBO), IW-NLL, KL, perplexity, active units and mutual information on DATA."""
@@ -143,7 +144,9 @@ def eval_cmd(
 
     pipeline = _pipeline(model)
     texts = _run(lambda: read_sentences(data))
-    if subset is not None and subset < len(texts):
+    if subset is not None and subset >= len(texts):
+        subset = None  # every sentence is scored: the full figure, and reported as such
+    if subset is not None:
         import random
 
         texts = [texts[i] for i in sorted(random.Random(seed).sample(range(len(texts)), subset))]
@@ -153,7 +156,7 @@ def eval_cmd(
     result = _run(lambda: evaluate(pipeline, texts, k=k, seed=seed, progress=True))  # bar on stderr
     result["model"], result["data"], result["subset"] = str(pipeline.path), str(data), subset
     if as_json:
-        typer.echo(json.dumps(result))
+        typer.echo(json_out(result))
         return
     for key in ("sentences", "nll", "iw_nll", "rec", "kl", "ppl", "ppl_elbo", "au", "mi", "seconds"):
         value = result[key]
@@ -166,7 +169,7 @@ def sample_cmd(
     n: Annotated[int, typer.Option("-n", min=1, max=1000, help="Sentences to draw from the prior")] = 5,
     strategy: StrategyOpt = "greedy",
     temperature: TemperatureOpt = 1.0,
-    seed: int | None = None,
+    seed: Annotated[int | None, typer.Option(min=0, max=MAX_SEED)] = None,
 ) -> None:
     """Decode z ~ N(0, I): one sentence per line."""
     from textlatent.vae.ops import sample

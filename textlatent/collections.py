@@ -848,7 +848,9 @@ class CollectionStore:
         """``device``: 'auto' searches on the GPU when the FAISS build has one, 'cpu' never."""
         self.root = Path(root)
         self.device = device
-        self.root.mkdir(parents=True, exist_ok=True)
+        # Made on the first create, not here: reading a mistyped --index-dir must not leave a folder behind.
+        if self.root.exists() and not self.root.is_dir():
+            raise InvalidInputError(f"index folder {str(self.root)!r} is a file, not a folder", param="index_dir")
         self._lock = threading.Lock()
         self._file_lock = FileLock(str(self.root / ".store.lock"), timeout=_LOCK_TIMEOUT_S)
         self._open: dict[str, Collection] = {}
@@ -857,6 +859,8 @@ class CollectionStore:
         return self.root / validate_name(name)
 
     def names(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
         return sorted(
             p.name for p in self.root.iterdir() if NAME_PATTERN.fullmatch(p.name) and (p / _CONFIG_FILE).is_file()
         )
@@ -923,6 +927,7 @@ class CollectionStore:
                 "try 'Flat', 'IVF256,Flat', 'HNSW32' or 'IVF256,PQ16'",
                 param="index",
             ) from exc
+        self.root.mkdir(parents=True, exist_ok=True)
         with self._lock, self._file_lock:
             path = self._dir(name)
             if (path / _CONFIG_FILE).is_file():
@@ -960,6 +965,8 @@ class CollectionStore:
     def delete(self, name: str) -> None:
         """Remove a collection: renamed away atomically first, then its files are deleted."""
         path = self._dir(name)
+        if not (path / _CONFIG_FILE).is_file():  # also when the store's folder itself is missing
+            raise NotFoundError(f"collection {name!r} does not exist", param="name")
         with self._lock, self._file_lock:
             if not (path / _CONFIG_FILE).is_file():
                 raise NotFoundError(f"collection {name!r} does not exist", param="name")

@@ -92,9 +92,13 @@ class Encoder:
             raise InvalidInputError(f"precision must be auto, fp32 or bf16, got {precision!r}", param="precision")
         # bf16 autocast on GPUs (faster, vectors within ~1e-2 of fp32); exact fp32 on the CPU.
         self.autocast = precision == "bf16" or (precision == "auto" and self.device.startswith("cuda"))
-        self.model: SentenceTransformer = SentenceTransformer(
-            str(self.path), device=self.device, local_files_only=True
-        )
+        try:
+            self.model: SentenceTransformer = SentenceTransformer(
+                str(self.path), device=self.device, local_files_only=True
+            )
+        except (ValueError, OSError, KeyError) as exc:  # a folder of another kind (a VAE, a sentiment head, ...)
+            raise InvalidInputError(f"{str(self.path)!r} could not be loaded as a sentence-transformers model "
+                                    f"({type(exc).__name__}: {str(exc)[:200]})", param="model") from exc
         self.model.eval()
         # Models that end in a Normalize module (all-MiniLM-L6-v2 does) would ignore
         # normalize=False; drop it and normalise in encode() instead, which gives the same

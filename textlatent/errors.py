@@ -42,3 +42,11 @@ class BusyError(TextLatentError):
 
     status_code = 503
     code = "busy"
+
+
+class ModelUnavailableError(TextLatentError):
+    """A model folder the server is configured with cannot be read (damaged or of the wrong kind):
+    a server-side problem, not the client's, so 503 with the file named."""
+
+    status_code = 503
+    code = "model_unavailable"

@@ -85,12 +85,15 @@ def evaluate_ood(
     *,
     methods: Sequence[str] = ("knn", "mahalanobis"),
     vae: Any = None,
+    encoder: Any = None,
     show_progress: bool = False,
 ) -> dict[str, Any]:
     """AUROC per method on the test OOD sets, each method at its selected setting.
 
-    ``embed(name, texts)`` gives the L2-normalised embeddings of a named set; ``vae`` is a
-    :class:`~textlatent.vae.ops.VAEPipeline` trained on ``sets['reference']`` (needed for elbo)."""
+    ``embed(name, texts)`` gives the L2-normalised embeddings of a named set (by ``encoder``, when
+    given); ``vae`` is a :class:`~textlatent.vae.ops.VAEPipeline` trained on ``sets['reference']``
+    (needed for elbo). Its q(z|x) is fed those embeddings only when ``vae.encoder`` is ``encoder``;
+    a VAE with an encoder of its own (``--train-encoder``) embeds the sets itself."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise InvalidInputError(f"methods must be a non-empty subset of {', '.join(METHODS)}, got {list(methods)}",
@@ -133,9 +136,9 @@ def evaluate_ood(
                 result["ledoit_wolf_shrinkage"] = round(fitted.shrinkage_, 6)
         report("mahalanobis", maha)
     if "elbo" in methods:
-        per_sentence = {name: ElboScorer(vae, per="sentence").score_texts(sets[name], embeddings=emb[name],
-                                                                           show_progress=show_progress)
-                        for name in names}
+        shared = encoder is not None and getattr(vae, "encoder", None) is encoder
+        per_sentence = {name: ElboScorer(vae, per="sentence").score_texts(
+            sets[name], embeddings=emb[name] if shared else None, show_progress=show_progress) for name in names}
         tokens = {name: np.array([len(vae.vocab.encode(t)) for t in sets[name]], dtype=np.float64) for name in names}
         per_token = {n: per_sentence[n] / tokens[n] for n in names}
         background = UnigramBackground(vae.vocab).fit(sets["reference"])

@@ -62,7 +62,7 @@ def encode(body: EncodeRequest, latent: LatentService = Depends(get_latent)) -> 
 def decode(body: DecodeRequest, latent: LatentService = Depends(get_latent)) -> TextsResponse:
     model = latent.model()
     z = ops.check_z(body.z, model.latent_dim)
-    latent.check_count(z.shape[0], "z")
+    latent.check_count(z.shape[0], "z", strategy=body.strategy, beam_size=body.beam_size)
     texts = model.decode(z, strategy=body.strategy, temperature=body.temperature, beam_size=body.beam_size,
                          seed=body.seed)
     return TextsResponse(model=model.name, texts=texts)
@@ -70,7 +70,7 @@ def decode(body: DecodeRequest, latent: LatentService = Depends(get_latent)) -> 
 
 @router.post("/sample", response_model=PointsResponse, responses=_ERRORS, summary="Sentences from the prior")
 def sample(body: SampleRequest, latent: LatentService = Depends(get_latent)) -> PointsResponse:
-    latent.check_count(body.n, "n")
+    latent.check_count(body.n, "n", strategy=body.strategy, beam_size=body.beam_size)
     model = latent.model()
     z, texts = ops.sample(model, body.n, seed=body.seed, strategy=body.strategy, temperature=body.temperature,
                           beam_size=body.beam_size)

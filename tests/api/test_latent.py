@@ -37,6 +37,26 @@ def test_without_a_model_every_route_says_how_to_set_one(client, route):
     assert "TEXTLATENT_VAE_MODEL" in err["message"]
 
 
+@pytest.mark.parametrize(("file", "content"), [
+    ("config.json", "{"), ("config.json", "[]"),
+    ("axes.json", "{"), ("axes.json", '{"sentiment": {"direction": [1.0]}}'),
+])
+def test_a_damaged_model_folder_on_the_server_is_503_naming_it(app_factory, vae_dir, tmp_path, file, content):
+    # A plain TestClient: the shared one fails any 5xx, and 503 (the server's own files) is the answer here.
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    folder = tmp_path / "vae"
+    shutil.copytree(vae_dir, folder)
+    (folder / file).write_text(content)
+    route, body = ("/latent/sample", {"n": 1}) if file == "config.json" else \
+        ("/latent/transfer", {"text": "the cat sees the house", "target": "positive"})
+    with TestClient(app_factory(vae_model=folder)) as client:
+        err = assert_error(client.post(route, json=body), 503, type_="model_unavailable")
+    assert file in err["message"] or "not a readable VAE folder" in err["message"]
+
+
 def test_a_configured_folder_that_is_not_a_vae(client_factory, tmp_path):
     client = client_factory(vae_model=tmp_path)
     err = assert_error(client.post("/latent/sample", json={"n": 1}), 404)
@@ -103,6 +123,8 @@ def test_analogy(latent_client):
     ("/latent/interpolate", {"a": "x y", "b": "y z", "steps": 1}, 422, "steps"),
     ("/latent/interpolate", {"a": "x y", "b": "y z", "steps": 51}, 422, "steps"),
     ("/latent/interpolate", {"a": "", "b": "y z"}, 422, None),
+    ("/latent/interpolate", {"a": "x y", "b": "   "}, 422, "b"),  # named by its field, not "texts[1]"
+    ("/latent/analogy", {"a": "x", "b": "y", "c": " \n "}, 422, "c"),
     ("/latent/encode", {"texts": []}, 422, "texts"),
     ("/latent/encode", {"texts": ["ok", "   "]}, 422, "texts[1]"),
     ("/latent/sample", {"n": 0}, 422, "n"),
@@ -131,6 +153,12 @@ def test_too_many_items_is_413(client_factory, vae_dir):
     assert_error(client.post("/latent/encode", json={"texts": ["a", "b", "c"]}), 413, param="texts")
     assert_error(client.post("/latent/decode", json={"z": [[0.0] * 8] * 3}), 413, param="z")
     assert_error(client.post("/latent/sample", json={"n": 3}), 413, param="n")
+    # a beam of width w costs about w rows
+    assert_error(client.post("/latent/sample", json={"n": 1, "strategy": "beam", "beam_size": 3}), 413, param="n")
+    assert_error(client.post("/latent/decode", json={"z": [[0.0] * 8] * 2, "strategy": "beam", "beam_size": 2}),
+                 413, param="z")
+    r = client.post("/latent/decode", json={"z": [0.0] * 8, "strategy": "beam", "beam_size": 2})
+    assert r.status_code == 200, r.text
 
 
 def test_routes_need_the_api_key_when_keys_are_set(client_factory, vae_dir):

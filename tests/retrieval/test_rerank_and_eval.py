@@ -81,6 +81,31 @@ def test_reranker_folder_must_exist(tmp_path: Path) -> None:
         Reranker(tmp_path / "none")
 
 
+def test_a_folder_that_is_not_a_cross_encoder_is_refused(tmp_path: Path) -> None:
+    # A bi-encoder would load with a randomly initialised classifier head and rerank by noise.
+    from textlatent.errors import InvalidInputError
+    from textlatent.models import resolve_model_path
+    from textlatent.retrieval.rerank import Reranker
+
+    with pytest.raises(InvalidInputError, match="not a cross-encoder"):
+        Reranker(resolve_model_path(None), device="cpu")  # the bundled MiniLM bi-encoder
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"architectures": ["BertForSequenceClassification"]}')
+    (broken / "textlatent_reranker.json").write_text('{"beta": ')
+    with pytest.raises(InvalidInputError, match="not a readable reranker folder"):
+        Reranker(broken, device="cpu")
+
+
+def test_a_folder_of_another_kind_is_not_an_encoder(tmp_path: Path) -> None:
+    from textlatent.encoder import Encoder
+    from textlatent.errors import InvalidInputError
+
+    (tmp_path / "config.json").write_text('{"model": {"latent_dim": 32}}')  # a VAE's config, say
+    with pytest.raises(InvalidInputError, match="could not be loaded as a sentence-transformers model"):
+        Encoder(tmp_path, device="cpu")
+
+
 def test_eval_beir_cli_modes(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
@@ -97,6 +122,11 @@ def test_eval_beir_cli_modes(tmp_path: Path) -> None:
     missing = runner.invoke(app, ["eval", "beir", "--dataset", "toy", "--data-dir", str(root), "--mode", "hybrid",
                                   "--rerank", str(tmp_path / "none")])
     assert missing.exit_code == 2 and "config.json" in missing.output
+    for args, message in ((["--mode", "hybrid", "--fusion", "bogus"], "--fusion must be"),
+                          (["--mode", "bm25", "--fusion", "rrf"], "mean nothing with --mode bm25"),
+                          (["--mode", "bm25", "--rerank-top", "5"], "--rerank-top needs --rerank")):
+        bad = runner.invoke(app, ["eval", "beir", "--dataset", "toy", "--data-dir", str(tmp_path / "nowhere"), *args])
+        assert bad.exit_code == 2 and message in bad.output, bad.output  # before the data is even read
 
 
 def test_rerank_train_cli_does_not_write_over_a_saved_reranker(tmp_path: Path) -> None:

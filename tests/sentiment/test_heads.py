@@ -178,3 +178,13 @@ def test_an_unwritable_onnx_cache_exports_to_a_private_temp_folder(encoder, tmp_
     exported = export_onnx(encoder.path)
     assert exported.is_file() and blocker not in exported.parents and exported.stat().st_size > 1_000_000
     assert not list(exported.parent.glob("*.tmp.onnx"))
+
+
+@pytest.mark.parametrize("config", ['{"kind": "finetune"}', "[1, 2]"])
+def test_a_damaged_head_folder_is_a_message(tmp_path, config) -> None:
+    from textlatent.errors import InvalidInputError
+    from textlatent.sentiment.heads import load_sentiment_model
+
+    (tmp_path / "sentiment.json").write_text(config)  # no weights, no tokenizer / not an object
+    with pytest.raises(InvalidInputError, match="not a readable fine-tuned sentiment folder|not a JSON object"):
+        load_sentiment_model(tmp_path, device="cpu")

@@ -70,7 +70,9 @@ def test_train_eval_and_use(run, corpus_files, tmp_path, monkeypatch):
     figures = json.loads(r.stdout)
     assert {"nll", "iw_nll", "kl", "ppl", "au", "mi"} <= set(figures)
     assert figures["iw_nll"] <= figures["nll"] + 1.0  # IW tightens the ELBO bound (up to sampling noise)
-    assert 0 <= figures["au"] <= 8 and figures["kl"] > 0
+    assert 0 <= figures["au"] <= 8 and figures["kl"] > 0 and figures["subset"] is None
+    r = run("eval", "--model", str(out), "--data", str(valid), "--k", "0", "--subset", "100000", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["subset"] is None  # every sentence scored: not a subset
 
     r = run("sample", "--model", str(out), "-n", "3", "--seed", "1")
     assert r.exit_code == 0, r.output
@@ -105,6 +107,13 @@ def test_errors_are_messages_with_a_nonzero_exit(run, corpus_files, tmp_path):
     assert r.exit_code == 2 and "missing.txt" in r.output
     r = run("train", "--train", str(train), "--valid", str(valid), "--out", str(tmp_path / "m2"), "--resume")
     assert r.exit_code == 2 and "checkpoint" in r.output
+    assert not (tmp_path / "m2").exists()  # a refused --resume leaves no empty folder
+    for bad in (["--seed", "-1"], ["--lr", "0"]):  # a traceback (numpy's seed) and a run that cannot learn
+        r = run("train", "--train", str(train), "--valid", str(valid), "--out", str(tmp_path / "m4"), *bad)
+        assert r.exit_code == 2 and bad[0] in r.output and "Traceback" not in r.output, r.output
+        assert not (tmp_path / "m4").exists()
+    r = run("eval", "--model", str(tmp_path), "--data", str(valid), "--seed", str(2**64 + 1))
+    assert r.exit_code == 2 and "--seed" in r.output
     r = run("train", "--train", str(train), "--valid", str(valid), "--out", str(tmp_path / "m3"), "--select", "kl")
     assert r.exit_code == 2 and "'kl' is not one of" in r.output
     assert not (tmp_path / "m3").exists()  # refused before anything is written

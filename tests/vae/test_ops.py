@@ -31,6 +31,19 @@ def test_seeded_sampling_repeats(tiny_pipeline):
     assert a[1] == b[1] and np.array_equal(a[0], b[0])
 
 
+def test_a_seeded_decode_gives_back_the_random_state(tiny_pipeline):
+    import torch
+
+    z = np.zeros((3, tiny_pipeline.latent_dim), dtype=np.float32)
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    first = tiny_pipeline.decode(z, strategy="sample", seed=5)
+    assert torch.equal(torch.get_rng_state(), state)  # a client's seed does not fix later unseeded samples
+    assert tiny_pipeline.decode(z, strategy="sample", seed=5) == first
+    tiny_pipeline.decode(z, strategy="sample")  # unseeded: draws from (and moves) the global stream
+    assert not torch.equal(torch.get_rng_state(), state)
+
+
 def test_interpolation_path_ends_at_the_inputs(tiny_pipeline):
     a, b = "the cat sees the house", "my sister sells some bonds"
     z, texts = ops.interpolate(tiny_pipeline, a, b, steps=4)

@@ -129,7 +129,7 @@ class _FakeLatent:
 
     def decode(self, z, *, strategy="greedy", temperature=1.0, beam_size=5, seed=None):  # noqa: ANN001
         self.calls.append((strategy, temperature, seed))
-        return list(self.by_seed[None if strategy == "greedy" else seed])
+        return list(self.by_seed[None] if strategy == "greedy" else self.by_seed.get(seed, self.by_seed[None]))
 
     def encode(self, texts):  # noqa: ANN001
         assert all(t.strip() for t in texts)  # empty candidates are never encoded
@@ -147,6 +147,9 @@ def test_round_trip_rerank_keeps_the_candidate_whose_posterior_is_nearest():
     fake.calls.clear()
     assert style.round_trip_rerank(fake, z, 1) == ["far", ""]  # one candidate: the plain decode
     assert fake.calls == [("greedy", 1.0, None)]
+    fake.calls.clear()  # the caller's temperature is the plain decode's; the candidates keep their own
+    style.round_trip_rerank(fake, z, 2, strategy="sample", temperature=0.01, seed=7)
+    assert fake.calls == [("sample", 0.01, 7), ("sample", style.RERANK_TEMPERATURE, 8)]
     only_empty = _FakeLatent(points, {None: ["", "far"], 1: ["", "mid"]})
     assert style.round_trip_rerank(only_empty, z, 2) == ["", "mid"]
     for bad in (0, 33, 2.5, True):

@@ -58,12 +58,26 @@ class Reranker:
         if not (self.path / "config.json").is_file():
             raise NotFoundError(f"reranker folder {str(self.path)!r} has no config.json; train one with "
                                 "`textlatent rerank train`", param="rerank")
-        meta = json.loads((self.path / CONFIG_FILE).read_text()) if (self.path / CONFIG_FILE).is_file() else {}
-        self.beta = float(meta.get("beta", 1.0))
-        self.top_n = int(meta.get("top_n", 10))
+        try:
+            meta = json.loads((self.path / CONFIG_FILE).read_text()) if (self.path / CONFIG_FILE).is_file() else {}
+            self.beta = float(meta.get("beta", 1.0))
+            self.top_n = int(meta.get("top_n", 10))
+            architectures = json.loads((self.path / "config.json").read_text()).get("architectures") or []
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            raise InvalidInputError(f"{str(self.path)!r} is not a readable reranker folder ({type(exc).__name__}: "
+                                    f"{str(exc)[:200]})", param="rerank") from exc
+        # A bi-encoder folder would load with a randomly initialised classifier and rerank by noise.
+        if not any(str(a).endswith("ForSequenceClassification") for a in architectures):
+            raise InvalidInputError(f"{str(self.path)!r} is not a cross-encoder (its config.json names "
+                                    f"{architectures or 'no architecture'}, not a *ForSequenceClassification "
+                                    "model); train one with `textlatent rerank train`", param="rerank")
         self.name = self.path.name
         self.batch_size = batch_size
-        self.model = CrossEncoder(str(self.path), device=resolve_device(device), local_files_only=True)
+        try:
+            self.model = CrossEncoder(str(self.path), device=resolve_device(device), local_files_only=True)
+        except (ValueError, OSError, KeyError) as exc:
+            raise InvalidInputError(f"{str(self.path)!r} could not be loaded as a cross-encoder "
+                                    f"({type(exc).__name__}: {str(exc)[:200]})", param="rerank") from exc
 
     def scores(self, query: str, texts: Sequence[str]) -> np.ndarray:
         if not texts:

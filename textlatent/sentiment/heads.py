@@ -111,6 +111,8 @@ def read_config(folder: str | Path) -> dict[str, Any]:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise InvalidInputError(f"cannot read {path}: {exc}", param="model") from exc
+    if not isinstance(config, dict):
+        raise InvalidInputError(f"{path} is not a JSON object", param="model")
     if config.get("kind") not in ("linear", "finetune"):
         raise InvalidInputError(f"{path}: unknown sentiment model kind {config.get('kind')!r}", param="model")
     return dict(config)
@@ -240,8 +242,12 @@ class FinetunedSentiment:
         self.max_length = int(config.get("max_length", max_length))
         # Heads saved before normalisation existed have no key: they read text as given.
         self.normalize = text_normalizer(config.get("normalize"))
-        self.tokenizer = AutoTokenizer.from_pretrained(str(self.folder), local_files_only=True)
-        self.model = AutoModelForSequenceClassification.from_pretrained(str(self.folder), local_files_only=True)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(self.folder), local_files_only=True)
+            self.model = AutoModelForSequenceClassification.from_pretrained(str(self.folder), local_files_only=True)
+        except (OSError, ValueError, KeyError) as exc:  # weights or tokenizer files missing or damaged
+            raise InvalidInputError(f"{str(self.folder)!r} is not a readable fine-tuned sentiment folder "
+                                    f"({type(exc).__name__}: {str(exc)[:200]})", param="model") from exc
         self.model.to(self.device).eval()
         self._autocast = self.device.startswith("cuda")
         self._torch = torch

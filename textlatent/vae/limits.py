@@ -3,3 +3,4 @@ torch), so the CLI can declare them in its options without loading the library a
 
 MAX_Z_ABS = 1e3  # largest |component| of a z a client may send (the prior is N(0, I))
 MAX_SEED = 2**31 - 1  # largest decoding or sampling seed
+MAX_STEPS = 50  # most points on an interpolation path

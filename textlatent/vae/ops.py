@@ -9,24 +9,24 @@ operations below are written once against that interface.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pickle
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
 from textlatent.errors import InvalidInputError, NotFoundError
-from textlatent.vae.limits import MAX_SEED, MAX_Z_ABS
+from textlatent.vae.limits import MAX_SEED, MAX_STEPS, MAX_Z_ABS
 
 if TYPE_CHECKING:
     from textlatent.encoder import Encoder
 
 Strategy = Literal["greedy", "sample", "beam"]
 STRATEGIES = ("greedy", "sample", "beam")
-MAX_STEPS = 50
 
 
 @runtime_checkable
@@ -93,6 +93,8 @@ class VAEPipeline(PosteriorPipeline):
         self.device = resolve_device(device)
         try:  # a damaged folder is named, not a traceback; only reading is inside (not the move to a device)
             meta = json.loads(config_file.read_text())
+            if not isinstance(meta, dict):
+                raise TypeError("config.json is not an object")
             self.vocab = Vocab.load(self.path / "vocab.txt")
             self.config = VAEConfig.from_dict(meta["model"])
             model = TextVAE(self.config)
@@ -105,12 +107,17 @@ class VAEPipeline(PosteriorPipeline):
         self.name = self.path.resolve().name
         self.latent_dim = self.config.latent_dim
         own_encoder = self.path / "encoder"
-        if meta.get("trained_encoder") and own_encoder.is_dir():
+        train = meta.get("train")
+        if meta.get("trained_encoder"):
+            if not own_encoder.is_dir():  # the base encoder would put texts at the wrong points of z
+                raise InvalidInputError(f"{str(self.path)!r} was trained with its encoder, but its encoder/ folder "
+                                        "is missing", param="model")
             self.encoder = Encoder(own_encoder, device=self.device)
         elif encoder is not None:
             self.encoder = encoder
         else:  # the encoder it was trained on: the bundled MiniLM unless training named another folder
-            self.encoder = Encoder(meta.get("train", {}).get("encoder_model"), device=self.device)
+            self.encoder = Encoder(train.get("encoder_model") if isinstance(train, dict) else None,
+                                   device=self.device)
         self._lock = threading.Lock()  # the decoder's generation is not re-entrant across threads
 
     def decode(self, z: np.ndarray, *, strategy: Strategy = "greedy", temperature: float = 1.0,
@@ -119,12 +126,46 @@ class VAEPipeline(PosteriorPipeline):
 
         z_arr = check_z(z, self.latent_dim)
         check_decoding(strategy, temperature, beam_size, seed)
-        with self._lock, torch.no_grad():
-            if seed is not None:
-                torch.manual_seed(seed)
+        with self._lock, torch.no_grad(), seeded_rng(seed, self.device):
             ids = self.model.generate(torch.from_numpy(z_arr).to(self.device), strategy=strategy,
                                       temperature=temperature, beam_size=beam_size)
         return [self.vocab.decode(s) for s in ids]
+
+
+def trained_on(folder: str | Path, encoder: Any) -> bool:
+    """Whether the GRU VAE in ``folder`` was trained on ``encoder`` kept frozen, so that it may use
+    that already loaded encoder (and vectors it made) instead of loading its own."""
+    from textlatent.models import DEFAULT_MODEL_ID
+
+    try:
+        meta = json.loads((Path(folder) / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(meta, dict) or meta.get("trained_encoder"):
+        return False
+    enc_path = getattr(encoder, "path", None)
+    if isinstance(meta.get("encoder"), str) and enc_path is not None \
+            and Path(meta["encoder"]).resolve() == Path(enc_path).resolve():
+        return True
+    train = meta.get("train")
+    train = train if isinstance(train, dict) else {}
+    return (meta.get("encoder_id") == DEFAULT_MODEL_ID and not train.get("encoder_model")
+            and getattr(encoder, "model_id", None) == DEFAULT_MODEL_ID)
+
+
+@contextlib.contextmanager
+def seeded_rng(seed: int | None, device: str) -> Iterator[None]:
+    """Seed torch for the block (a seeded decode is repeatable) and give back the random state
+    after it, so a client's seed never fixes what later unseeded requests sample."""
+    if seed is None:
+        yield
+        return
+    import torch
+
+    devices = [torch.device(device).index or 0] if str(device).startswith("cuda") else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
 
 
 # ---------------------------------------------------------------------------- checks
@@ -188,11 +229,22 @@ def sample(model: LatentModel, n: int, *, seed: int | None = None, strategy: Str
     return z, model.decode(z, strategy=strategy, seed=seed, **kw)
 
 
+def _check_named_texts(**texts: Any) -> None:
+    """Each input checked under its own name (``b is empty``), not as an item of a list."""
+    from textlatent.encoder import validate_texts
+
+    for name, text in texts.items():
+        if not isinstance(text, str):
+            raise InvalidInputError(f"{name} must be a string", param=name)
+        validate_texts(text, param=name)
+
+
 def interpolate(model: LatentModel, a: str, b: str, steps: int = 5, *, strategy: Strategy = "greedy",
                 **kw: Any) -> tuple[np.ndarray, list[str]]:
     """Sentences along the straight path from μ(a) to μ(b), both ends included (``steps`` points)."""
     if not 2 <= steps <= MAX_STEPS:
         raise InvalidInputError(f"steps must be between 2 and {MAX_STEPS}, got {steps}", param="steps")
+    _check_named_texts(a=a, b=b)
     mu, _ = model.encode([a, b])
     t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
     z = (1 - t) * mu[0] + t * mu[1]
@@ -202,6 +254,7 @@ def interpolate(model: LatentModel, a: str, b: str, steps: int = 5, *, strategy:
 def analogy(model: LatentModel, a: str, b: str, c: str, *, strategy: Strategy = "greedy",
             **kw: Any) -> tuple[np.ndarray, str]:
     """a : b :: c : ? — decode(μ(c) + μ(b) − μ(a))."""
+    _check_named_texts(a=a, b=b, c=c)
     mu, _ = model.encode([a, b, c])
     z = mu[2] + (mu[1] - mu[0])
     return z, model.decode(z[None, :], strategy=strategy, **kw)[0]

@@ -36,7 +36,7 @@ from torch.nn import functional as F
 
 from textlatent.errors import InvalidInputError, NotFoundError
 from textlatent.vae.model import PosteriorHead
-from textlatent.vae.ops import PosteriorPipeline, Strategy, check_decoding, check_z
+from textlatent.vae.ops import PosteriorPipeline, Strategy, check_decoding, check_z, seeded_rng
 
 if TYPE_CHECKING:
     from textlatent.encoder import Encoder
@@ -275,9 +275,7 @@ class OptimusPipeline(PosteriorPipeline):
         z_arr = check_z(z, self.latent_dim)
         check_decoding(strategy, temperature, beam_size, seed)
         texts: list[str] = []
-        with self._lock, torch.no_grad():
-            if seed is not None:
-                torch.manual_seed(seed)
+        with self._lock, torch.no_grad(), seeded_rng(seed, self.device):
             for start in range(0, len(z_arr), batch_size):
                 zb = torch.from_numpy(z_arr[start:start + batch_size]).to(self.device)
                 ids = self.model.generate(zb, strategy=strategy, temperature=temperature, beam_size=beam_size)

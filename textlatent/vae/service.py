@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from textlatent.errors import NotFoundError, PayloadTooLargeError
+from textlatent.errors import InvalidInputError, ModelUnavailableError, NotFoundError, PayloadTooLargeError
 from textlatent.vae.ops import LatentModel
 
 if TYPE_CHECKING:
@@ -37,9 +37,10 @@ class LatentService:
             return self._model
 
     def _load(self) -> LatentModel:
-        import json
+        from types import SimpleNamespace
 
-        from textlatent.models import DEFAULT_MODEL_ID
+        from textlatent.models import DEFAULT_MODEL_ID, bundled_model_path
+        from textlatent.vae.ops import trained_on
 
         path = self.settings.vae_model
         if path is None:
@@ -47,19 +48,27 @@ class LatentService:
                 "no latent model is configured: set TEXTLATENT_VAE_MODEL to a folder made by "
                 "`textlatent vae train --out DIR` and restart the server", param="model")
         encoder = None
-        config_file = path / "config.json"
-        if self._shared_encoder is not None and config_file.is_file():
-            meta: dict[str, Any] = json.loads(config_file.read_text())
-            bundled = (meta.get("encoder_id") == DEFAULT_MODEL_ID and not meta.get("trained_encoder")
-                       and not meta.get("train", {}).get("encoder_model"))
-            if bundled and not self.settings.model:
+        if self._shared_encoder is not None and not self.settings.model:  # the API's encoder is the bundled one
+            bundled = SimpleNamespace(path=bundled_model_path(), model_id=DEFAULT_MODEL_ID)
+            if trained_on(path, bundled):  # loaded only when the VAE can use it
                 encoder = self._shared_encoder()
-        return load_latent_model(path, device=self.settings.device, encoder=encoder)
+        try:
+            return load_latent_model(path, device=self.settings.device, encoder=encoder)
+        except InvalidInputError as exc:  # a damaged or foreign folder: the server's setting, not the request
+            raise ModelUnavailableError(f"the latent model set by TEXTLATENT_VAE_MODEL cannot be used: {exc.message}",
+                                        param="model") from exc
 
-    def check_count(self, n: int, param: str) -> None:
-        if n > self.settings.max_batch:
-            raise PayloadTooLargeError(f"{param} has {n} items; the limit is {self.settings.max_batch} "
-                                       "(TEXTLATENT_MAX_BATCH)", param=param)
+    def check_count(self, n: int, param: str, *, strategy: str = "greedy", beam_size: int = 1) -> None:
+        """At most ``max_batch`` rows per request; a beam search of width w counts each row w times
+        (it costs about that much), so one request cannot hold the decoder for minutes."""
+        limit = self.settings.max_batch
+        if n > limit:
+            raise PayloadTooLargeError(f"{param} has {n} items; the limit is {limit} (TEXTLATENT_MAX_BATCH)",
+                                       param=param)
+        if strategy == "beam" and n * beam_size > limit:
+            raise PayloadTooLargeError(f"{param} has {n} items at beam_size {beam_size}, which counts as "
+                                       f"{n * beam_size}; the limit is {limit} (TEXTLATENT_MAX_BATCH): send fewer "
+                                       "or use a smaller beam", param=param)
 
 
 def load_latent_model(path: Path, *, device: str = "cpu", encoder: Encoder | None = None) -> LatentModel:

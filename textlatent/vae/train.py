@@ -33,6 +33,7 @@ from torch.nn import functional as F
 
 from textlatent.errors import InvalidInputError
 from textlatent.vae.data import Vocab, cached_embeddings
+from textlatent.vae.limits import MAX_SEED
 from textlatent.vae.model import TextVAE, VAEConfig, gaussian_kl
 
 log = logging.getLogger("textlatent.vae")
@@ -269,13 +270,15 @@ def train_vae(
     if cfg.ema and cfg.train_encoder:
         raise InvalidInputError("--ema averages the VAE's weights only; it cannot be combined with "
                                 "--train-encoder", param="ema")
+    if not (isinstance(cfg.seed, int) and 0 <= cfg.seed <= MAX_SEED):
+        raise InvalidInputError(f"seed must be between 0 and {MAX_SEED}, got {cfg.seed}", param="seed")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.pt"
     if resume and not ckpt_path.is_file():
         raise InvalidInputError(f"--resume given but {ckpt_path} does not exist", param="resume")
     if not train_texts or not valid_texts:
         raise InvalidInputError("training and validation text must both be non-empty", param="train")
+    out.mkdir(parents=True, exist_ok=True)  # after the checks: a refused run leaves no folder behind
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)

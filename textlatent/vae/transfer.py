@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from textlatent.errors import InvalidInputError, NotFoundError
+from textlatent.errors import InvalidInputError, ModelUnavailableError, NotFoundError
 from textlatent.vae.limits import MAX_SEED
 from textlatent.vae.ops import LatentModel, Strategy
 
@@ -205,11 +205,20 @@ def load_axis(model: LatentModel | str | Path, attribute: str = "sentiment", *,
     if not path.is_file():
         raise NotFoundError(f"{path.parent} has no {AXES_FILE}: fit the {attribute} axis with "
                             f"`textlatent fit-transfer --model {path.parent}`", param="model")
-    data = json.loads(path.read_text())
-    if attribute not in data:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelUnavailableError(f"{path} is not a readable axes file ({exc}); refit it with "
+                                    f"`textlatent fit-transfer --model {path.parent}`", param="model") from exc
+    if not isinstance(data, dict) or attribute not in data:
         raise NotFoundError(f"{path} has no {attribute} axis; fit it with `textlatent fit-transfer`",
                             param="attribute")
-    axis = LatentAxis.from_dict(attribute, data[attribute])
+    try:
+        axis = LatentAxis.from_dict(attribute, data[attribute])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ModelUnavailableError(f"{path}: the {attribute} axis is damaged ({type(exc).__name__}: {exc}); "
+                                    f"refit it with `textlatent fit-transfer --model {path.parent}`",
+                                    param="model") from exc
     if latent_dim is not None and axis.direction.shape != (latent_dim,):
         raise InvalidInputError(f"{path}: the {attribute} axis has {axis.direction.shape[0]} components but the "
                                 f"model's latent size is {latent_dim}; refit it", param="model")
@@ -268,9 +277,10 @@ def transfer(model: LatentModel, axis: LatentAxis, texts: Sequence[str], target:
 
 
 def round_trip_rerank(model: LatentModel, z: np.ndarray, candidates: int, *, strategy: Strategy = "greedy",
-                      temperature: float = RERANK_TEMPERATURE, **decode_kw: Any) -> list[str]:
-    """For each row of ``z``: decode it once with ``strategy`` and ``candidates − 1`` times by sampling
-    (``temperature``, seeds ``s + 1 …``, ``s`` the ``seed`` in ``decode_kw``, else 0), and keep the
+                      rerank_temperature: float = RERANK_TEMPERATURE, **decode_kw: Any) -> list[str]:
+    """For each row of ``z``: decode it once with ``strategy`` and ``decode_kw`` (the caller's
+    temperature, beam size and seed) and ``candidates − 1`` times by sampling (at
+    ``rerank_temperature``, seeds ``s + 1 …``, ``s`` the ``seed`` in ``decode_kw``, else 0), and keep the
     sentence whose own posterior mean μ(c) lies nearest ``z`` (Euclidean): the decode the model
     itself maps back closest to the point asked for.
 
@@ -283,7 +293,7 @@ def round_trip_rerank(model: LatentModel, z: np.ndarray, candidates: int, *, str
         return pool[0]
     seed = decode_kw.get("seed") or 0
     sample_kw = {k: v for k, v in decode_kw.items() if k not in ("temperature", "seed")}
-    pool += [model.decode(z, strategy="sample", temperature=temperature, seed=(seed + k) % (MAX_SEED + 1),
+    pool += [model.decode(z, strategy="sample", temperature=rerank_temperature, seed=(seed + k) % (MAX_SEED + 1),
                           **sample_kw)  # wrapped: a client's largest seed stays a valid one
              for k in range(1, candidates)]
     flat = [(k, i) for k in range(candidates) for i in range(len(z)) if pool[k][i].strip()]
