@@ -22,7 +22,7 @@ from api.routers import outliers as outliers_router
 from api.routers import rag as rag_router
 from textlatent import __version__
 from textlatent.config import Settings, get_settings
-from textlatent.errors import TextLatentError
+from textlatent.errors import BusyError, TextLatentError
 from textlatent.service import TextLatent
 
 log = logging.getLogger("textlatent.api")
@@ -129,7 +129,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(TextLatentError)
     async def _library_error(_: Request, exc: TextLatentError) -> JSONResponse:
-        headers = {"Retry-After": "1"} if exc.status_code == 503 else None
+        # a busy collection frees up in a moment; a damaged model folder does not
+        headers = {"Retry-After": "1"} if isinstance(exc, BusyError) else None
         return _error(exc.status_code, exc.message, param=exc.param, type_=exc.code, headers=headers)
 
     @app.exception_handler(RequestValidationError)

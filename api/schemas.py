@@ -29,7 +29,8 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         413: "Too many items or too large a body",
         422: "Invalid input (the message names the field)",
         502: "The remote LLM endpoint failed",
-        503: "The collection is being written by another process; retry shortly",
+        503: "Busy (a collection being written by another process: retry shortly, see Retry-After), or a "
+             "model folder on the server that cannot be read (model_unavailable: fix the server's files)",
     }
     return {c: {"model": ErrorResponse, "description": descriptions[c]} for c in codes}
 

@@ -56,3 +56,5 @@ def test_elbo_settings_include_the_unigram_ratio_and_separate_unknown_text(encod
     assert trained_on(tmp_path / "vae", encoder)
     other = SimpleNamespace(path=tmp_path, model_id="some-finetuned-encoder")
     assert not trained_on(tmp_path / "vae", other)  # a CLI --model the VAE was not trained on: not shared
+    same_name = SimpleNamespace(path=tmp_path, model_id="all-MiniLM-L6-v2")  # a fine-tuned folder of that name
+    assert not trained_on(tmp_path / "vae", same_name)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,9 +16,10 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
-from textlatent.cli_options import OverwriteOption, json_out
+from textlatent.cli_options import OverwriteOption, finite_option, json_out
 from textlatent.config import Settings
 from textlatent.errors import TextLatentError
+from textlatent.vae.limits import MAX_SEED
 
 if TYPE_CHECKING:
     from textlatent.service import TextLatent
@@ -38,8 +40,14 @@ class _State:
 
     @classmethod
     def settings(cls) -> Settings:
-        """The settings; a bad ``TEXTLATENT_*`` value is a clear error, not a traceback."""
-        return cast(Settings, _run(lambda: Settings(**{k: v for k, v in cls.overrides.items() if v is not None})))
+        """The settings; a bad ``TEXTLATENT_*`` value is a clear error, not a traceback. ``--threads``
+        (``TEXTLATENT_THREADS``) is applied here, so every command's torch work keeps to it."""
+        settings = cast(Settings, _run(lambda: Settings(**{k: v for k, v in cls.overrides.items() if v is not None})))
+        if settings.threads:
+            os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(settings.threads)  # torch not loaded
+            if "torch" in sys.modules:  # already loaded
+                sys.modules["torch"].set_num_threads(settings.threads)
+        return settings
 
     @classmethod
     def service(cls) -> TextLatent:
@@ -335,7 +343,7 @@ def eval_beir(
         int | None, typer.Option(min=1, help="Candidates to rerank \\[default: the reranker's]")
     ] = None,
     fusion: Annotated[str, typer.Option(help="hybrid fusion: weighted (min-max scores) or rrf")] = "weighted",
-    alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="weight of dense in weighted fusion")] = 0.4,
+    alpha: Annotated[float, finite_option(min=0.0, max=1.0, help="weight of dense in weighted fusion")] = 0.4,
 ) -> None:
     """BEIR retrieval: nDCG@10 and Recall@100 over the whole corpus (dense, BM25 or hybrid; reranked)."""
     from textlatent.eval import evaluate_beir, load_beir
@@ -390,10 +398,10 @@ def finetune_sts_cmd(
     data_dir: DataDirOption = Path("../shared/data"),
     model: EvalModelOption = None,
     loss: Annotated[str, typer.Option(help="cosent, angle or cosine")] = "cosent",
-    epochs: Annotated[float, typer.Option(min=0.01, help="Training epochs")] = 2.0,
+    epochs: Annotated[float, finite_option(min=0.01, help="Training epochs")] = 2.0,
     batch_size: Annotated[int, typer.Option(min=1)] = 16,
-    lr: Annotated[float, typer.Option(min=0.0, help="Learning rate")] = 2e-5,
-    seed: Annotated[int, typer.Option()] = 42,
+    lr: Annotated[float, finite_option(min=0.0, help="Learning rate")] = 2e-5,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED)] = 42,
     max_steps: Annotated[int | None, typer.Option(min=1, help="Train for this many steps instead of --epochs "
                                                             "(dev is then scored once, at the end)")] = None,
     overwrite: OverwriteOption = False,
@@ -417,17 +425,17 @@ def finetune_retrieval_cmd(
     dataset: Annotated[str, typer.Option("--dataset", help="BEIR folder under --data-dir with qrels/train.tsv")],
     data_dir: DataDirOption = Path("../shared/data"),
     model: EvalModelOption = None,
-    epochs: Annotated[float, typer.Option(min=0.01, help="Training epochs")] = 1.0,
+    epochs: Annotated[float, finite_option(min=0.01, help="Training epochs")] = 1.0,
     batch_size: Annotated[int, typer.Option(min=2)] = 16,
-    lr: Annotated[float, typer.Option(min=0.0, help="Learning rate")] = 2e-5,
+    lr: Annotated[float, finite_option(min=0.0, help="Learning rate")] = 2e-5,
     negatives: Annotated[int, typer.Option(min=1, help="Hard negatives per pair")] = 1,
     range_max: Annotated[
         int, typer.Option(min=1, help="Mine negatives among the starting model's top N documents")
     ] = 100,
     dev_fraction: Annotated[
-        float, typer.Option(min=0.0, max=0.9, help="Share of train queries held out to pick the best epoch")
+        float, finite_option(min=0.0, max=0.9, help="Share of train queries held out to pick the best epoch")
     ] = 0.0,
-    seed: Annotated[int, typer.Option()] = 42,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED)] = 42,
     max_steps: Annotated[int | None, typer.Option(min=1, help="Train for this many steps instead of --epochs "
                                                             "(held-out queries are then scored once, at the end)")]
     = None,

@@ -7,13 +7,15 @@ trained folder also works with every other ``vae`` command (``eval``, ``sample``
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
 
-from textlatent.cli_options import OverwriteOption, json_out
+from textlatent.cli_options import OverwriteOption, finite_option, json_out
 from textlatent.cli_vae import vae_app
+from textlatent.vae.limits import MAX_SEED
 
 
 def _run_cli(fn):  # type: ignore[no-untyped-def]
@@ -29,12 +31,12 @@ def train_optimus_cmd(
     valid: Annotated[Path, typer.Option("--valid", help="Validation text (selection), one per line")],
     out: Annotated[Path, typer.Option("--out", help="Folder to write the model to")],
     max_steps: Annotated[int, typer.Option(min=1, help="Optimizer steps (the LR and KL schedules span them)")] = 300,
-    time_budget: Annotated[float | None, typer.Option(min=1.0, help="Stop after this many seconds")] = None,
+    time_budget: Annotated[float | None, finite_option(min=1.0, help="Stop after this many seconds")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 16,
-    lr: Annotated[float, typer.Option(min=0.0)] = 1e-3,
+    lr: Annotated[float, finite_option(min=0.0)] = 1e-3,
     latent_dim: Annotated[int, typer.Option(min=1, max=1024)] = 32,
     prefix_len: Annotated[int, typer.Option(min=1, max=64, help="Prefix vectors made from z")] = 4,
-    free_bits: Annotated[float, typer.Option(min=0.0, help="Free bits λ per latent dimension, in nats")] = 0.25,
+    free_bits: Annotated[float, finite_option(min=0.0, help="Free bits λ per latent dimension, in nats")] = 0.25,
     kl_cycles: Annotated[int, typer.Option(min=0, help="Cyclical KL annealing cycles (0: β=1 throughout)")] = 2,
     eval_every: Annotated[int, typer.Option(min=1, help="Steps between validations")] = 100,
     valid_sentences: Annotated[int, typer.Option(min=1, help="Seeded random valid subset used for selection")] = 200,
@@ -44,19 +46,29 @@ def train_optimus_cmd(
     select: Annotated[Literal["elbo", "rec"], typer.Option(
         help="Held-out figure that picks the saved head: -ELBO, or reconstruction NLL (for a model that "
              "reconstructs and edits sentences, where free bits let the KL grow at no training cost)")] = "elbo",
-    seed: int = 0,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED)] = 0,
     overwrite: OverwriteOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the history as JSON")] = False,
 ) -> None:
     """Train a VAE with the frozen SmolLM2-135M-Instruct as decoder (z as prefix embeddings)."""
-    from textlatent.cli import _check_out, _fail, _State
+    from textlatent.cli import _check_lr, _check_out, _fail, _State
     from textlatent.vae.data import read_sentences
     from textlatent.vae.optimus_train import OptimusTrainConfig, train_optimus
 
     settings = _State.settings()
-    _check_out(out, overwrite=overwrite)
-    if init_posterior is not None and not (init_posterior / "model.pt").is_file():
-        raise _fail(f"--init-posterior {init_posterior} is not a trained GRU VAE folder (no model.pt)")
+    _check_lr(lr)
+    if init_posterior is not None:  # checked before --out is touched and before minutes of loading
+        if not (init_posterior / "model.pt").is_file():
+            raise _fail(f"--init-posterior {init_posterior} is not a trained GRU VAE folder (no model.pt)")
+        try:
+            gru = json.loads((init_posterior / "config.json").read_text())["model"]
+            gru_latent = int(gru["latent_dim"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise _fail(f"--init-posterior {init_posterior}: config.json is not readable ({exc})") from None
+        if gru_latent != latent_dim:
+            raise _fail(f"--init-posterior {init_posterior} has latent size {gru_latent}, but --latent-dim is "
+                        f"{latent_dim}; they must be the same")
+    _check_out(out, overwrite=overwrite, model=str(init_posterior) if init_posterior else None)
     config = OptimusTrainConfig(
         max_steps=max_steps, time_budget_s=time_budget, batch_size=batch_size, lr=lr, free_bits=free_bits,
         kl_cycles=kl_cycles, eval_every=eval_every, valid_sentences=valid_sentences,
@@ -95,7 +107,7 @@ def eval_optimus_cmd(
                                                         "same ones `vae eval --subset N` draws")] = None,
     lm_baseline: Annotated[bool, typer.Option("--lm-baseline", help="Also score the text under the bare LM")] = False,
     z_check: Annotated[bool, typer.Option("--z-check", help="Also rec at z=μ(x), another μ, z=0")] = False,
-    seed: int = 0,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED)] = 0,
 ) -> None:
     """`vae eval` for an Optimus folder, with the bare-LM baseline; prints one JSON object."""
     from textlatent.cli import _State

@@ -25,3 +25,17 @@ def _finite(value: Any) -> Any:
 def json_out(payload: Any, **kwargs: Any) -> str:
     """``--json`` output: strict JSON, a NaN or infinite figure (a Spearman over constant scores) as null."""
     return json.dumps(_finite(payload), allow_nan=False, **kwargs)
+
+
+def finite(value: Any) -> Any:
+    """Typer callback for float options: click's ranges let ``nan`` and ``inf`` through (``nan`` then
+    switches a time budget off or poisons a loss; ``inf`` overflows an epoch count)."""
+    for v in value if isinstance(value, list) else [value]:
+        if isinstance(v, float) and not math.isfinite(v):
+            raise typer.BadParameter(f"must be a finite number, got {v}")
+    return value
+
+
+def finite_option(*param_decls: str, **kwargs: Any) -> Any:
+    """``typer.Option`` for a float: a finite number, or a usage error."""
+    return typer.Option(*param_decls, callback=finite, **kwargs)

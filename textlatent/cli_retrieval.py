@@ -13,7 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
-from textlatent.cli_options import OverwriteOption, json_out
+from textlatent.cli_options import OverwriteOption, finite_option, json_out
+from textlatent.vae.limits import MAX_SEED
 
 DataDirOption = Annotated[
     Path, typer.Option("--data-dir", envvar="TEXTLATENT_DATA_DIR", help="Benchmark folder laid out like ../shared/data")
@@ -71,28 +72,29 @@ def register(app: typer.Typer, state: Any, run: Any, fail: Any) -> None:
         dataset: Annotated[str, typer.Option("--dataset", help="BEIR folder under --data-dir with qrels/train.tsv")],
         data_dir: DataDirOption = Path("../shared/data"),
         model: ModelOption = None,
-        epochs: Annotated[float, typer.Option(min=0.01, help="Training epochs")] = 1.0,
+        epochs: Annotated[float, finite_option(min=0.01, help="Training epochs")] = 1.0,
         negatives: Annotated[int, typer.Option(min=1, help="Hard negatives per query, from our hybrid retriever")] = 3,
         mine_top: Annotated[int, typer.Option(min=2, help="Draw negatives from this many top hybrid results")] = 30,
         top_n: Annotated[int, typer.Option(min=1, help="Candidates the reranker reorders at query time")] = 10,
         batch_size: Annotated[int, typer.Option(min=2)] = 16,
-        lr: Annotated[float, typer.Option(min=0.0, help="Learning rate")] = 3e-5,
+        lr: Annotated[float, finite_option(min=0.0, help="Learning rate")] = 3e-5,
         max_length: Annotated[int, typer.Option(min=16, help="Most tokens of query + passage")] = 128,
-        heldout: Annotated[float, typer.Option(help="Share of train queries held out to choose the blend")] = 0.1,
-        seed: Annotated[int, typer.Option()] = 13,
+        heldout: Annotated[float, finite_option(help="Share of train queries held out to choose the blend")] = 0.1,
+        seed: Annotated[int, typer.Option(min=0, max=MAX_SEED)] = 13,
         max_steps: Annotated[int | None, typer.Option(min=1, help="Stop after this many steps")] = None,
         max_minutes: Annotated[
             float | None,
-            typer.Option(min=0.1, help="End training after this many minutes, keeping the model trained so far"),
+            finite_option(min=0.1, help="End training after this many minutes, keeping the model trained so far"),
         ] = 20.0,
         overwrite: OverwriteOption = False,
         as_json: JsonOption = False,
     ) -> None:
         """Train a cross-encoder from the bundled MiniLM weights on train qrels (never test)."""
-        from textlatent.cli import _check_out
+        from textlatent.cli import _check_lr, _check_out
         from textlatent.retrieval.rerank import train_reranker
 
         settings = state.settings()
+        _check_lr(lr)
         _check_out(out, overwrite=overwrite, model=model or settings.model)
         if settings.threads:
             import torch

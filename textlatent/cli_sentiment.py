@@ -9,7 +9,8 @@ from typing import Annotated, Literal
 import typer
 
 from textlatent.cli import DataDirOption, EvalJsonOption, _fail, _print_result, _run, _State, app, eval_app
-from textlatent.cli_options import OverwriteOption, json_out
+from textlatent.cli_options import OverwriteOption, finite_option, json_out
+from textlatent.vae.limits import MAX_SEED
 
 sentiment_app = typer.Typer(help="Train sentiment heads over the latent space.", no_args_is_help=True)
 app.add_typer(sentiment_app, name="sentiment")
@@ -38,16 +39,16 @@ def sentiment_train(
     data_dir: DataDirOption = Path("../shared/data"),
     base: Annotated[str | None, typer.Option("--base", help="Encoder folder \\[default: global --model or bundled]")]
     = None,
-    epochs: Annotated[float, typer.Option(
+    epochs: Annotated[float, finite_option(
         min=0.01, help="finetune: training epochs (on a CPU the time budget usually ends it first; the learning "
                        "rate decays to whichever end comes first)")] = 3.0,
     max_minutes: Annotated[
-        float | None, typer.Option(min=0.1, help="finetune: stop at this wall-clock budget [CPU default 40]")
+        float | None, finite_option(min=0.1, help="finetune: stop at this wall-clock budget [CPU default 40]")
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="finetune: training batch size")] = 32,
-    lr: Annotated[float, typer.Option(min=0.0, help="finetune: learning rate")] = 8e-5,
+    lr: Annotated[float, finite_option(min=0.0, help="finetune: learning rate")] = 8e-5,
     eval_steps: Annotated[int, typer.Option(min=1, help="finetune: evaluate on dev every N steps")] = 500,
-    seed: Annotated[int, typer.Option()] = 42,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED)] = 42,
     normalize: Annotated[Literal["treebank", "none"], typer.Option(
         help="text normalisation before encoding, stored with the head (either kind) and applied to everything "
              "it scores; treebank undoes Penn-Treebank tokenisation (SST-2's \"does n't\" , -lrb-)")] = "treebank",
@@ -77,7 +78,7 @@ def sentiment_train(
     device = _run(lambda: resolve_device(settings.device))
     if head == "linear":
         result = _run(lambda: train_linear(out, data_dir, model=encoder, device=settings.device, seed=seed,
-                                           normalize=normalize))
+                                           normalize=normalize, threads=settings.threads))
     elif head == "finetune":
         budget = max_minutes
         if budget is None and device == "cpu":

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 import typer
 
-from textlatent.cli_options import OverwriteOption, json_out
+from textlatent.cli_options import OverwriteOption, finite_option, json_out
 from textlatent.vae.limits import MAX_SEED
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ ModelOpt = Annotated[
     Path | None, typer.Option("--model", help="Trained VAE folder \\[env TEXTLATENT_VAE_MODEL]", show_default=False)
 ]
 StrategyOpt = Annotated[Literal["greedy", "sample", "beam"], typer.Option(help="How to decode")]
-TemperatureOpt = Annotated[float, typer.Option(help="Softmax temperature for --strategy sample")]
+TemperatureOpt = Annotated[float, finite_option(help="Softmax temperature for --strategy sample")]
 
 
 def _run(fn: Any) -> Any:
@@ -70,27 +70,27 @@ def train_cmd(
     out: Annotated[Path, typer.Option("--out", help="Folder to write the model and checkpoints to")],
     epochs: Annotated[int, typer.Option(min=1, help="10 fits the 45-minute CPU budget (docs/benchmarks.md)")] = 10,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
-    lr: Annotated[float, typer.Option(min=0.0)] = 2e-3,
+    lr: Annotated[float, finite_option(min=0.0)] = 2e-3,
     latent_dim: Annotated[int, typer.Option(min=1, max=1024)] = 32,
     hidden_dim: Annotated[int, typer.Option(min=8)] = 256,
     word_dim: Annotated[int, typer.Option(min=8)] = 256,
-    free_bits: Annotated[float, typer.Option(min=0.0, help="Free bits λ per latent dimension, in nats")] = 0.17,
+    free_bits: Annotated[float, finite_option(min=0.0, help="Free bits λ per latent dimension, in nats")] = 0.17,
     kl_cycles: Annotated[int, typer.Option(min=0, help="Cyclical KL annealing cycles (0: β=1 throughout)")] = 4,
-    word_dropout: Annotated[float, typer.Option(min=0.0, max=1.0,
+    word_dropout: Annotated[float, finite_option(min=0.0, max=1.0,
                                                 help="Decoder inputs replaced by <unk> while training")] = 0.0,
-    dropout: Annotated[float, typer.Option(min=0.0, max=0.9,
+    dropout: Annotated[float, finite_option(min=0.0, max=0.9,
                                            help="Dropout on the decoder's word embeddings and GRU outputs")] = 0.5,
     tie_weights: Annotated[bool, typer.Option(help="Share the frequent words' input embeddings with the "
                                                   "softmax head (Press & Wolf 2017; fewer parameters)")] = False,
-    adaptive_div: Annotated[float, typer.Option(min=1.0, help="The adaptive softmax's rarer-word clusters "
+    adaptive_div: Annotated[float, finite_option(min=1.0, help="The adaptive softmax's rarer-word clusters "
                                                      "score from word_dim / div and word_dim / div² dimensions; "
                                                      "1 gives them the full word_dim")] = 4.0,
-    weight_drop: Annotated[float, typer.Option(min=0.0, max=0.9, help="DropConnect on the GRU's recurrent "
+    weight_drop: Annotated[float, finite_option(min=0.0, max=0.9, help="DropConnect on the GRU's recurrent "
                                                    "weights while training (AWD-LSTM's WeightDrop)")] = 0.0,
     select: Annotated[Literal["elbo", "rec"], typer.Option(
         help="The held-out figure that picks the saved epoch: elbo (the likelihood bound) or rec (reconstruction "
              "alone, for models that reconstruct and edit sentences, e.g. style transfer)")] = "elbo",
-    ema: Annotated[float, typer.Option(min=0.0, max=0.99999, help="Decay of an exponential moving average of "
+    ema: Annotated[float, finite_option(min=0.0, max=0.99999, help="Decay of an exponential moving average of "
                                             "the weights (0: off; e.g. 0.999). Each epoch the averaged weights "
                                             "are validated beside the trained ones and the better is kept")] = 0.0,
     seed: Annotated[int, typer.Option(min=0, max=MAX_SEED)] = 0,

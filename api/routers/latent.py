@@ -31,7 +31,7 @@ from textlatent.vae import transfer as style
 from textlatent.vae.service import LatentService
 
 router = APIRouter(prefix="/latent", tags=["latent"], dependencies=[Depends(require_api_key)])
-_ERRORS = error_responses(400, 401, 404, 413, 422)
+_ERRORS = error_responses(400, 401, 404, 413, 422, 503)
 _lock = threading.Lock()
 
 
@@ -80,6 +80,7 @@ def sample(body: SampleRequest, latent: LatentService = Depends(get_latent)) -> 
 @router.post("/interpolate", response_model=PointsResponse, responses=_ERRORS,
              summary="Sentences along the path from a to b")
 def interpolate(body: InterpolateRequest, latent: LatentService = Depends(get_latent)) -> PointsResponse:
+    latent.check_count(body.steps, "steps", strategy=body.strategy, beam_size=body.beam_size)
     model = latent.model()
     z, texts = ops.interpolate(model, body.a, body.b, body.steps, strategy=body.strategy,
                                temperature=body.temperature, beam_size=body.beam_size, seed=body.seed)
@@ -102,6 +103,7 @@ def transfer(body: TransferRequest, latent: LatentService = Depends(get_latent))
     if body.degree is not None:
         style.check_degree(body.degree)
     style.check_candidates(body.candidates)
+    latent.check_count(body.candidates, "candidates", strategy=body.strategy, beam_size=body.beam_size)
     model = latent.model()
     axis = style.load_axis(model, attribute, latent_dim=model.latent_dim)
     [moved] = style.transfer(model, axis, [body.text], body.target, body.degree, strategy=body.strategy,

@@ -39,7 +39,8 @@ def test_without_a_model_every_route_says_how_to_set_one(client, route):
 
 @pytest.mark.parametrize(("file", "content"), [
     ("config.json", "{"), ("config.json", "[]"),
-    ("axes.json", "{"), ("axes.json", '{"sentiment": {"direction": [1.0]}}'),
+    ("axes.json", "{"), ("axes.json", '{"sentiment": {"direction": [1.0]}}'), ("axes.json", "[]"),
+    ("axes.json", '{"sentiment": {"direction": [1.0], "scale": 1, "bias": 0, "margin": 1}}'),  # wrong size
 ])
 def test_a_damaged_model_folder_on_the_server_is_503_naming_it(app_factory, vae_dir, tmp_path, file, content):
     # A plain TestClient: the shared one fails any 5xx, and 503 (the server's own files) is the answer here.
@@ -53,8 +54,10 @@ def test_a_damaged_model_folder_on_the_server_is_503_naming_it(app_factory, vae_
     route, body = ("/latent/sample", {"n": 1}) if file == "config.json" else \
         ("/latent/transfer", {"text": "the cat sees the house", "target": "positive"})
     with TestClient(app_factory(vae_model=folder)) as client:
-        err = assert_error(client.post(route, json=body), 503, type_="model_unavailable")
+        resp = client.post(route, json=body)
+        err = assert_error(resp, 503, type_="model_unavailable")
     assert file in err["message"] or "not a readable VAE folder" in err["message"]
+    assert "retry-after" not in resp.headers  # retrying does not mend a damaged file
 
 
 def test_a_configured_folder_that_is_not_a_vae(client_factory, tmp_path):
@@ -159,6 +162,9 @@ def test_too_many_items_is_413(client_factory, vae_dir):
                  413, param="z")
     r = client.post("/latent/decode", json={"z": [0.0] * 8, "strategy": "beam", "beam_size": 2})
     assert r.status_code == 200, r.text
+    beam_path = {"a": "the cat sees the house", "b": "a dog buys fresh bread", "steps": 2, "strategy": "beam",
+                 "beam_size": 2}
+    assert_error(client.post("/latent/interpolate", json=beam_path), 413, param="steps")
 
 
 def test_routes_need_the_api_key_when_keys_are_set(client_factory, vae_dir):

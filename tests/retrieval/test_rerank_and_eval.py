@@ -140,3 +140,8 @@ def test_rerank_train_cli_does_not_write_over_a_saved_reranker(tmp_path: Path) -
     res = CliRunner().invoke(app, ["rerank", "train", "--dataset", "scifact", "--out", str(out)])
     assert res.exit_code == 2 and "--overwrite" in res.output
     assert (out / "textlatent_reranker.json").read_text() == "{}"
+    for bad, message in ((["--lr", "0"], "--lr must be above 0"), (["--seed", "-3"], "--seed"),
+                         (["--max-minutes", "inf"], "finite")):  # refused before minutes of mining
+        res = CliRunner().invoke(app, ["rerank", "train", "--dataset", "scifact", "--out", str(tmp_path / "new"), *bad])
+        assert res.exit_code == 2 and message in res.output, res.output
+        assert not (tmp_path / "new").exists()

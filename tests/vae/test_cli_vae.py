@@ -42,6 +42,7 @@ def test_train_eval_and_use(run, corpus_files, tmp_path, monkeypatch):
             "--latent-dim", "8", "--hidden-dim", "32", "--word-dim", "16", "--batch-size", "16", "--dropout", "0.3",
             "--word-dropout", "0", "--adaptive-div", "2", "--json")
     assert r.exit_code == 0, r.output
+    assert len(r.stdout.strip().splitlines()) == 1  # --json: one object on stdout; per-epoch lines go to stderr
     saved = json.loads((out / "config.json").read_text())["model"]
     assert (saved["dropout"], saved["word_dropout"], saved["adaptive_div"]) == (0.3, 0.0, 2.0)
     history = json.loads(r.stdout.strip().splitlines()[-1])["history"]
@@ -108,7 +109,8 @@ def test_errors_are_messages_with_a_nonzero_exit(run, corpus_files, tmp_path):
     r = run("train", "--train", str(train), "--valid", str(valid), "--out", str(tmp_path / "m2"), "--resume")
     assert r.exit_code == 2 and "checkpoint" in r.output
     assert not (tmp_path / "m2").exists()  # a refused --resume leaves no empty folder
-    for bad in (["--seed", "-1"], ["--lr", "0"]):  # a traceback (numpy's seed) and a run that cannot learn
+    for bad in (["--seed", "-1"], ["--lr", "0"], ["--lr", "nan"], ["--free-bits", "inf"]):
+        # a traceback (numpy's seed), a run that cannot learn, and floats click's ranges let through
         r = run("train", "--train", str(train), "--valid", str(valid), "--out", str(tmp_path / "m4"), *bad)
         assert r.exit_code == 2 and bad[0] in r.output and "Traceback" not in r.output, r.output
         assert not (tmp_path / "m4").exists()
@@ -131,3 +133,17 @@ def test_errors_are_messages_with_a_nonzero_exit(run, corpus_files, tmp_path):
     (damaged / "model.pt").write_bytes(b"not a checkpoint")
     r = run("sample", "--model", str(damaged))
     assert r.exit_code == 2 and "not a readable VAE folder" in r.output and "Traceback" not in r.output
+
+
+def test_train_optimus_refuses_bad_options_before_loading_anything(run, corpus_files, tiny_vae_dir, tmp_path):
+    train, valid = corpus_files
+    latent = json.loads((tiny_vae_dir / "config.json").read_text())["model"]["latent_dim"]
+    base = ["train-optimus", "--train", str(train), "--valid", str(valid), "--out", str(tmp_path / "opt")]
+    for bad, message in ((["--seed", "-1"], "--seed"), (["--lr", "0"], "--lr"), (["--time-budget", "inf"], "finite"),
+                         (["--init-posterior", str(tiny_vae_dir), "--latent-dim", str(latent + 1)], "latent size")):
+        r = run(*base, *bad)
+        assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, r.output
+        assert not (tmp_path / "opt").exists()
+    r = run("train-optimus", "--train", str(train), "--valid", str(valid), "--out", str(tiny_vae_dir),
+            "--init-posterior", str(tiny_vae_dir), "--latent-dim", str(latent), "--overwrite")
+    assert r.exit_code == 2 and "is the model being trained from" in r.output  # never written over its own start

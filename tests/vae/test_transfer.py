@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from tests.vae.helpers import split_corpus, tiny_corpus
 from tests.vae.transfer_helpers import planted_labels, vae_with_axis, write_sst2_like
 from textlatent.cli import app
-from textlatent.errors import InvalidInputError, NotFoundError
+from textlatent.errors import InvalidInputError, ModelUnavailableError, NotFoundError
 from textlatent.vae import transfer as style
 from textlatent.vae.ops import reconstruct
 
@@ -68,7 +68,7 @@ def test_axes_round_trip_and_missing_axis(axis_pipeline, axis, tmp_path):
     assert again.direction == pytest.approx(axis.direction) and again.margin == axis.margin
     with pytest.raises(NotFoundError, match="fit-transfer"):
         style.load_axis(tmp_path)
-    with pytest.raises(InvalidInputError, match="latent size"):
+    with pytest.raises(ModelUnavailableError, match="latent size"):  # the server's file, not the request
         style.load_axis(axis_pipeline, latent_dim=axis_pipeline.latent_dim + 1)
     with pytest.raises(InvalidInputError):
         style.load_axis(axis_pipeline, "formality")
@@ -338,3 +338,12 @@ def test_cli_bad_inputs(run, tmp_path):
     assert r.exit_code == 2 and "not a trained VAE folder" in r.output
     r = run("eval", "transfer", "--model", str(tmp_path), "--data-dir", str(tmp_path / "nowhere"))
     assert r.exit_code == 2 and "nowhere" in r.output
+
+
+def test_saving_an_axis_over_a_damaged_axes_file_keeps_the_new_fit(tmp_path):
+    # fit-transfer used to fit for minutes, then die on json.loads of the old, damaged file
+    (tmp_path / style.AXES_FILE).write_text("{")
+    axis = style.LatentAxis("sentiment", np.array([1.0, 0.0]), scale=2.0, bias=0.0, margin=1.5)
+    style.save_axis(tmp_path, axis)
+    again = style.load_axis(tmp_path, latent_dim=2)
+    assert again.scale == 2.0 and list(again.direction) == [1.0, 0.0]

@@ -5,6 +5,7 @@ Never the test split: Kim's labelled SST-2 test is only read by :func:`evaluate_
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -46,6 +47,7 @@ def train_linear(
     name: str | None = None,
     backend: str = "auto",
     normalize: str | None = "treebank",
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Logistic regression on frozen embeddings of SST-2 train; C and temperature chosen on dev.
 
@@ -68,11 +70,11 @@ def train_linear(
     if backend == "onnx" or (backend == "auto" and resolve_device(device) == "cpu"):
         from textlatent.onnx_encoder import OnnxEncoder
 
-        encoder = OnnxEncoder(model, batch_size=batch_size)
+        encoder = OnnxEncoder(model, threads=threads, batch_size=batch_size)
     else:
         from textlatent.encoder import Encoder
 
-        encoder = Encoder(model, device=device, batch_size=batch_size)
+        encoder = Encoder(model, device=device, batch_size=batch_size, threads=threads)
     print(f"encoding {len(train):,} train and {len(dev):,} dev sentences with {encoder.model_id}", file=sys.stderr)
     def embed(texts: Any) -> np.ndarray:
         return np.asarray(encoder.encode(list(texts), show_progress=True))
@@ -224,10 +226,11 @@ def train_finetuned(
         model=model, args=args, train_dataset=train_ds, eval_dataset=dev_ds,
         data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=metrics, callbacks=[budget],
     )
-    train_output = trainer.train()
-    # dev evaluations inside train_runtime (the final evaluate() below is not)
-    eval_seconds = sum(float(e.get("eval_runtime", 0.0)) for e in trainer.state.log_history)
-    best_dev = trainer.evaluate()
+    with contextlib.redirect_stdout(sys.stderr):  # the trainer prints its logs; stdout is for results
+        train_output = trainer.train()
+        # dev evaluations inside train_runtime (the final evaluate() below is not)
+        eval_seconds = sum(float(e.get("eval_runtime", 0.0)) for e in trainer.state.log_history)
+        best_dev = trainer.evaluate()
     trainer.save_model(str(folder))
     tokenizer.save_pretrained(str(folder))
     for ckpt in (folder / "checkpoints").glob("checkpoint-*"):

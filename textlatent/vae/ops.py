@@ -135,7 +135,7 @@ class VAEPipeline(PosteriorPipeline):
 def trained_on(folder: str | Path, encoder: Any) -> bool:
     """Whether the GRU VAE in ``folder`` was trained on ``encoder`` kept frozen, so that it may use
     that already loaded encoder (and vectors it made) instead of loading its own."""
-    from textlatent.models import DEFAULT_MODEL_ID
+    from textlatent.models import DEFAULT_MODEL_ID, bundled_model_path
 
     try:
         meta = json.loads((Path(folder) / "config.json").read_text())
@@ -149,8 +149,10 @@ def trained_on(folder: str | Path, encoder: Any) -> bool:
         return True
     train = meta.get("train")
     train = train if isinstance(train, dict) else {}
-    return (meta.get("encoder_id") == DEFAULT_MODEL_ID and not train.get("encoder_model")
-            and getattr(encoder, "model_id", None) == DEFAULT_MODEL_ID)
+    # trained on the bundled MiniLM (perhaps where the venv lived elsewhere) and offered the bundled one
+    # here: compared by path, since a fine-tuned folder may carry the same basename
+    return (meta.get("encoder_id") == DEFAULT_MODEL_ID and not train.get("encoder_model") and enc_path is not None
+            and Path(enc_path).resolve() == bundled_model_path().resolve())
 
 
 @contextlib.contextmanager
@@ -162,8 +164,12 @@ def seeded_rng(seed: int | None, device: str) -> Iterator[None]:
         return
     import torch
 
-    devices = [torch.device(device).index or 0] if str(device).startswith("cuda") else []
-    with torch.random.fork_rng(devices=devices):
+    dev = torch.device(device)
+    if dev.type == "cpu":
+        fork = torch.random.fork_rng(devices=[])
+    else:  # manual_seed also seeds the accelerator's generator (cuda, mps): give that back too
+        fork = torch.random.fork_rng(devices=[dev.index or 0], device_type=dev.type)
+    with fork:
         torch.manual_seed(seed)
         yield
 

@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import random
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -125,11 +126,11 @@ def train_optimus(
         raise InvalidInputError("max_steps must be at least 1", param="max_steps")
     check_select(cfg.select)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
+    out.mkdir(parents=True, exist_ok=True)  # after the checks: a refused run leaves no folder behind
     t_start = time.time()
 
     model_cfg = OptimusConfig.from_dict(cfg.model)
@@ -220,12 +221,16 @@ def train_optimus(
                 line = json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in record.items()})
                 log.info("validation: %s", line)
                 if progress:
-                    tqdm.write(line)
+                    tqdm.write(line, file=sys.stderr)  # stdout is for results (--json prints one object)
                 (out / "history.json").write_text(json.dumps(history, indent=2))
             if stop:
                 break
     bar.close()
-    kept = [r for r in history if r["selected"]][-1]
+    kept_all = [r for r in history if r["selected"]]
+    if not kept_all:  # every validation figure was NaN: nothing was saved
+        raise InvalidInputError("training diverged: no validation figure was finite, so no model was kept; "
+                                "lower --lr", param="lr")
+    kept = kept_all[-1]
     return {"history": history, "select": cfg.select, "step": kept["step"],
             "best_valid_elbo_nll": kept["valid_elbo_nll"], "best_valid_rec": kept["valid_rec"], "steps": step}
 

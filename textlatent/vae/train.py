@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import random
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -278,7 +279,6 @@ def train_vae(
         raise InvalidInputError(f"--resume given but {ckpt_path} does not exist", param="resume")
     if not train_texts or not valid_texts:
         raise InvalidInputError("training and validation text must both be non-empty", param="train")
-    out.mkdir(parents=True, exist_ok=True)  # after the checks: a refused run leaves no folder behind
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
@@ -340,6 +340,7 @@ def train_vae(
         start_epoch, step, best, history = state["epoch"], state["step"], state["best"], state["history"]
         random.setstate(state["py_rng"])
         torch.set_rng_state(state["torch_rng"])
+    out.mkdir(parents=True, exist_ok=True)  # at the first write: a refused run leaves no folder behind
     vocab.save(out / "vocab.txt")
     meta = {"model": model_cfg.to_dict(), "train": asdict(cfg), "encoder": str(encoder.path),
             "encoder_id": encoder.model_id, "trained_encoder": cfg.train_encoder}
@@ -417,7 +418,8 @@ def train_vae(
         log.info("epoch %d: %s", epoch + 1, json.dumps({k: round(v, 3) if isinstance(v, float) else v
                                                           for k, v in record.items()}))
         if progress:
-            tqdm.write(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in record.items()}))
+            tqdm.write(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in record.items()}),
+                       file=sys.stderr)  # stdout is for results (--json prints one object)
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "step": step, "best": best,
                  "history": history, "py_rng": random.getstate(), "torch_rng": torch.get_rng_state()}

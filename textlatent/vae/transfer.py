@@ -27,6 +27,7 @@ used; the axis file is found in the model's folder (its ``path`` attribute).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from collections.abc import Sequence
@@ -39,6 +40,8 @@ import numpy as np
 from textlatent.errors import InvalidInputError, ModelUnavailableError, NotFoundError
 from textlatent.vae.limits import MAX_SEED
 from textlatent.vae.ops import LatentModel, Strategy
+
+log = logging.getLogger("textlatent.vae.transfer")
 
 AXES_FILE = "axes.json"
 ATTRIBUTES = ("sentiment",)
@@ -190,7 +193,15 @@ def axes_path(model: LatentModel | str | Path) -> Path:
 def save_axis(model: LatentModel | str | Path, axis: LatentAxis) -> Path:
     """Write (or replace) this attribute's entry in ``axes.json``, atomically."""
     path = axes_path(model)
-    data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    data: Any = {}
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text())
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):  # damaged: nothing in it can be kept, and the fit just made is not lost
+            log.warning("%s was not a readable axes file; writing it anew with the %s axis", path, axis.attribute)
+            data = {}
     data[axis.attribute] = axis.to_dict()
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(data, indent=2))
@@ -210,7 +221,10 @@ def load_axis(model: LatentModel | str | Path, attribute: str = "sentiment", *,
     except (OSError, ValueError) as exc:
         raise ModelUnavailableError(f"{path} is not a readable axes file ({exc}); refit it with "
                                     f"`textlatent fit-transfer --model {path.parent}`", param="model") from exc
-    if not isinstance(data, dict) or attribute not in data:
+    if not isinstance(data, dict):
+        raise ModelUnavailableError(f"{path} is not a readable axes file (not a JSON object); refit it with "
+                                    f"`textlatent fit-transfer --model {path.parent}`", param="model")
+    if attribute not in data:
         raise NotFoundError(f"{path} has no {attribute} axis; fit it with `textlatent fit-transfer`",
                             param="attribute")
     try:
@@ -220,7 +234,7 @@ def load_axis(model: LatentModel | str | Path, attribute: str = "sentiment", *,
                                     f"refit it with `textlatent fit-transfer --model {path.parent}`",
                                     param="model") from exc
     if latent_dim is not None and axis.direction.shape != (latent_dim,):
-        raise InvalidInputError(f"{path}: the {attribute} axis has {axis.direction.shape[0]} components but the "
+        raise ModelUnavailableError(f"{path}: the {attribute} axis has {axis.direction.shape[0]} components but the "
                                 f"model's latent size is {latent_dim}; refit it", param="model")
     return axis
 
