@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -291,3 +292,21 @@ def test_reading_a_missing_index_folder_does_not_create_it(tmp_path) -> None:
         r = runner.invoke(app, ["--index-dir", str(missing), *args])
         assert not missing.exists(), args
     assert r.exit_code == 2 and "does not exist" in r.output
+
+
+def test_threads_apply_to_every_command(tmp_path, monkeypatch) -> None:
+    # finetune, sentiment train and rerank calibrate used to ignore --threads
+    import torch
+    from typer.testing import CliRunner
+
+    from textlatent.cli import app
+
+    before = torch.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", ""))  # restored after the test
+    monkeypatch.setenv("MKL_NUM_THREADS", os.environ.get("MKL_NUM_THREADS", ""))
+    try:
+        r = CliRunner().invoke(app, ["--threads", "1", "--index-dir", str(tmp_path), "collection", "list"])
+        assert r.exit_code == 0, r.output
+        assert torch.get_num_threads() == 1 and os.environ["OMP_NUM_THREADS"] == "1"
+    finally:
+        torch.set_num_threads(before)

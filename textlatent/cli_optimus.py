@@ -116,11 +116,7 @@ def eval_optimus_cmd(
     from textlatent.vae.optimus_train import evaluate_optimus
     from textlatent.vae.optimus_train import subset as pick
 
-    settings = _State.settings()
-    if settings.threads:
-        import torch
-
-        torch.set_num_threads(settings.threads)
+    settings = _State.settings()  # applies --threads
     pipeline = _run_cli(lambda: OptimusPipeline(model, device=settings.device))
     texts = pick(_run_cli(lambda: read_sentences(data)), subset, seed)
     result = _run_cli(lambda: evaluate_optimus(pipeline, texts, k=k, seed=seed, lm_baseline=lm_baseline,

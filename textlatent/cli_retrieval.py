@@ -96,10 +96,6 @@ def register(app: typer.Typer, state: Any, run: Any, fail: Any) -> None:
         settings = state.settings()
         _check_lr(lr)
         _check_out(out, overwrite=overwrite, model=model or settings.model)
-        if settings.threads:
-            import torch
-
-            torch.set_num_threads(settings.threads)
         result = run(lambda: train_reranker(
             out, dataset=dataset, data_dir=data_dir, model=model or settings.model, epochs=epochs, negatives=negatives,
             mine_top=mine_top, top_n=top_n, heldout_fraction=heldout, batch_size=batch_size, lr=lr,
