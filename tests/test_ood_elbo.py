@@ -32,8 +32,6 @@ def test_elbo_settings_include_the_unigram_ratio_and_separate_unknown_text(encod
     assert min(elbo["auroc"].values()) > 0.9
 
     # q(z|x) gets the embedding pass's vectors only when the VAE uses that very encoder
-    from types import SimpleNamespace
-
     from textlatent.anomaly import ElboScorer
     from textlatent.vae.ops import trained_on
 
@@ -53,8 +51,8 @@ def test_elbo_settings_include_the_unigram_ratio_and_separate_unknown_text(encod
         assert seen and not any(seen)
     finally:
         ElboScorer.score_texts = original
-    assert trained_on(tmp_path / "vae", encoder)
-    other = SimpleNamespace(path=tmp_path, model_id="some-finetuned-encoder")
+    assert trained_on(tmp_path / "vae", encoder.path)
+    other = tmp_path / "some-finetuned-encoder"
     assert not trained_on(tmp_path / "vae", other)  # a CLI --model the VAE was not trained on: not shared
-    same_name = SimpleNamespace(path=tmp_path, model_id="all-MiniLM-L6-v2")  # a fine-tuned folder of that name
+    same_name = tmp_path / "all-MiniLM-L6-v2"  # a fine-tuned folder carrying the bundled model's name
     assert not trained_on(tmp_path / "vae", same_name)

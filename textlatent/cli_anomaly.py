@@ -49,7 +49,7 @@ def _vae(path: Path | None, encoder: Any = None) -> Any:
         return None
     from textlatent.vae.ops import VAEPipeline, trained_on
 
-    shared = encoder if encoder is not None and trained_on(folder, encoder) else None
+    shared = encoder if encoder is not None and trained_on(folder, encoder.path) else None
     return cli._run(lambda: VAEPipeline(folder, device=settings.device, encoder=shared))
 
 

@@ -132,9 +132,9 @@ class VAEPipeline(PosteriorPipeline):
         return [self.vocab.decode(s) for s in ids]
 
 
-def trained_on(folder: str | Path, encoder: Any) -> bool:
-    """Whether the GRU VAE in ``folder`` was trained on ``encoder`` kept frozen, so that it may use
-    that already loaded encoder (and vectors it made) instead of loading its own."""
+def trained_on(folder: str | Path, encoder_path: str | Path) -> bool:
+    """Whether the GRU VAE in ``folder`` was trained, frozen, on the encoder in ``encoder_path``, so
+    that it may use that already loaded encoder (and vectors it made) instead of loading its own."""
     from textlatent.models import DEFAULT_MODEL_ID, bundled_model_path
 
     try:
@@ -143,16 +143,15 @@ def trained_on(folder: str | Path, encoder: Any) -> bool:
         return False
     if not isinstance(meta, dict) or meta.get("trained_encoder"):
         return False
-    enc_path = getattr(encoder, "path", None)
-    if isinstance(meta.get("encoder"), str) and enc_path is not None \
-            and Path(meta["encoder"]).resolve() == Path(enc_path).resolve():
+    here = Path(encoder_path).resolve()
+    if isinstance(meta.get("encoder"), str) and Path(meta["encoder"]).resolve() == here:
         return True
     train = meta.get("train")
     train = train if isinstance(train, dict) else {}
     # trained on the bundled MiniLM (perhaps where the venv lived elsewhere) and offered the bundled one
     # here: compared by path, since a fine-tuned folder may carry the same basename
-    return (meta.get("encoder_id") == DEFAULT_MODEL_ID and not train.get("encoder_model") and enc_path is not None
-            and Path(enc_path).resolve() == bundled_model_path().resolve())
+    return (meta.get("encoder_id") == DEFAULT_MODEL_ID and not train.get("encoder_model")
+            and here == bundled_model_path().resolve())
 
 
 @contextlib.contextmanager

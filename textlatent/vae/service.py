@@ -37,9 +37,7 @@ class LatentService:
             return self._model
 
     def _load(self) -> LatentModel:
-        from types import SimpleNamespace
-
-        from textlatent.models import DEFAULT_MODEL_ID, bundled_model_path
+        from textlatent.models import bundled_model_path
         from textlatent.vae.ops import trained_on
 
         path = self.settings.vae_model
@@ -48,10 +46,9 @@ class LatentService:
                 "no latent model is configured: set TEXTLATENT_VAE_MODEL to a folder made by "
                 "`textlatent vae train --out DIR` and restart the server", param="model")
         encoder = None
-        if self._shared_encoder is not None and not self.settings.model:  # the API's encoder is the bundled one
-            bundled = SimpleNamespace(path=bundled_model_path(), model_id=DEFAULT_MODEL_ID)
-            if trained_on(path, bundled):  # loaded only when the VAE can use it
-                encoder = self._shared_encoder()
+        # the API's encoder is the bundled one (no TEXTLATENT_MODEL); loaded only when the VAE can use it
+        if self._shared_encoder is not None and not self.settings.model and trained_on(path, bundled_model_path()):
+            encoder = self._shared_encoder()
         try:
             return load_latent_model(path, device=self.settings.device, encoder=encoder)
         except InvalidInputError as exc:  # a damaged or foreign folder: the server's setting, not the request
