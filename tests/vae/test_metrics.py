@@ -7,7 +7,13 @@ import math
 import pytest
 import torch
 
-from textlatent.vae.metrics import active_units, gaussian_log_density, iw_log_likelihood, mutual_information
+from textlatent.vae.metrics import (
+    active_units,
+    gaussian_log_density,
+    iw_log_likelihood,
+    mutual_information,
+    refine_gaussian_posterior,
+)
 from textlatent.vae.model import gaussian_kl
 from textlatent.vae.train import beta_at, kl_term
 
@@ -46,6 +52,28 @@ def test_iw_estimate_tightens_towards_the_truth_with_more_samples():
     gap_k = (exact - iw_log_likelihood(log_px_given_z, mu, logvar, k=2000, chunk=500, generator=gen)).mean()
     assert gap_1 > 0.3  # the one-sample bound is loose (it is the ELBO)...
     assert -0.02 < gap_k < 0.1 * gap_1  # ...and k samples close most of it (a bound only in expectation)
+
+
+def test_refinement_moves_a_poor_posterior_to_the_exact_one_and_tightens_the_bound():
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(50, 3, generator=gen, dtype=torch.float64) * 2
+    s2 = 0.4
+    log_px_given_z, exact = _linear_gaussian(x, s2)
+    mu0, logvar0 = torch.zeros_like(x), torch.zeros_like(x)  # start from the prior, a poor q
+    mu, logvar = refine_gaussian_posterior(log_px_given_z, mu0, logvar0, steps=400, lr=0.05, generator=gen)
+    # One z per step makes the gradients noisy: each coordinate lands near, not on, the optimum.
+    assert float((mu - x / (1 + s2)).abs().mean()) < 0.05
+    assert float((logvar - math.log(s2 / (1 + s2))).abs().mean()) < 0.1
+    assert not mu.requires_grad and not logvar.requires_grad
+    gap_before = (exact - iw_log_likelihood(log_px_given_z, mu0, logvar0, k=10, generator=gen)).mean()
+    gap_after = (exact - iw_log_likelihood(log_px_given_z, mu, logvar, k=10, generator=gen)).mean()
+    assert gap_before > 1.0
+    assert abs(gap_after) < 0.05  # near the exact posterior, the weights barely vary
+    # No steps: the posterior comes back unchanged; the clamp keeps log σ² where the encoder keeps it.
+    same_mu, same_logvar = refine_gaussian_posterior(log_px_given_z, mu0, logvar0, steps=0)
+    assert torch.equal(same_mu, mu0) and torch.equal(same_logvar, logvar0)
+    _, clamped = refine_gaussian_posterior(log_px_given_z, mu0, logvar0, steps=5, lr=5.0, logvar_range=(-1.0, 0.5))
+    assert float(clamped.min()) >= -1.0 and float(clamped.max()) <= 0.5
 
 
 def test_active_units_counts_dimensions_whose_mean_varies():

@@ -185,6 +185,9 @@ def test_cli_eval_sample_and_bad_train_options(optimus_dir, encoder, tmp_path, m
     assert r.exit_code == 0, r.output
     result = json.loads(r.stdout.strip().splitlines()[-1])
     assert result["kind"] == "optimus" and result["sentences"] == len(valid) and result["iw_samples"] == 2
+    r = runner.invoke(app, ["--device", "cpu", "vae", "eval", "--model", str(optimus_dir), "--data", str(data),
+                            "--refine-steps", "3"])
+    assert r.exit_code == 2 and "--refine-steps is for the GRU decoder" in r.output
     r = runner.invoke(app, ["--device", "cpu", "vae", "sample", "--model", str(optimus_dir), "-n", "2",
                             "--seed", "0"])
     assert r.exit_code == 0, r.output
