@@ -13,7 +13,7 @@ import typer
 
 from textlatent.cli import DataDirOption, EvalJsonOption, _run, _State, app, eval_app
 from textlatent.cli_options import finite_option, json_out
-from textlatent.cli_vae import ModelOpt, StrategyOpt, _pipeline, _strategy, _texts
+from textlatent.cli_vae import ModelOpt, SeedOpt, StrategyOpt, TemperatureOpt, _pipeline, _strategy, _texts
 from textlatent.vae.limits import MAX_SEED
 
 if TYPE_CHECKING:
@@ -72,6 +72,8 @@ def transfer_cmd(
     degree: DegreeOpt = None,
     model: ModelOpt = None,
     strategy: StrategyOpt = "greedy",
+    temperature: TemperatureOpt = 1.0,
+    seed: SeedOpt = None,
     candidates: CandidatesOpt = 1,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
 ) -> None:
@@ -85,7 +87,7 @@ def transfer_cmd(
     axis = _run(lambda: load_axis(pipeline, "sentiment", latent_dim=pipeline.latent_dim))
     items = _texts(texts)
     results = _run(lambda: transfer(pipeline, axis, items, target, degree, strategy=_strategy(strategy),
-                                    candidates=candidates))
+                                    candidates=candidates, temperature=temperature, seed=seed))
     for r in results:
         if as_json:
             typer.echo(json_out({"source": r.source, "output": r.output, "target": r.target, "degree": r.degree,

@@ -26,6 +26,8 @@ ModelOpt = Annotated[
 ]
 StrategyOpt = Annotated[Literal["greedy", "sample", "beam"], typer.Option(help="How to decode")]
 TemperatureOpt = Annotated[float, finite_option(help="Softmax temperature for --strategy sample")]
+SeedOpt = Annotated[int | None, typer.Option(min=0, max=MAX_SEED, show_default=False,
+                                             help="Seed for --strategy sample: the same seed, the same sentences")]
 
 
 def _run(fn: Any) -> Any:
@@ -186,7 +188,8 @@ def sample_cmd(
     n: Annotated[int, typer.Option("-n", min=1, max=1000, help="Sentences to draw from the prior")] = 5,
     strategy: StrategyOpt = "greedy",
     temperature: TemperatureOpt = 1.0,
-    seed: Annotated[int | None, typer.Option(min=0, max=MAX_SEED)] = None,
+    seed: Annotated[int | None, typer.Option(min=0, max=MAX_SEED, show_default=False,
+                                             help="Seed for z and for --strategy sample")] = None,
 ) -> None:
     """Decode z ~ N(0, I): one sentence per line."""
     from textlatent.vae.ops import sample
@@ -202,13 +205,17 @@ def reconstruct_cmd(
     texts: Annotated[list[str] | None, typer.Argument(help="Sentences; none or '-' reads stdin")] = None,
     model: ModelOpt = None,
     strategy: StrategyOpt = "greedy",
+    temperature: TemperatureOpt = 1.0,
+    seed: SeedOpt = None,
 ) -> None:
     """decode(μ(x)) for each sentence: input and reconstruction, tab-separated."""
     from textlatent.vae.ops import reconstruct
 
     pipeline = _pipeline(model)
     items = _texts(texts)
-    for src, out in zip(items, _run(lambda: reconstruct(pipeline, items, strategy=_strategy(strategy))), strict=True):
+    outputs = _run(lambda: reconstruct(pipeline, items, strategy=_strategy(strategy), temperature=temperature,
+                                       seed=seed))
+    for src, out in zip(items, outputs, strict=True):
         typer.echo(f"{src}\t{out}")
 
 
@@ -219,12 +226,15 @@ def interpolate_cmd(
     model: ModelOpt = None,
     steps: Annotated[int, typer.Option(help="Points on the path, both ends included (2-50)")] = 5,
     strategy: StrategyOpt = "greedy",
+    temperature: TemperatureOpt = 1.0,
+    seed: SeedOpt = None,
 ) -> None:
     """Sentences along the straight line from μ(A) to μ(B)."""
     from textlatent.vae.ops import interpolate
 
     pipeline = _pipeline(model)
-    _, texts = _run(lambda: interpolate(pipeline, a, b, steps, strategy=_strategy(strategy)))
+    _, texts = _run(lambda: interpolate(pipeline, a, b, steps, strategy=_strategy(strategy), temperature=temperature,
+                                        seed=seed))
     for i, text in enumerate(texts):
         typer.echo(f"{i}\t{text}")
 
@@ -236,10 +246,13 @@ def analogy_cmd(
     c: Annotated[str, typer.Argument()],
     model: ModelOpt = None,
     strategy: StrategyOpt = "greedy",
+    temperature: TemperatureOpt = 1.0,
+    seed: SeedOpt = None,
 ) -> None:
     """A is to B as C is to …: decode(μ(C) + μ(B) − μ(A))."""
     from textlatent.vae.ops import analogy
 
     pipeline = _pipeline(model)
-    _, text = _run(lambda: analogy(pipeline, a, b, c, strategy=_strategy(strategy)))
+    _, text = _run(lambda: analogy(pipeline, a, b, c, strategy=_strategy(strategy), temperature=temperature,
+                                   seed=seed))
     typer.echo(text)

@@ -99,6 +99,16 @@ def test_train_eval_and_use(run, corpus_files, tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     assert [line.split("\t")[0] for line in r.stdout.strip().splitlines()] == [
         "the cat sees the house", "a dog buys fresh bread"]
+    # Sampled decodes take a temperature and a seed on every command, as `sample` does.
+    for cmd in (["reconstruct", "the cat sees the house"],
+                ["interpolate", "the cat sees the house", "a dog buys fresh bread", "--steps", "3"],
+                ["analogy", "the cat sees the house", "the cat buys the house", "a dog sees a red car"]):
+        first, again = (run(*cmd, "--strategy", "sample", "--temperature", "3", "--seed", "11") for _ in range(2))
+        assert first.exit_code == 0 and first.stdout == again.stdout, first.output
+        r = run(*cmd, "--strategy", "sample", "--temperature", "-1")
+        assert r.exit_code == 2 and "temperature" in r.output, r.output
+        r = run(*cmd, "--seed", "-3")
+        assert r.exit_code == 2 and "--seed" in r.output, r.output
     r = run("interpolate", "the cat sees the house", "a dog buys fresh bread", "--steps", "3")
     assert r.exit_code == 0, r.output
     assert [line.split("\t")[0] for line in r.stdout.strip().splitlines()] == ["0", "1", "2"]

@@ -309,6 +309,12 @@ def test_cli_fit_transfer_eval(run, tiny_vae_dir, tmp_path):
                for row in rows)
     r = run("transfer", "--model", str(model), input="my sister likes the stock\n")
     assert r.exit_code == 0 and r.stdout.startswith("my sister likes the stock\t")
+    sampled = [run("transfer", "the cat sees the house", "--model", str(model), "--strategy", "sample",
+                   "--temperature", "2", "--seed", str(seed), "--json") for seed in (5, 5, 6)]
+    assert all(r.exit_code == 0 for r in sampled), [r.output for r in sampled]
+    assert sampled[0].stdout == sampled[1].stdout  # a seed gives the same sentence again
+    r = run("transfer", "the cat sees the house", "--model", str(model), "--temperature", "0")
+    assert r.exit_code == 2 and "temperature" in r.output
 
     r = run("eval", "transfer", "--model", str(model), "--data-dir", str(data), "--no-fluency", "--degree", "1",
             "--degree", "3", "--limit", "10", "--json")
