@@ -310,3 +310,48 @@ def test_threads_apply_to_every_command(tmp_path, monkeypatch) -> None:
         assert torch.get_num_threads() == 1 and os.environ["OMP_NUM_THREADS"] == "1"
     finally:
         torch.set_num_threads(before)
+
+
+def test_overwrite_replaces_the_folder_whole_and_a_failed_run_loses_nothing(tmp_path, monkeypatch):
+    import typer
+
+    from textlatent.cli import _check_out, _replacing
+
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "model.pt").write_text("old weights")
+    (out / "axes.json").write_text("an axis fitted to the old latent space")
+    with _replacing(out, overwrite=True):
+        assert not out.exists()  # set aside: the run writes a fresh folder
+        out.mkdir()
+        (out / "model.pt").write_text("new weights")
+    assert sorted(p.name for p in out.iterdir()) == ["model.pt"]  # nothing of the old model survives
+    assert (out / "model.pt").read_text() == "new weights"
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # and nothing is left beside it
+
+    for failure in (typer.Exit(2), KeyboardInterrupt()):  # a refusal, or Ctrl-C mid-run
+        try:
+            with _replacing(out, overwrite=True):
+                out.mkdir()
+                (out / "model.pt").write_text("half-written")
+                raise failure
+        except (typer.Exit, KeyboardInterrupt):
+            pass
+        assert (out / "model.pt").read_text() == "new weights"
+        assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+    with _replacing(out, overwrite=False):  # without --overwrite it does nothing (the check refused earlier)
+        assert out.is_dir()
+    # A project folder, or one that holds the current directory, is never replaced whole.
+    (tmp_path / "repo" / ".git").mkdir(parents=True)
+    (tmp_path / "repo" / "README.md").write_text("a project")
+    monkeypatch.chdir(out)
+    for folder in (tmp_path / "repo", tmp_path, out):
+        try:
+            _check_out(folder, overwrite=True)
+        except typer.Exit as exc:
+            assert exc.exit_code == 2
+        else:
+            raise AssertionError(f"{folder} was accepted")
+    monkeypatch.chdir(tmp_path / "repo")
+    _check_out(out, overwrite=True)  # a model folder elsewhere is accepted

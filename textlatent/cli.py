@@ -83,9 +83,42 @@ def _check_out(out: Path, *, overwrite: bool, model: str | None = None) -> None:
         raise _fail(f"--out {str(out)!r} is a file; give a folder")
     if model and Path(model).expanduser().exists() and out.resolve() == Path(model).expanduser().resolve():
         raise _fail(f"--out {str(out)!r} is the model being trained from; save to another folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise _fail(f"--out {str(out)!r} already holds files (a model saved earlier?); pass --overwrite to "
-                    "replace its contents, or choose an empty or new folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise _fail(f"--out {str(out)!r} already holds files (a model saved earlier?); pass --overwrite to "
+                        "replace its contents, or choose an empty or new folder")
+        cwd = Path.cwd().resolve()
+        if (out / ".git").exists() or cwd == out.resolve() or out.resolve() in cwd.parents:
+            raise _fail(f"--out {str(out)!r} is a project folder or holds the current one; --overwrite replaces "
+                        "a model folder whole, so give the model a folder of its own")
+
+
+@contextlib.contextmanager
+def _replacing(out: Path, overwrite: bool) -> Iterator[None]:
+    """Around the work that writes a training run's --out: with --overwrite, what OUT held is set
+    aside first, deleted once the run has succeeded, and put back if it fails or is interrupted.
+    OUT then holds the new model only (no file of the old one, such as a transfer axis fitted to
+    its latent space, survives to be read with the new one), and a failed run loses nothing."""
+    if not (overwrite and out.is_dir() and any(out.iterdir())):
+        yield
+        return
+    import shutil
+    import tempfile
+
+    aside = Path(tempfile.mkdtemp(prefix=f".{out.resolve().name}.replaced-", dir=out.resolve().parent))
+    old = aside / "old"
+    out.rename(old)
+    try:
+        yield
+    except BaseException:
+        if out.is_dir():
+            shutil.rmtree(out)
+        elif out.exists():
+            out.unlink()
+        old.rename(out)
+        aside.rmdir()
+        raise
+    shutil.rmtree(aside)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -413,9 +446,10 @@ def finetune_sts_cmd(
     settings = _State.settings()
     _check_lr(lr)
     _check_out(out, overwrite=overwrite, model=model or settings.model)
-    result = _run(lambda: finetune_sts(out, data_dir=data_dir, model=model or settings.model, loss=loss,
-                                       epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                                       device=settings.device, max_steps=max_steps))
+    with _replacing(out, overwrite):
+        result = _run(lambda: finetune_sts(out, data_dir=data_dir, model=model or settings.model, loss=loss,
+                                           epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                                           device=settings.device, max_steps=max_steps))
     _print_finetune(result, as_json)
 
 
@@ -451,10 +485,11 @@ def finetune_retrieval_cmd(
         raise _fail(f"--negatives {negatives} cannot be mined from the top --range-max {range_max} documents; "
                     "raise --range-max or lower --negatives")
     _check_out(out, overwrite=overwrite, model=model or settings.model)
-    result = _run(lambda: finetune_retrieval(out, dataset=dataset, data_dir=data_dir, model=model or settings.model,
-                                             epochs=epochs, batch_size=batch_size, lr=lr, negatives=negatives,
-                                             range_max=range_max, seed=seed, device=settings.device,
-                                             max_steps=max_steps, dev_fraction=dev_fraction))
+    with _replacing(out, overwrite):
+        result = _run(lambda: finetune_retrieval(
+            out, dataset=dataset, data_dir=data_dir, model=model or settings.model, epochs=epochs,
+            batch_size=batch_size, lr=lr, negatives=negatives, range_max=range_max, seed=seed,
+            device=settings.device, max_steps=max_steps, dev_fraction=dev_fraction))
     _print_finetune(result, as_json)
 
 

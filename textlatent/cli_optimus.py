@@ -51,7 +51,7 @@ def train_optimus_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the history as JSON")] = False,
 ) -> None:
     """Train a VAE with the frozen SmolLM2-135M-Instruct as decoder (z as prefix embeddings)."""
-    from textlatent.cli import _check_lr, _check_out, _fail, _State
+    from textlatent.cli import _check_lr, _check_out, _fail, _replacing, _State
     from textlatent.vae.data import read_sentences
     from textlatent.vae.optimus_train import OptimusTrainConfig, train_optimus
 
@@ -78,7 +78,8 @@ def train_optimus_cmd(
         model={"latent_dim": latent_dim, "prefix_len": prefix_len})
     train_texts = [s for path in train for s in _run_cli(lambda path=path: _read_training_text(path))]
     valid_texts = _run_cli(lambda: read_sentences(valid))
-    result = _run_cli(lambda: train_optimus(train_texts, valid_texts, out, config))
+    with _replacing(out, overwrite):
+        result = _run_cli(lambda: train_optimus(train_texts, valid_texts, out, config))
     if as_json:
         typer.echo(json_out(result))
     else:

@@ -90,17 +90,18 @@ def register(app: typer.Typer, state: Any, run: Any, fail: Any) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """Train a cross-encoder from the bundled MiniLM weights on train qrels (never test)."""
-        from textlatent.cli import _check_lr, _check_out
+        from textlatent.cli import _check_lr, _check_out, _replacing
         from textlatent.retrieval.rerank import train_reranker
 
         settings = state.settings()
         _check_lr(lr)
         _check_out(out, overwrite=overwrite, model=model or settings.model)
-        result = run(lambda: train_reranker(
-            out, dataset=dataset, data_dir=data_dir, model=model or settings.model, epochs=epochs, negatives=negatives,
-            mine_top=mine_top, top_n=top_n, heldout_fraction=heldout, batch_size=batch_size, lr=lr,
-            max_length=max_length, max_steps=max_steps, max_minutes=max_minutes, device=settings.device,
-            seed=seed))
+        with _replacing(out, overwrite):
+            result = run(lambda: train_reranker(
+                out, dataset=dataset, data_dir=data_dir, model=model or settings.model, epochs=epochs,
+                negatives=negatives, mine_top=mine_top, top_n=top_n, heldout_fraction=heldout,
+                batch_size=batch_size, lr=lr, max_length=max_length, max_steps=max_steps, max_minutes=max_minutes,
+                device=settings.device, seed=seed))
         if as_json:
             typer.echo(json_out(asdict(result)))
             return

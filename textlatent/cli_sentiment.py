@@ -60,7 +60,7 @@ def sentiment_train(
     as_json: EvalJsonOption = False,
 ) -> None:
     """Train on SST-2 train, select on SST-2 dev (the test split is never read)."""
-    from textlatent.cli import _check_lr, _check_out
+    from textlatent.cli import _check_lr, _check_out, _replacing
     from textlatent.models import resolve_device, resolve_model_path
     from textlatent.sentiment.train import train_finetuned, train_linear
 
@@ -76,19 +76,20 @@ def sentiment_train(
     _run(lambda: resolve_model_path(encoder))  # a missing --base is said before --out is touched
     _check_out(out, overwrite=overwrite, model=encoder)
     device = _run(lambda: resolve_device(settings.device))
-    if head == "linear":
-        result = _run(lambda: train_linear(out, data_dir, model=encoder, device=settings.device, seed=seed,
-                                           normalize=normalize, threads=settings.threads))
-    elif head == "finetune":
-        budget = max_minutes
-        if budget is None and device == "cpu":
-            budget = 40.0
-        result = _run(lambda: train_finetuned(out, data_dir, base=encoder, epochs=epochs, max_minutes=budget,
-                                              batch_size=batch_size, learning_rate=lr, eval_steps=eval_steps,
-                                              seed=seed, device=settings.device, normalize=normalize,
-                                              group_by_length=group_by_length))
-    else:
+    if head not in ("linear", "finetune"):
         raise _fail(f"--head must be linear or finetune, got {head!r}")
+    with _replacing(out, overwrite):
+        if head == "linear":
+            result = _run(lambda: train_linear(out, data_dir, model=encoder, device=settings.device, seed=seed,
+                                               normalize=normalize, threads=settings.threads))
+        else:
+            budget = max_minutes
+            if budget is None and device == "cpu":
+                budget = 40.0
+            result = _run(lambda: train_finetuned(out, data_dir, base=encoder, epochs=epochs, max_minutes=budget,
+                                                  batch_size=batch_size, learning_rate=lr, eval_steps=eval_steps,
+                                                  seed=seed, device=settings.device, normalize=normalize,
+                                                  group_by_length=group_by_length))
     if as_json:
         typer.echo(json_out(result))
     else:

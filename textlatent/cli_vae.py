@@ -103,7 +103,7 @@ def train_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the history as JSON")] = False,
 ) -> None:
     """Train on TRAIN, keep the epoch with the best ELBO on VALID; a checkpoint each epoch."""
-    from textlatent.cli import _check_lr, _check_out, _State
+    from textlatent.cli import _check_lr, _check_out, _replacing, _State
     from textlatent.vae.data import read_sentences
     from textlatent.vae.train import TrainConfig, train_vae
 
@@ -119,7 +119,8 @@ def train_cmd(
                                 "adaptive_div": adaptive_div, "weight_drop": weight_drop})
     train_texts = _run(lambda: read_sentences(train))
     valid_texts = _run(lambda: read_sentences(valid))
-    result = _run(lambda: train_vae(train_texts, valid_texts, out, config, resume=resume))
+    with _replacing(out, overwrite and not resume):  # --resume continues the folder in place
+        result = _run(lambda: train_vae(train_texts, valid_texts, out, config, resume=resume))
     if as_json:
         typer.echo(json_out(result))
     else:

@@ -172,3 +172,17 @@ def test_train_optimus_refuses_bad_options_before_loading_anything(run, corpus_f
     r = run("train-optimus", "--train", str(train), "--valid", str(valid), "--out", str(tiny_vae_dir),
             "--init-posterior", str(tiny_vae_dir), "--latent-dim", str(latent), "--overwrite")
     assert r.exit_code == 2 and "is the model being trained from" in r.output  # never written over its own start
+
+
+def test_overwrite_leaves_nothing_of_the_old_model(run, corpus_files, tmp_path):
+    train, valid = corpus_files
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "model.pt").write_bytes(b"an earlier model")
+    (out / "axes.json").write_text('{"sentiment": "fitted to the earlier model\'s latent space"}')
+    r = run("train", "--train", str(train), "--valid", str(valid), "--out", str(out), "--epochs", "1",
+            "--latent-dim", "8", "--hidden-dim", "32", "--word-dim", "16", "--batch-size", "16", "--overwrite")
+    assert r.exit_code == 0, r.output
+    assert not (out / "axes.json").exists()  # transfer would have moved sentences along a stale axis
+    assert (out / "model.pt").read_bytes() != b"an earlier model" and (out / "config.json").is_file()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
