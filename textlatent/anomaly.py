@@ -203,8 +203,10 @@ class ElboScorer:
         self.pipeline, self.per, self.seed, self.batch_size = pipeline, per, seed, batch_size
 
     def score_texts(self, texts: Sequence[str], *, embeddings: np.ndarray | None = None,
-                    show_progress: bool = False) -> np.ndarray:
-        """Scores ``[n]``; ``embeddings`` (the encoder's, L2-normalised) may be passed when already known."""
+                    show_progress: bool = False, cache: bool = True) -> np.ndarray:
+        """Scores ``[n]``; ``embeddings`` (the encoder's, L2-normalised) may be passed when already known.
+        ``cache`` False encodes without the on-disk embedding cache (a server scoring what clients
+        send must not grow a cache file per request)."""
         import torch
         from tqdm.auto import tqdm
 
@@ -216,8 +218,10 @@ class ElboScorer:
         if not items or any(not t.strip() for t in items):
             raise InvalidInputError("texts must be non-empty strings", param="texts")
         model, vocab, device = self.pipeline.model, self.pipeline.vocab, self.pipeline.device
-        if embeddings is None:
+        if embeddings is None and cache:
             embeddings = cached_embeddings(self.pipeline.encoder, items, show_progress=show_progress)
+        elif embeddings is None:
+            embeddings = np.asarray(self.pipeline.encoder.encode(items, show_progress=show_progress))
         emb = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32))
         ids = [vocab.encode(t) for t in items]
         out = np.zeros(len(items), dtype=np.float64)
@@ -342,7 +346,8 @@ def collection_outliers(
         scores = MahalanobisScorer().fit(vecs).score(vecs)
     else:
         assert pipeline is not None
-        scores = ElboScorer(pipeline).score_texts(texts)
+        # No embedding cache: every change to a collection would leave another file of its size on disk.
+        scores = ElboScorer(pipeline).score_texts(texts, cache=False)
     order = np.argsort(-scores, kind="stable")[:n]
     results = [Outlier(id=ids[i], text=texts[i], score=round(float(scores[i]), 6), rank=r + 1)
                for r, i in enumerate(order)]

@@ -64,14 +64,20 @@ def test_other_errors(client, filled):
                              headers={"content-type": "application/json"}), 400)
 
 
-def test_elbo_with_a_configured_vae(client_factory, encoder, tmp_path_factory):
+def test_elbo_with_a_configured_vae(client_factory, encoder, tmp_path_factory, monkeypatch):
+    import textlatent.cache
+
     vae_dir = tmp_path_factory.mktemp("outliers-vae")
     train_tiny(vae_dir, encoder, tmp_path_factory.mktemp("outliers-vae-cache"), epochs=2)
     client = client_factory(vae_model=str(vae_dir))
     assert client.put("/collections/notes").status_code == 201
     assert client.post("/collections/notes/documents", json={"documents": [*DOCS, ODD]}).status_code == 200
+    cache = tmp_path_factory.mktemp("outliers-request-cache")
+    monkeypatch.setenv("TEXTLATENT_CACHE_DIR", str(cache))
+    monkeypatch.setattr(textlatent.cache, "MIN_TEXTS", 1)
     resp = client.post("/collections/notes/outliers", json={"method": "elbo", "n": 3})
     assert resp.status_code == 200, resp.text
+    assert not list(cache.rglob("*.npy"))  # a request leaves no embedding file behind
     body = resp.json()
     assert body["method"] == "elbo" and body["k"] is None
     assert body["results"][0]["id"] == "odd"  # its words are all unknown to the tiny VAE

@@ -33,3 +33,17 @@ def test_elbo_bad_inputs(tiny_pipeline):
         ElboScorer(tiny_pipeline).score_texts(["fine", "  "])
     with pytest.raises(InvalidInputError, match="likelihood"):
         ElboScorer(object())  # type: ignore[arg-type]
+
+
+def test_elbo_scores_without_the_cache_leave_no_file(tiny_pipeline, tmp_path, monkeypatch):
+    import textlatent.cache
+
+    monkeypatch.setattr(textlatent.cache, "MIN_TEXTS", 1)  # small sets would skip the cache anyway
+    texts = tiny_corpus()[:5]
+    monkeypatch.setenv("TEXTLATENT_CACHE_DIR", str(tmp_path / "uncached"))
+    uncached = ElboScorer(tiny_pipeline).score_texts(texts, cache=False)
+    assert not (tmp_path / "uncached").exists() or not any((tmp_path / "uncached").rglob("*.npy"))
+    monkeypatch.setenv("TEXTLATENT_CACHE_DIR", str(tmp_path / "cached"))
+    cached = ElboScorer(tiny_pipeline).score_texts(texts)
+    assert len(list((tmp_path / "cached").rglob("*.npy"))) == 1  # the control: the default does cache
+    np.testing.assert_allclose(uncached, cached, rtol=1e-5)
