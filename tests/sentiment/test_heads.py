@@ -46,6 +46,19 @@ def test_linear_head_trains_saves_loads_and_predicts(sst2_dir: Path, tmp_path: P
     assert metrics["n"] == 8 and metrics["accuracy"] >= 0.75 and 0 <= metrics["f1"] <= 1
 
 
+def test_an_interrupted_linear_head_run_leaves_no_folder(sst2_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    import textlatent.onnx_encoder
+    from textlatent.sentiment.train import train_linear
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C during the (on real data, half-hour) encoding
+
+    monkeypatch.setattr(textlatent.onnx_encoder.OnnxEncoder, "encode", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_linear(tmp_path / "head", sst2_dir, backend="onnx")
+    assert not (tmp_path / "head").exists()
+
+
 def test_the_linear_head_reads_text_through_its_stored_normaliser(sst2_dir: Path, tmp_path: Path) -> None:
     """Treebank-tokenised and ordinary spellings of a sentence score alike under the default head; a
     head trained with --normalize none, or saved before the option existed, reads text as given."""

@@ -28,11 +28,12 @@ from textlatent.training import Clock, budget_lr_factor, time_budget
 EVAL_DATASETS = {"sst2-dev": ("dev", "glue"), "sst2-test": ("test", "kim")}
 
 
-def _prepare_out(out: str | Path) -> Path:
+def _prepare_out(out: str | Path, *, create: bool = True) -> Path:
     path = Path(out).expanduser()
     if path.exists() and not path.is_dir():
         raise InvalidInputError(f"--out {path} exists and is not a folder", param="out")
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 
@@ -64,7 +65,7 @@ def train_linear(
     train = load_sst2(data_dir, "train", "glue")
     dev = load_sst2(data_dir, "dev", "glue")
     assert train.labels is not None and dev.labels is not None
-    folder = _prepare_out(out)
+    folder = _prepare_out(out, create=False)  # made at the first write: an interrupted encoding leaves nothing
     start = time.perf_counter()
     encoder: Any
     if backend == "onnx" or (backend == "auto" and resolve_device(device) == "cpu"):
@@ -96,6 +97,7 @@ def train_linear(
         "wall_seconds": round(time.perf_counter() - start, 1),
         **fitted,
     }
+    folder.mkdir(parents=True, exist_ok=True)
     write_config(folder, config)
     head = LinearSentiment(folder, config, encoder)
     dev_metrics = accuracy_f1(head.proba_from_embeddings(dev_x), dev.labels)
