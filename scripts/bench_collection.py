@@ -82,15 +82,17 @@ def bench_text_queries(index_dir: Path, name: str, queries_file: Path, limit: in
 
 
 def main() -> None:
+    from textlatent.cli_options import positive_int
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, action="append", help="collection sizes (repeatable)")
+    parser.add_argument("--n", type=positive_int, action="append", help="collection sizes (repeatable)")
     parser.add_argument("--index", action="append", help="factory strings (repeatable)")
-    parser.add_argument("--batch", type=int, default=256, help="documents per upsert")
-    parser.add_argument("--queries-n", type=int, default=200, help="vector queries per collection")
+    parser.add_argument("--batch", type=positive_int, default=256, help="documents per upsert")
+    parser.add_argument("--queries-n", type=positive_int, default=200, help="vector queries per collection")
     parser.add_argument("--index-dir", type=Path)
     parser.add_argument("--collection")
     parser.add_argument("--queries", type=Path, default=Path("../shared/data/scifact/queries.jsonl"))
-    parser.add_argument("--limit", type=int, default=300, help="text queries to time")
+    parser.add_argument("--limit", type=positive_int, default=300, help="text queries to time")
     args = parser.parse_args()
     sizes = args.n or [5183, 50_000]
     factories = args.index or ["Flat", "HNSW32", "IVF256,Flat"]

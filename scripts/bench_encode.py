@@ -39,12 +39,14 @@ def load_texts(data_dir: Path, n_short: int, n_long: int) -> dict[str, list[str]
 
 
 def main() -> None:
+    from textlatent.cli_options import positive_int
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--short", type=int, default=1024, help="number of short sentences")
-    parser.add_argument("--long", type=int, default=128, help="number of long abstracts")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--short", type=positive_int, default=1024, help="number of short sentences")
+    parser.add_argument("--long", type=positive_int, default=128, help="number of long abstracts")
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--repeats", type=positive_int, default=3)
     args = parser.parse_args()
 
     import numpy as np

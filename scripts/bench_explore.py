@@ -134,11 +134,14 @@ def screenshot(app: Any, path: Path) -> None:
 
 
 def main() -> None:
+    from textlatent.cli_options import positive_int
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--scale", type=int, action="append", help="random-vector collection sizes (repeatable)")
+    parser.add_argument("--scale", type=positive_int, action="append",
+                        help="random-vector collection sizes (repeatable)")
     parser.add_argument("--no-umap", action="store_true")
-    parser.add_argument("--umap-max", type=int, default=5000,
+    parser.add_argument("--umap-max", type=positive_int, default=5000,
                         help="time UMAP only on random collections up to this size (it is slow on random vectors)")
     parser.add_argument("--vae-model", type=Path)
     parser.add_argument("--screenshot", type=Path)

@@ -37,10 +37,12 @@ print(json.dumps({"steps": r["steps"], "train_seconds": r["train_seconds"], "eva
 
 
 def main() -> None:
+    from textlatent.cli_options import positive_int
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--steps", type=positive_int, default=100)
+    parser.add_argument("--repeats", type=positive_int, default=2)
     args = parser.parse_args()
     if not (args.data_dir / "sst2" / "glue" / "train.tsv").is_file():
         sys.exit(f"SST-2 not found under {args.data_dir}: pass --data-dir")

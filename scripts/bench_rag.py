@@ -29,11 +29,13 @@ def pct(values: list[float], q: float) -> float:
 
 
 def main() -> None:
+    from textlatent.cli_options import positive_int
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--dataset", default="scifact")
     parser.add_argument("--reranker", default=None)
-    parser.add_argument("--queries", type=int, default=100, help="test queries to time (first N)")
+    parser.add_argument("--queries", type=positive_int, default=100, help="test queries to time (first N)")
     args = parser.parse_args()
 
     from textlatent.cache import cached_embeddings

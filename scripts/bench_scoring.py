@@ -144,13 +144,15 @@ def memory(args: argparse.Namespace) -> dict:
 
 
 def main() -> None:
+    from textlatent.cli_options import positive_int
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["throughput", "memory"])
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--rows", type=int, nargs="+", default=[4000])
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--rows", type=positive_int, nargs="+", default=[4000])
+    parser.add_argument("--repeats", type=positive_int, default=2)
+    parser.add_argument("--batch-size", type=positive_int, default=32)
+    parser.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1)
     parser.add_argument("--memory-model", choices=["fake", "real"], default="fake")
     args = parser.parse_args()
     args.rows_list = args.rows

@@ -19,9 +19,11 @@ import numpy as np
 
 
 def main() -> None:
+    from textlatent.cli_options import positive_int
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="../shared/data")
-    parser.add_argument("--mlp-epochs", type=int, default=8)
+    parser.add_argument("--mlp-epochs", type=positive_int, default=8)
     args = parser.parse_args()
 
     import torch

@@ -355,3 +355,16 @@ def test_overwrite_replaces_the_folder_whole_and_a_failed_run_loses_nothing(tmp_
             raise AssertionError(f"{folder} was accepted")
     monkeypatch.chdir(tmp_path / "repo")
     _check_out(out, overwrite=True)  # a model folder elsewhere is accepted
+
+
+def test_benchmark_scripts_refuse_counts_below_one():
+    import argparse
+
+    import pytest
+
+    from textlatent.cli_options import positive_int
+
+    assert positive_int("3") == 3
+    for bad in ("0", "-2", "1.5", "many"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            positive_int(bad)

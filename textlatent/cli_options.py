@@ -41,3 +41,16 @@ def finite(value: Any) -> Any:
 def finite_option(*param_decls: str, **kwargs: Any) -> Any:
     """``typer.Option`` for a float: a finite number, or a usage error."""
     return typer.Option(*param_decls, callback=finite, **kwargs)
+
+
+def positive_int(text: str) -> int:
+    """``argparse`` type for the benchmark scripts' counts (rows, repeats, steps, sizes): an integer ≥ 1."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
