@@ -118,8 +118,8 @@ def eval_optimus_cmd(
     from textlatent.vae.optimus_train import subset as pick
 
     settings = _State.settings()  # applies --threads
+    texts = pick(_run_cli(lambda: read_sentences(data)), subset, seed)  # a bad --data before the LM loads
     pipeline = _run_cli(lambda: OptimusPipeline(model, device=settings.device))
-    texts = pick(_run_cli(lambda: read_sentences(data)), subset, seed)
     result = _run_cli(lambda: evaluate_optimus(pipeline, texts, k=k, seed=seed, lm_baseline=lm_baseline,
                                                z_check=z_check, progress=True))
     result.update(model=str(model), data=str(data), subset=subset)

@@ -153,11 +153,11 @@ def eval_cmd(
 
     if not refine_lr > 0:
         raise _fail(f"--refine-lr must be above 0, got {refine_lr}")
+    texts = _run(lambda: read_sentences(data))  # a bad --data is said before the model loads
     pipeline = _pipeline(model)
     optimus = getattr(pipeline, "kind", None) == "optimus"
     if optimus and refine_steps:
         raise _fail("--refine-steps is for the GRU decoder; this model is an Optimus (SmolLM2) VAE")
-    texts = _run(lambda: read_sentences(data))
     if subset is not None and subset >= len(texts):
         subset = None  # every sentence is scored: the full figure, and reported as such
     if subset is not None:

@@ -188,6 +188,14 @@ def test_cli_eval_sample_and_bad_train_options(optimus_dir, encoder, tmp_path, m
     r = runner.invoke(app, ["--device", "cpu", "vae", "eval", "--model", str(optimus_dir), "--data", str(data),
                             "--refine-steps", "3"])
     assert r.exit_code == 2 and "--refine-steps is for the GRU decoder" in r.output
+    r = runner.invoke(app, ["--device", "cpu", "vae", "eval-optimus", "--model", str(optimus_dir), "--data",
+                            str(data), "--k", "1", "--subset", "2"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout.strip().splitlines()[-1])["sentences"] == 2
+    for cmd in ("eval", "eval-optimus"):  # a missing --data is said first, whatever the model
+        r = runner.invoke(app, ["--device", "cpu", "vae", cmd, "--model", str(tmp_path / "no-model"), "--data",
+                                str(tmp_path / "missing.txt")])
+        assert r.exit_code == 2 and "missing.txt" in r.output, r.output
     r = runner.invoke(app, ["--device", "cpu", "vae", "sample", "--model", str(optimus_dir), "-n", "2",
                             "--seed", "0"])
     assert r.exit_code == 0, r.output
