@@ -313,6 +313,9 @@ def test_threads_apply_to_every_command(tmp_path, monkeypatch) -> None:
 
 
 def test_overwrite_replaces_the_folder_whole_and_a_failed_run_loses_nothing(tmp_path, monkeypatch):
+    import os
+    import signal
+
     import typer
 
     from textlatent.cli import _check_out, _replacing
@@ -321,39 +324,65 @@ def test_overwrite_replaces_the_folder_whole_and_a_failed_run_loses_nothing(tmp_
     out.mkdir()
     (out / "model.pt").write_text("old weights")
     (out / "axes.json").write_text("an axis fitted to the old latent space")
+    _check_out(out, overwrite=True)
     with _replacing(out, overwrite=True):
-        assert not out.exists()  # set aside: the run writes a fresh folder
-        out.mkdir()
+        assert [p.name for p in out.iterdir() if not p.name.startswith(".")] == []  # set aside
         (out / "model.pt").write_text("new weights")
     assert sorted(p.name for p in out.iterdir()) == ["model.pt"]  # nothing of the old model survives
     assert (out / "model.pt").read_text() == "new weights"
-    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # and nothing is left beside it
 
-    for failure in (typer.Exit(2), KeyboardInterrupt()):  # a refusal, or Ctrl-C mid-run
+    def sigterm() -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # a kill or a job scheduler, mid-run
+
+    for failure in (lambda: (_ for _ in ()).throw(typer.Exit(2)), sigterm):
         try:
             with _replacing(out, overwrite=True):
-                out.mkdir()
-                (out / "model.pt").write_text("half-written")
-                raise failure
+                (out / "checkpoint.pt").write_text("this run's checkpoint")
+                failure()
         except (typer.Exit, KeyboardInterrupt):
             pass
-        assert (out / "model.pt").read_text() == "new weights"
-        assert [p.name for p in tmp_path.iterdir()] == ["model"]
+        assert (out / "model.pt").read_text() == "new weights"  # what OUT held is back...
+        kept = [p for p in out.iterdir() if p.name.startswith(".textlatent-interrupted-")]
+        assert len(kept) == 1 and (kept[0] / "checkpoint.pt").read_text() == "this run's checkpoint"  # ...and so
+        assert not (out / "checkpoint.pt").exists()  # is the failed run's checkpoint, beside it
+        for p in kept:
+            (p / "checkpoint.pt").unlink()
+            p.rmdir()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is given back
 
     with _replacing(out, overwrite=False):  # without --overwrite it does nothing (the check refused earlier)
-        assert out.is_dir()
-    # A project folder, or one that holds the current directory, is never replaced whole.
-    (tmp_path / "repo" / ".git").mkdir(parents=True)
-    (tmp_path / "repo" / "README.md").write_text("a project")
-    monkeypatch.chdir(out)
-    for folder in (tmp_path / "repo", tmp_path, out):
+        assert (out / "model.pt").is_file()
+
+    # Through a symlink: the target's contents are replaced, the link stays a link.
+    link = tmp_path / "link"
+    link.symlink_to(out)
+    with _replacing(link, overwrite=True):
+        (link / "model.pt").write_text("newer weights")
+    assert link.is_symlink() and (out / "model.pt").read_text() == "newer weights"
+
+    def refused(folder, **kw) -> None:
         try:
-            _check_out(folder, overwrite=True)
+            _check_out(folder, overwrite=True, **kw)
         except typer.Exit as exc:
             assert exc.exit_code == 2
         else:
             raise AssertionError(f"{folder} was accepted")
+
+    # Never replaced whole: a project folder, one holding the current directory, one that holds
+    # no model (a folder of models, say), or one holding the model the run starts from.
+    (tmp_path / "repo" / ".git").mkdir(parents=True)
+    (tmp_path / "repo" / "config.json").write_text("{}")
+    models = tmp_path / "models"
+    (models / "a").mkdir(parents=True)
+    (models / "a" / "config.json").write_text("{}")
+    monkeypatch.chdir(out)
+    for folder in (tmp_path / "repo", tmp_path, out):
+        refused(folder)
     monkeypatch.chdir(tmp_path / "repo")
+    refused(models)
+    (out / "base").mkdir()
+    refused(out, model=str(out / "base"))  # it would be set aside before it loads
+    (out / "base").rmdir()
     _check_out(out, overwrite=True)  # a model folder elsewhere is accepted
 
 

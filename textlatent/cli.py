@@ -76,13 +76,23 @@ def _ensure_collection(service: TextLatent, name: str, *, create: bool, index: s
         raise
 
 
+# Files at the top of every folder a textlatent training command writes (VAE, Optimus, sentiment
+# heads, fine-tuned encoders, rerankers): --overwrite replaces a folder whole only if it has one.
+_MODEL_MARKERS = ("config.json", "sentiment.json", "modules.json", "model.pt", "checkpoint.pt", "head.pt")
+
+
 def _check_out(out: Path, *, overwrite: bool, model: str | None = None) -> None:
-    """A training run's --out, checked before any work: not a file, not the model it starts from, and
-    not a folder that already holds something unless --overwrite says to replace it."""
+    """A training run's --out, checked before any work: not a file, not the model it starts from (nor
+    a folder holding it), and not a folder that already holds something unless --overwrite says to
+    replace it, which is allowed only for a folder a textlatent training command wrote."""
     if out.exists() and not out.is_dir():
         raise _fail(f"--out {str(out)!r} is a file; give a folder")
-    if model and Path(model).expanduser().exists() and out.resolve() == Path(model).expanduser().resolve():
-        raise _fail(f"--out {str(out)!r} is the model being trained from; save to another folder")
+    if model and Path(model).expanduser().exists():
+        start, target = Path(model).expanduser().resolve(), out.resolve()
+        if target == start:
+            raise _fail(f"--out {str(out)!r} is the model being trained from; save to another folder")
+        if target in start.parents:
+            raise _fail(f"--out {str(out)!r} holds the model being trained from ({model}); save to another folder")
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
             raise _fail(f"--out {str(out)!r} already holds files (a model saved earlier?); pass --overwrite to "
@@ -91,33 +101,73 @@ def _check_out(out: Path, *, overwrite: bool, model: str | None = None) -> None:
         if (out / ".git").exists() or cwd == out.resolve() or out.resolve() in cwd.parents:
             raise _fail(f"--out {str(out)!r} is a project folder or holds the current one; --overwrite replaces "
                         "a model folder whole, so give the model a folder of its own")
+        if not any((out / name).is_file() for name in _MODEL_MARKERS):
+            raise _fail(f"--out {str(out)!r} does not look like a model folder textlatent wrote (none of "
+                        f"{', '.join(_MODEL_MARKERS)}), and --overwrite would replace all it holds; empty it "
+                        "yourself or choose another folder")
 
 
 @contextlib.contextmanager
 def _replacing(out: Path, overwrite: bool) -> Iterator[None]:
-    """Around the work that writes a training run's --out: with --overwrite, what OUT held is set
-    aside first, deleted once the run has succeeded, and put back if it fails or is interrupted.
-    OUT then holds the new model only (no file of the old one, such as a transfer axis fitted to
-    its latent space, survives to be read with the new one), and a failed run loses nothing."""
+    """Around the work that writes a training run's --out. With --overwrite, what OUT held is moved
+    into a hidden folder inside it, deleted once the run has succeeded, and moved back if the run
+    fails, is interrupted (Ctrl-C) or is terminated (SIGTERM). OUT then holds the new model only: no
+    file of the old one (a transfer axis fitted to its latent space, say) survives beside the new.
+    A failed run's own files, if it wrote any (a checkpoint to --resume), are kept in another hidden
+    folder inside OUT, and both paths are printed. Working inside OUT (the symlink's target, if it
+    is one) needs no write access to its parent and no rename across file systems."""
     if not (overwrite and out.is_dir() and any(out.iterdir())):
         yield
         return
     import shutil
+    import signal
     import tempfile
+    import threading
 
-    aside = Path(tempfile.mkdtemp(prefix=f".{out.resolve().name}.replaced-", dir=out.resolve().parent))
-    old = aside / "old"
-    out.rename(old)
+    folder = out.resolve()
+    try:
+        aside = Path(tempfile.mkdtemp(prefix=".textlatent-replaced-", dir=folder))
+    except OSError as exc:
+        raise _fail(f"--overwrite: cannot set aside what {str(out)!r} holds ({exc})") from None
+    moved: list[Path] = []
+    try:
+        for entry in sorted(folder.iterdir()):
+            if entry != aside:
+                entry.rename(aside / entry.name)
+                moved.append(entry)
+    except OSError as exc:
+        for entry in moved:
+            (aside / entry.name).rename(entry)
+        aside.rmdir()
+        raise _fail(f"--overwrite: cannot set aside what {str(out)!r} holds ({exc}); nothing was changed") from None
+    typer.echo(f"--overwrite: what {out} held is kept in {aside} until this run succeeds", err=True)
+
+    def terminated(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # a SIGTERM (kill, a job scheduler) puts the old model back too
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM)
+    if main:
+        signal.signal(signal.SIGTERM, terminated)
     try:
         yield
     except BaseException:
-        if out.is_dir():
-            shutil.rmtree(out)
-        elif out.exists():
-            out.unlink()
-        old.rename(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = [e for e in folder.iterdir() if e != aside]
+        kept = None
+        if partial:
+            kept = Path(tempfile.mkdtemp(prefix=".textlatent-interrupted-", dir=folder))
+            for entry in partial:
+                entry.rename(kept / entry.name)
+        for entry in aside.iterdir():
+            entry.rename(folder / entry.name)
         aside.rmdir()
+        typer.echo(f"--overwrite: the run did not finish; {out} holds what it held before"
+                   + (f", and this run's files are in {kept}" if kept else ""), err=True)
         raise
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
     shutil.rmtree(aside)
 
 

@@ -10,8 +10,8 @@ from typing import Annotated, Any
 import typer
 
 OverwriteOption = Annotated[bool, typer.Option(
-    "--overwrite", help="Replace what --out already holds, whole: set aside, deleted once the run succeeds, put back "
-    "if it fails")]
+    "--overwrite", help="Replace the model --out already holds, whole: set aside, deleted once the run succeeds, "
+    "put back if it fails")]
 
 
 def _finite(value: Any) -> Any:

@@ -185,4 +185,4 @@ def test_overwrite_leaves_nothing_of_the_old_model(run, corpus_files, tmp_path):
     assert r.exit_code == 0, r.output
     assert not (out / "axes.json").exists()  # transfer would have moved sentences along a stale axis
     assert (out / "model.pt").read_bytes() != b"an earlier model" and (out / "config.json").is_file()
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # the old files are gone, not hidden
