@@ -142,22 +142,24 @@ def eval_cmd(
     refine_steps: Annotated[int, typer.Option(
         min=0, max=1000, help="Refine each sentence's q(z|x) by this many Adam steps on its own ELBO, the model "
         "fixed, and compute every figure under the refined posteriors (semi-amortised inference; the IW-NLL "
-        "stays an upper bound on -log p(x), a tighter one). 0: the encoder's q, as the anchors report")] = 0,
+        "stays an upper bound on -log p(x), usually a tighter one). 0: the encoder's q, as the anchors report")] = 0,
     refine_lr: Annotated[float, finite_option(help="Adam's step size for --refine-steps")] = 0.05,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
     """NLL (−ELBO), IW-NLL, KL, perplexity, active units and mutual information on DATA."""
-    from textlatent.cli import _fail
+    from textlatent.cli import _fail, _State
     from textlatent.vae.data import read_sentences
     from textlatent.vae.evaluate import evaluate_pipeline
+    from textlatent.vae.optimus import is_optimus_folder
 
     if not refine_lr > 0:
         raise _fail(f"--refine-lr must be above 0, got {refine_lr}")
     texts = _run(lambda: read_sentences(data))  # a bad --data is said before the model loads
+    folder = model or _State.settings().vae_model
+    if refine_steps and folder is not None and is_optimus_folder(folder):  # said before SmolLM2 loads
+        raise _fail("--refine-steps is for the GRU decoder; this model is an Optimus (SmolLM2) VAE")
     pipeline = _pipeline(model)
     optimus = getattr(pipeline, "kind", None) == "optimus"
-    if optimus and refine_steps:
-        raise _fail("--refine-steps is for the GRU decoder; this model is an Optimus (SmolLM2) VAE")
     if subset is not None and subset >= len(texts):
         subset = None  # every sentence is scored: the full figure, and reported as such
     if subset is not None:

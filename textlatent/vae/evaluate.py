@@ -48,6 +48,7 @@ def refined_posteriors(
     (rate ``lr``) on each sentence's ELBO, with the model in evaluation mode and fixed."""
     from tqdm.auto import tqdm
 
+    was_training = model.training
     model.eval()
     n, d = len(ids), model.config.latent_dim
     mu_all, logvar_all = torch.zeros(n, d), torch.zeros(n, d)
@@ -57,17 +58,20 @@ def refined_posteriors(
     generator = torch.Generator(device=device).manual_seed(stream)
     was = [p.requires_grad for p in model.parameters()]
     model.requires_grad_(False)  # gradients for μ and log σ² only
+    batches = list(length_batches([len(s) for s in ids], batch_size, None))
     try:
-        batches = list(length_batches([len(s) for s in ids], batch_size, None))
-        for idx in tqdm(batches, desc=f"refine q(z|x), {steps} steps", disable=not progress, mininterval=5):
-            targets = pad_batch([ids[i] for i in idx], device)
-            mu, logvar = model.encode(source(idx, device))
-            mu, logvar = refine_gaussian_posterior(_log_px_given_z(model, targets), mu.float(), logvar.float(),
-                                                   steps=steps, lr=lr, generator=generator)
-            mu_all[idx], logvar_all[idx] = mu.cpu(), logvar.cpu()
+        # cuDNN's GRU backward refuses to run in evaluation mode; the native kernel computes the same GRU.
+        with torch.backends.cudnn.flags(enabled=False):
+            for idx in tqdm(batches, desc=f"refine q(z|x), {steps} steps", disable=not progress, mininterval=5):
+                targets = pad_batch([ids[i] for i in idx], device)
+                mu, logvar = model.encode(source(idx, device))
+                mu, logvar = refine_gaussian_posterior(_log_px_given_z(model, targets), mu.float(), logvar.float(),
+                                                       steps=steps, lr=lr, generator=generator)
+                mu_all[idx], logvar_all[idx] = mu.cpu(), logvar.cpu()
     finally:
         for p, r in zip(model.parameters(), was, strict=True):
             p.requires_grad_(r)
+        model.train(was_training)
     return mu_all, logvar_all
 
 
@@ -115,11 +119,15 @@ def evaluate_pipeline(
         rec, kl = rec_total / n, kl_total / n
         refined = {
             "posterior": {"refine_steps": refine_steps, "refine_lr": refine_lr},
-            "amortized": {"rec": elbo["rec"], "kl": elbo["kl"], "nll": elbo["elbo_nll"]},
+            "amortized": {"rec": elbo["rec"], "kl": elbo["kl"], "nll": elbo["elbo_nll"], "ppl_elbo": elbo["ppl_elbo"]},
         }
     au, au_var = active_units(mu_all)
     generator = torch.Generator().manual_seed(seed)
     mi = mutual_information(mu_all, logvar_all, generator=generator)
+    # The samples are drawn where the decoder runs. On the CPU the one generator continues (the
+    # figures published so far were drawn so); a GPU needs a generator of its own device.
+    if torch.device(device).type != "cpu":
+        generator = torch.Generator(device=device).manual_seed(seed)
     iw_total = 0.0
     if k > 0:
         batches = list(length_batches([len(s) for s in ids], sentences_per_batch, None))

@@ -11,8 +11,9 @@ checked on a model whose answer is known (see ``tests/vae/test_metrics.py``).
 * refined posteriors (semi-amortised inference, Kim et al. 2018; the amortisation gap of
   Cremer et al. 2018): q(z|x) from the encoder, then gradient steps on each input's own
   ELBO with the model fixed. Any q is a valid importance-sampling proposal, so the
-  IW-NLL under a refined q is still an upper bound on −log p(x) (in expectation), only a
-  tighter one when the encoder's q was off.
+  IW-NLL under a refined q is still an upper bound on −log p(x) (in expectation). It is
+  usually a tighter one when the encoder's q was off, but not always: the ELBO-optimal
+  Gaussian is narrow, and importance sampling prefers proposals wider than the posterior.
 """
 
 from __future__ import annotations
