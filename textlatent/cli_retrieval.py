@@ -115,11 +115,12 @@ def register(app: typer.Typer, state: Any, run: Any, fail: Any) -> None:
         data_dir: DataDirOption = Path("../shared/data"),
         as_json: JsonOption = False,
     ) -> None:
-        """Choose the reranker's blend weight again for the current first stage (held-out train queries)."""
+        """Choose the reranker's blend weight again for the current first stage (held-out train queries):
+        the encoder set by `textlatent --model` / TEXTLATENT_MODEL, as a server would use it."""
         from textlatent.retrieval.rerank import recalibrate
 
         settings = state.settings()
-        meta = run(lambda: recalibrate(folder, data_dir=data_dir, device=settings.device))
+        meta = run(lambda: recalibrate(folder, data_dir=data_dir, device=settings.device, model=settings.model))
         if as_json:
             typer.echo(json_out({k: meta[k] for k in ("beta", "heldout_ndcg10", "recalibrated")}))
             return

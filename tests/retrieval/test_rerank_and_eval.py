@@ -64,6 +64,21 @@ def test_train_reranker_a_few_steps_and_use_it(encoder: Any, tmp_path: Path) -> 
     again = recalibrate(out, data_dir=root, device="cpu")  # same held-out train queries, current first stage
     assert again["heldout_query_ids"] == meta["heldout_query_ids"] and again["recalibrated"]["beta_before"] == \
         result.beta and again["beta"] in (0.0, 0.25, 0.5, 0.75, 1.0)
+    assert again["recalibrated"]["first_stage"] == "bundled all-MiniLM-L6-v2"
+    import textlatent.encoder
+
+    loaded: list[Any] = []
+    real = textlatent.encoder.Encoder
+
+    def spy(model: Any = None, **kw: Any) -> Any:
+        loaded.append(model)
+        return real(None, **kw)  # the toy run needs a real encoder; the point is which one was asked for
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(textlatent.encoder, "Encoder", spy)
+        served = recalibrate(out, data_dir=root, device="cpu", model="models/served-encoder")
+    assert loaded == ["models/served-encoder"]  # the first stage a server is set to, not always the bundled one
+    assert served["recalibrated"]["first_stage"] == "models/served-encoder"
     reranker = Reranker(out, device="cpu")
     ranked = reranker.rerank("aspirin", [("x", "aspirin and the heart", 0.5), ("y", "tooth decay", 0.1)])
     assert sorted(d for d, _ in ranked) == ["x", "y"]

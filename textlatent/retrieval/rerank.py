@@ -126,11 +126,14 @@ def _split(query_ids: Any, fraction: float, seed: int) -> tuple[list[str], list[
     return sorted(qids[:n_held]), sorted(qids[n_held:])
 
 
-def recalibrate(path: str | Path, *, data_dir: str | Path = "../shared/data", device: str = "auto") -> dict[str, Any]:
+def recalibrate(path: str | Path, *, data_dir: str | Path = "../shared/data", device: str = "auto",
+                model: str | None = None) -> dict[str, Any]:
     """Choose beta again for the *current* first stage on the reranker's own held-out train queries.
 
-    The blend weight depends on the first stage's scores; when the default fusion changes, the
-    weight chosen at training time no longer fits. Updates ``textlatent_reranker.json``.
+    The blend weight depends on the first stage's scores; when the default fusion or the served
+    encoder changes, the weight chosen at training time no longer fits. ``model`` is the first
+    stage's encoder (the one a server is set to, ``TEXTLATENT_MODEL``; None: the bundled MiniLM).
+    Updates ``textlatent_reranker.json``.
     """
     from textlatent.encoder import Encoder
     from textlatent.eval import load_beir
@@ -148,10 +151,11 @@ def recalibrate(path: str | Path, *, data_dir: str | Path = "../shared/data", de
     if len(held) != heldout:
         raise InvalidInputError("cannot rebuild the held-out split of this reranker", param="rerank")
     reranker = Reranker(path, device=device)
-    first = _first_stage(Encoder(None, device=resolve_device(device)), data, held, max(30, reranker.top_n))
+    first = _first_stage(Encoder(model, device=resolve_device(device)), data, held, max(30, reranker.top_n))
     beta, report = select_beta(reranker.model, data, held, first, reranker.top_n)
     meta.update(beta=beta, heldout_ndcg10=report, heldout_query_ids=held,
-                recalibrated={"beta_before": reranker.beta, "fusion": "default of this version"})
+                recalibrated={"beta_before": reranker.beta, "fusion": "default of this version",
+                              "first_stage": model or "bundled all-MiniLM-L6-v2"})
     (path / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
     return meta
 
