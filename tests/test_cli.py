@@ -348,7 +348,63 @@ def test_overwrite_replaces_the_folder_whole_and_a_failed_run_loses_nothing(tmp_
         for p in kept:
             (p / "checkpoint.pt").unlink()
             p.rmdir()
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is given back
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handlers are given back
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+    # A disk that fills up mid-run: putting things back needs no new folder, only renames.
+    import tempfile
+
+    def no_new_folders(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    try:
+        with _replacing(out, overwrite=True):
+            (out / "model.pt").write_text("truncated")
+            monkeypatch.setattr(tempfile, "mkdtemp", no_new_folders)
+            raise OSError(28, "No space left on device")
+    except OSError:
+        pass
+    monkeypatch.undo()
+    assert (out / "model.pt").read_text() == "new weights"
+    kept = [p for p in out.iterdir() if p.name.startswith(".")]
+    assert len(kept) == 1 and (kept[0] / "model.pt").read_text() == "truncated"
+    (kept[0] / "model.pt").unlink()
+    kept[0].rmdir()
+
+    # A SIGTERM while the old files are being moved waits until they all are, then rolls back.
+    from pathlib import Path as _Path
+
+    real_rename = _Path.rename
+    fired: list[bool] = []
+
+    def rename_then_terminate(self, target):
+        if not fired:
+            fired.append(True)
+            os.kill(os.getpid(), signal.SIGTERM)  # held: raised once the move is complete
+        return real_rename(self, target)
+
+    (out / "config.json").write_text("{}")
+    monkeypatch.setattr(_Path, "rename", rename_then_terminate)
+    ran = []
+    try:
+        with _replacing(out, overwrite=True):
+            ran.append(True)
+    except KeyboardInterrupt:
+        pass
+    monkeypatch.undo()
+    assert fired and not ran  # the run never started...
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.pt"]  # ...and nothing moved for good
+    (out / "config.json").unlink()
+
+    # A folder set aside is not part of the model: its cache keys do not move.
+    from textlatent.cache import model_fingerprint
+
+    before = model_fingerprint(out)
+    (out / ".textlatent-interrupted-x").mkdir()
+    (out / ".textlatent-interrupted-x" / "config.json").write_text("{}")
+    assert model_fingerprint(out) == before
+    (out / ".textlatent-interrupted-x" / "config.json").unlink()
+    (out / ".textlatent-interrupted-x").rmdir()
 
     with _replacing(out, overwrite=False):  # without --overwrite it does nothing (the check refused earlier)
         assert (out / "model.pt").is_file()
@@ -382,6 +438,7 @@ def test_overwrite_replaces_the_folder_whole_and_a_failed_run_loses_nothing(tmp_
     refused(models)
     (out / "base").mkdir()
     refused(out, model=str(out / "base"))  # it would be set aside before it loads
+    refused(out, encoder=str(out / "base"))  # so would the encoder a VAE reads with
     (out / "base").rmdir()
     _check_out(out, overwrite=True)  # a model folder elsewhere is accepted
 

@@ -46,6 +46,8 @@ def model_fingerprint(model_path: str | Path) -> str:
     digest = hashlib.sha256(b"textlatent-model-v2")
     root = Path(model_path)
     for path in sorted(root.rglob("*")):
+        if any(part.startswith(".textlatent-") for part in path.relative_to(root).parts):
+            continue  # what `--overwrite` set aside or kept from a failed run: not this model
         if path.is_file() and path.suffix in _MODEL_SUFFIXES:
             _update_part(digest, str(path.relative_to(root).as_posix()).encode("utf-8", "surrogatepass"))
             digest.update(path.stat().st_size.to_bytes(8, "little"))

@@ -81,18 +81,20 @@ def _ensure_collection(service: TextLatent, name: str, *, create: bool, index: s
 _MODEL_MARKERS = ("config.json", "sentiment.json", "modules.json", "model.pt", "checkpoint.pt", "head.pt")
 
 
-def _check_out(out: Path, *, overwrite: bool, model: str | None = None) -> None:
+def _check_out(out: Path, *, overwrite: bool, model: str | None = None, encoder: str | None = None) -> None:
     """A training run's --out, checked before any work: not a file, not the model it starts from (nor
     a folder holding it), and not a folder that already holds something unless --overwrite says to
     replace it, which is allowed only for a folder a textlatent training command wrote."""
     if out.exists() and not out.is_dir():
         raise _fail(f"--out {str(out)!r} is a file; give a folder")
-    if model and Path(model).expanduser().exists():
-        start, target = Path(model).expanduser().resolve(), out.resolve()
-        if target == start:
-            raise _fail(f"--out {str(out)!r} is the model being trained from; save to another folder")
-        if target in start.parents:
-            raise _fail(f"--out {str(out)!r} holds the model being trained from ({model}); save to another folder")
+    for start_from in (model, encoder):  # the model trained from, and the encoder a VAE reads with
+        if start_from and Path(start_from).expanduser().exists():
+            start, target = Path(start_from).expanduser().resolve(), out.resolve()
+            if target == start:
+                raise _fail(f"--out {str(out)!r} is the model being trained from; save to another folder")
+            if target in start.parents:
+                raise _fail(f"--out {str(out)!r} holds the model being trained from ({start_from}); save to "
+                            "another folder")
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
             raise _fail(f"--out {str(out)!r} already holds files (a model saved earlier?); pass --overwrite to "
@@ -107,6 +109,54 @@ def _check_out(out: Path, *, overwrite: bool, model: str | None = None) -> None:
                         "yourself or choose another folder")
 
 
+class _Interruptions:
+    """Ctrl-C and SIGTERM as KeyboardInterrupt, except inside :meth:`held` sections, where they wait
+    and are raised by :meth:`raise_pending`. Python runs signal handlers in the main thread whichever
+    thread the signal reached (torch's workers included), so this holds where a signal mask would
+    not. Installed only in the main thread; elsewhere signals keep their handlers."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.active = threading.current_thread() is threading.main_thread()
+        self.holding = self.pending = False
+        self.previous: dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.holding:
+            self.pending = True
+        else:
+            raise KeyboardInterrupt
+
+    def __enter__(self) -> _Interruptions:
+        import signal
+
+        if self.active:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.getsignal(sig)
+                signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        self.holding = True
+        try:
+            yield
+        finally:
+            self.holding = False
+
+    def raise_pending(self) -> None:
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
 def _replacing(out: Path, overwrite: bool) -> Iterator[None]:
     """Around the work that writes a training run's --out. With --overwrite, what OUT held is moved
@@ -115,60 +165,72 @@ def _replacing(out: Path, overwrite: bool) -> Iterator[None]:
     file of the old one (a transfer axis fitted to its latent space, say) survives beside the new.
     A failed run's own files, if it wrote any (a checkpoint to --resume), are kept in another hidden
     folder inside OUT, and both paths are printed. Working inside OUT (the symlink's target, if it
-    is one) needs no write access to its parent and no rename across file systems."""
+    is one) needs no write access to its parent and no rename across file systems. Both hidden
+    folders exist before the run starts, so putting things back only renames (a full disk cannot
+    stop it), and Ctrl-C or SIGTERM wait while files are being moved."""
     if not (overwrite and out.is_dir() and any(out.iterdir())):
         yield
         return
     import shutil
-    import signal
     import tempfile
-    import threading
 
     folder = out.resolve()
-    try:
-        aside = Path(tempfile.mkdtemp(prefix=".textlatent-replaced-", dir=folder))
-    except OSError as exc:
-        raise _fail(f"--overwrite: cannot set aside what {str(out)!r} holds ({exc})") from None
-    moved: list[Path] = []
-    try:
-        for entry in sorted(folder.iterdir()):
-            if entry != aside:
-                entry.rename(aside / entry.name)
-                moved.append(entry)
-    except OSError as exc:
-        for entry in moved:
-            (aside / entry.name).rename(entry)
-        aside.rmdir()
-        raise _fail(f"--overwrite: cannot set aside what {str(out)!r} holds ({exc}); nothing was changed") from None
-    typer.echo(f"--overwrite: what {out} held is kept in {aside} until this run succeeds", err=True)
-
-    def terminated(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt  # a SIGTERM (kill, a job scheduler) puts the old model back too
-
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.getsignal(signal.SIGTERM)
-    if main:
-        signal.signal(signal.SIGTERM, terminated)
-    try:
-        yield
-    except BaseException:
-        folder.mkdir(parents=True, exist_ok=True)
-        partial = [e for e in folder.iterdir() if e != aside]
-        kept = None
-        if partial:
-            kept = Path(tempfile.mkdtemp(prefix=".textlatent-interrupted-", dir=folder))
-            for entry in partial:
-                entry.rename(kept / entry.name)
-        for entry in aside.iterdir():
-            entry.rename(folder / entry.name)
-        aside.rmdir()
-        typer.echo(f"--overwrite: the run did not finish; {out} holds what it held before"
-                   + (f", and this run's files are in {kept}" if kept else ""), err=True)
-        raise
-    finally:
-        if main:
-            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
-    shutil.rmtree(aside)
+    with _Interruptions() as interruptions:
+        with interruptions.held():
+            made: list[Path] = []
+            try:
+                for prefix in (".textlatent-replaced-", ".textlatent-interrupted-"):
+                    made.append(Path(tempfile.mkdtemp(prefix=prefix, dir=folder)))
+            except OSError as exc:
+                for path in made:
+                    path.rmdir()
+                raise _fail(f"--overwrite: cannot set aside what {str(out)!r} holds ({exc})") from None
+            aside, kept = made
+            moved: list[Path] = []
+            try:
+                for entry in sorted(folder.iterdir()):
+                    if entry not in (aside, kept):
+                        entry.rename(aside / entry.name)
+                        moved.append(entry)
+            except OSError as exc:
+                for entry in moved:
+                    (aside / entry.name).rename(entry)
+                aside.rmdir()
+                kept.rmdir()
+                raise _fail(f"--overwrite: cannot set aside what {str(out)!r} holds ({exc}); nothing was "
+                            "changed") from None
+        try:
+            interruptions.raise_pending()  # a signal that came while files moved: rolled back below
+            typer.echo(f"--overwrite: what {out} held is kept in {aside} until this run succeeds", err=True)
+            yield
+        except BaseException:
+            with interruptions.held():
+                try:
+                    folder.mkdir(parents=True, exist_ok=True)
+                    partial = [e for e in folder.iterdir() if e not in (aside, kept)]
+                    for entry in partial:
+                        entry.rename(kept / entry.name)
+                    for entry in aside.iterdir():
+                        entry.rename(folder / entry.name)
+                    aside.rmdir()
+                    if not partial:
+                        kept.rmdir()
+                    typer.echo(f"--overwrite: the run did not finish; {out} holds what it held before"
+                               + (f". This run's files are in {kept}: move that folder out of {out} to keep or "
+                                  "--resume it (--resume on OUT would continue the earlier model)" if partial
+                                  else ""), err=True)
+                except OSError as exc:
+                    typer.echo(f"--overwrite: the run did not finish, and putting back what {out} held failed "
+                               f"({exc}); the earlier files are in {aside}, this run's in {kept} or at the top "
+                               f"of {out}", err=True)
+            raise
+        with interruptions.held():  # the run succeeded: a late Ctrl-C does not undo it
+            try:
+                kept.rmdir()
+                shutil.rmtree(aside)
+            except OSError as exc:
+                typer.echo(f"--overwrite: the new model is saved, but {aside} (the earlier files) could not be "
+                           f"deleted ({exc}); delete it by hand", err=True)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:

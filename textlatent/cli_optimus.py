@@ -68,7 +68,8 @@ def train_optimus_cmd(
         if gru_latent != latent_dim:
             raise _fail(f"--init-posterior {init_posterior} has latent size {gru_latent}, but --latent-dim is "
                         f"{latent_dim}; they must be the same")
-    _check_out(out, overwrite=overwrite, model=str(init_posterior) if init_posterior else None)
+    _check_out(out, overwrite=overwrite, model=str(init_posterior) if init_posterior else None,
+               encoder=settings.model)
     config = OptimusTrainConfig(
         max_steps=max_steps, time_budget_s=time_budget, batch_size=batch_size, lr=lr, free_bits=free_bits,
         kl_cycles=kl_cycles, eval_every=eval_every, valid_sentences=valid_sentences,

@@ -110,7 +110,7 @@ def train_cmd(
     settings = _State.settings()
     _check_lr(lr)
     if not resume:  # a model in --out is continued with --resume or replaced with --overwrite, never by accident
-        _check_out(out, overwrite=overwrite)
+        _check_out(out, overwrite=overwrite, encoder=settings.model)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, free_bits=free_bits, kl_cycles=kl_cycles,
                          seed=seed, device=settings.device, threads=settings.threads, train_encoder=train_encoder,
                          encoder_model=settings.model, max_train_sentences=max_train_sentences, select=select,

@@ -235,10 +235,9 @@ def train_finetuned(
         best_dev = trainer.evaluate()
     trainer.save_model(str(folder))
     tokenizer.save_pretrained(str(folder))
-    for ckpt in (folder / "checkpoints").glob("checkpoint-*"):
-        import shutil
+    import shutil
 
-        shutil.rmtree(ckpt, ignore_errors=True)
+    shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # the kept weights are saved above
     config: dict[str, Any] = {
         "kind": "finetune",
         "name": name or folder.name,
