@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from textlatent.vae.metrics import active_units, iw_log_likelihood, mutual_information, refine_gaussian_posterior
-from textlatent.vae.model import TextVAE, gaussian_kl
+from textlatent.vae.model import TextVAE
 from textlatent.vae.ops import VAEPipeline
 from textlatent.vae.train import EmbeddingSource, evaluate_elbo, length_batches, pad_batch
 
@@ -75,20 +75,6 @@ def refined_posteriors(
     return mu_all, logvar_all
 
 
-def _elbo_terms(
-    model: TextVAE, ids: Sequence[Sequence[int]], mu_all: torch.Tensor, logvar_all: torch.Tensor, device: str,
-    batch_size: int = 256,
-) -> tuple[float, float]:
-    """Reconstruction and KL summed over sentences, one z per sentence from the given posteriors."""
-    rec_total = kl_total = 0.0
-    for idx in length_batches([len(s) for s in ids], batch_size, None):
-        mu, logvar = mu_all[idx].to(device), logvar_all[idx].to(device)
-        z = model.reparameterize(mu, logvar)
-        rec_total += float(model.reconstruction_nll(z, pad_batch([ids[i] for i in idx], device)).sum())
-        kl_total += float(gaussian_kl(mu, logvar).sum())
-    return rec_total, kl_total
-
-
 @torch.no_grad()
 def evaluate_pipeline(
     pipeline: VAEPipeline, texts: Sequence[str], *, k: int = 100, seed: int = 0, sentences_per_batch: int = 10,
@@ -106,21 +92,19 @@ def evaluate_pipeline(
     ids = [pipeline.vocab.encode(s) for s in texts]
     emb = cached_embeddings(pipeline.encoder, texts, show_progress=progress)
     source = EmbeddingSource(texts, emb)
-    elbo = evaluate_elbo(model, source, ids, device)
-    n, tokens = len(ids), sum(len(s) for s in ids)
-    mu_all, logvar_all = elbo["mu"], elbo["logvar"]
-    rec, kl = elbo["rec"], elbo["kl"]
-    refined: dict[str, Any] = {}
+    elbo = amortized = evaluate_elbo(model, source, ids, device)  # `elbo`: under the posteriors reported
+    refined: dict[str, Any] = {"posterior": {"refine_steps": 0}}
     if refine_steps > 0:
-        mu_all, logvar_all = refined_posteriors(model, source, ids, device, steps=refine_steps, lr=refine_lr,
-                                                seed=seed, progress=progress)
-        with torch.no_grad():
-            rec_total, kl_total = _elbo_terms(model, ids, mu_all, logvar_all, device)
-        rec, kl = rec_total / n, kl_total / n
+        posteriors = refined_posteriors(model, source, ids, device, steps=refine_steps, lr=refine_lr, seed=seed,
+                                        progress=progress)
+        elbo = evaluate_elbo(model, source, ids, device, posteriors=posteriors)
         refined = {
             "posterior": {"refine_steps": refine_steps, "refine_lr": refine_lr},
-            "amortized": {"rec": elbo["rec"], "kl": elbo["kl"], "nll": elbo["elbo_nll"], "ppl_elbo": elbo["ppl_elbo"]},
+            "amortized": {key: amortized[name] for key, name in
+                          (("rec", "rec"), ("kl", "kl"), ("nll", "elbo_nll"), ("ppl_elbo", "ppl_elbo"))},
         }
+    n, tokens = len(ids), sum(len(s) for s in ids)
+    mu_all, logvar_all = elbo["mu"], elbo["logvar"]
     au, au_var = active_units(mu_all)
     generator = torch.Generator().manual_seed(seed)
     mi = mutual_information(mu_all, logvar_all, generator=generator)
@@ -139,10 +123,10 @@ def evaluate_pipeline(
     result = {
         "sentences": n,
         "tokens": tokens,
-        "rec": rec,
-        "kl": kl,
-        "nll": rec + kl,
-        "ppl_elbo": math.exp((rec + kl) * n / tokens),
+        "rec": elbo["rec"],
+        "kl": elbo["kl"],
+        "nll": elbo["elbo_nll"],
+        "ppl_elbo": elbo["ppl_elbo"],
         "iw_nll": iw_total / n if k > 0 else None,
         "ppl": math.exp(iw_total / tokens) if k > 0 else None,
         "iw_samples": k,
@@ -150,7 +134,6 @@ def evaluate_pipeline(
         "au_variances": [round(float(v), 4) for v in au_var],
         "mi": mi,
         "seconds": round(time.time() - t0, 1),
-        "posterior": {"refine_steps": 0},
         **refined,
     }
     return result

@@ -140,30 +140,36 @@ def embed_with_module(st_model: Any, texts: list[str], device: str) -> torch.Ten
 
 @torch.no_grad()
 def evaluate_elbo(
-    model: TextVAE, source: EmbeddingSource, ids: Sequence[Sequence[int]], device: str, batch_size: int = 256
+    model: TextVAE, source: EmbeddingSource, ids: Sequence[Sequence[int]], device: str, batch_size: int = 256,
+    posteriors: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict[str, Any]:
     """ELBO terms on a data set, with z drawn once per sentence: rec, KL, ELBO per sentence,
-    perplexity per word from the ELBO (``<eos>`` counted), and the posterior means/log σ²."""
+    perplexity per word from the ELBO (``<eos>`` counted), and the posterior means/log σ².
+    ``posteriors`` (μ, log σ² ``[N, d]``, e.g. refined ones) replace the encoder's."""
     encoder = source.st_model  # a MiniLM being fine-tuned: evaluate it without its dropout too
     encoder_was_training = encoder is not None and encoder.training
     if encoder is not None:
         encoder.eval()
     try:
-        return _evaluate_elbo(model, source, ids, device, batch_size)
+        return _evaluate_elbo(model, source, ids, device, batch_size, posteriors)
     finally:
         if encoder_was_training:
             encoder.train()
 
 
 def _evaluate_elbo(
-    model: TextVAE, source: EmbeddingSource, ids: Sequence[Sequence[int]], device: str, batch_size: int
+    model: TextVAE, source: EmbeddingSource, ids: Sequence[Sequence[int]], device: str, batch_size: int,
+    posteriors: tuple[torch.Tensor, torch.Tensor] | None,
 ) -> dict[str, Any]:
     model.eval()
     rec_total = kl_total = 0.0
     mus, logvars = [], []
     order = list(length_batches([len(s) for s in ids], batch_size, None))
     for idx in order:
-        mu, logvar = model.encode(source(idx, device))
+        if posteriors is None:
+            mu, logvar = model.encode(source(idx, device))
+        else:
+            mu, logvar = posteriors[0][idx].to(device), posteriors[1][idx].to(device)
         z = model.reparameterize(mu, logvar)
         rec_total += float(model.reconstruction_nll(z, pad_batch([ids[i] for i in idx], device)).sum())
         kl_total += float(gaussian_kl(mu, logvar).sum())
