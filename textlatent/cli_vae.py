@@ -39,15 +39,11 @@ def _run(fn: Any) -> Any:
 def _pipeline(model: Path | None) -> Any:
     from textlatent.cli import _fail, _State
 
-    settings = _State.settings()
+    settings = _State.settings()  # applies --threads
     path = model or settings.vae_model
     if path is None:
         raise _fail("no VAE model: pass --model DIR or set TEXTLATENT_VAE_MODEL (train one with `textlatent vae "
                     "train`)")
-    if settings.threads:
-        import torch
-
-        torch.set_num_threads(settings.threads)
     from textlatent.vae.service import load_latent_model
 
     return _run(lambda: load_latent_model(path, device=settings.device))  # GRU or Optimus folder
