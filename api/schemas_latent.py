@@ -42,7 +42,8 @@ class TextsResponse(BaseModel):
 
 
 class SampleRequest(DecodingOptions):
-    n: int = Field(1, ge=1, le=1000, description="Sentences to draw from the prior N(0, I).")
+    n: int = Field(1, ge=1, le=1000, description="Sentences to draw from the model's prior (N(0, I), or the "
+                   "one fitted after training: `textlatent vae fit-prior`).")
 
 
 class PointsResponse(BaseModel):

@@ -211,7 +211,6 @@ class ElboScorer:
         from tqdm.auto import tqdm
 
         from textlatent.vae.data import cached_embeddings
-        from textlatent.vae.model import gaussian_kl
         from textlatent.vae.train import length_batches, pad_batch
 
         items = [str(t) for t in texts]
@@ -237,7 +236,7 @@ class ElboScorer:
                 eps = noise[idx].to(device=device, dtype=mu.dtype)
                 z = mu + (0.5 * logvar).exp() * eps
                 rec = model.reconstruction_nll(z, pad_batch([ids[i] for i in idx], device))
-                nll = (rec + gaussian_kl(mu, logvar).sum(dim=-1)).double().cpu().numpy()
+                nll = (rec + model.kl(mu, logvar, z=z)).double().cpu().numpy()
                 if self.per == "token":
                     nll = nll / np.array([len(ids[i]) for i in idx], dtype=np.float64)
                 out[idx] = nll

@@ -36,7 +36,7 @@ def _run(fn: Any) -> Any:
     return run(fn)
 
 
-def _pipeline(model: Path | None) -> Any:
+def _pipeline(model: Path | None, *, standard_prior: bool = False) -> Any:
     from textlatent.cli import _fail, _State
 
     settings = _State.settings()  # applies --threads
@@ -46,7 +46,8 @@ def _pipeline(model: Path | None) -> Any:
                     "train`)")
     from textlatent.vae.service import load_latent_model
 
-    return _run(lambda: load_latent_model(path, device=settings.device))  # GRU or Optimus folder
+    return _run(lambda: load_latent_model(path, device=settings.device,  # GRU or Optimus folder
+                                          standard_prior=standard_prior))
 
 
 def _strategy(name: str) -> Strategy:
@@ -140,9 +141,13 @@ def eval_cmd(
         "fixed, and compute every figure under the refined posteriors (semi-amortised inference; the IW-NLL "
         "stays an upper bound on -log p(x), usually a tighter one). 0: the encoder's q, as the anchors report")] = 0,
     refine_lr: Annotated[float, finite_option(help="Adam's step size for --refine-steps")] = 0.05,
+    standard_prior: Annotated[bool, typer.Option(
+        "--standard-prior", help="Evaluate under N(0, I), the prior of training, even when the model has a "
+        "fitted prior (prior.json, `vae fit-prior`)")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
-    """NLL (−ELBO), IW-NLL, KL, perplexity, active units and mutual information on DATA."""
+    """NLL (−ELBO), IW-NLL, KL, perplexity, active units and mutual information on DATA, under the
+    model's prior (the fitted one when it has one)."""
     from textlatent.cli import _fail, _State
     from textlatent.vae.data import read_sentences
     from textlatent.vae.evaluate import evaluate_pipeline
@@ -154,7 +159,7 @@ def eval_cmd(
     folder = model or _State.settings().vae_model
     if refine_steps and folder is not None and is_optimus_folder(folder):  # said before SmolLM2 loads
         raise _fail("--refine-steps is for the GRU decoder; this model is an Optimus (SmolLM2) VAE")
-    pipeline = _pipeline(model)
+    pipeline = _pipeline(model, standard_prior=standard_prior)
     optimus = getattr(pipeline, "kind", None) == "optimus"
     if subset is not None and subset >= len(texts):
         subset = None  # every sentence is scored: the full figure, and reported as such
@@ -176,9 +181,115 @@ def eval_cmd(
     for key in ("sentences", "nll", "iw_nll", "rec", "kl", "ppl", "ppl_elbo", "au", "mi", "seconds"):
         value = result[key]
         typer.echo(f"{key:>10}: {value:.3f}" if isinstance(value, float) else f"{key:>10}: {value}")
+    prior = result.get("prior")
+    if isinstance(prior, dict) and prior.get("kind") == "gaussian-mixture":
+        typer.echo(f"{'prior':>10}: fitted, a Gaussian mixture of {prior['components']} (prior.json); "
+                   "--standard-prior for N(0, I)")
     if refine_steps:
         typer.echo(f"{'posterior':>10}: refined, {refine_steps} Adam steps of {refine_lr:g} per sentence "
                    f"(the encoder's own -ELBO: {result['amortized']['nll']:.3f})")
+
+
+@vae_app.command("tune-posterior")
+def tune_posterior_cmd(
+    train: Annotated[Path, typer.Option("--train", help="The model's training text, one sentence per line")],
+    valid: Annotated[Path, typer.Option("--valid", help="Held-out text that picks the epoch kept")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the tuned model (the source is not written)")],
+    model: ModelOpt = None,
+    epochs: Annotated[int, typer.Option(min=1, max=100)] = 2,
+    lr: Annotated[float, finite_option(min=0.0, help="Adam's step size for the posterior head")] = 1e-3,
+    free_bits: Annotated[float | None, finite_option(
+        min=0.0, show_default="the model's training setting", help="Free bits λ per latent dimension")] = None,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED)] = 0,
+    overwrite: OverwriteOption = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+) -> None:
+    """Re-train the encoder's posterior head on TRAIN with the decoder fixed (closing the gap
+    between q(z|x) and the final decoder) and save the result to OUT; the epoch with the best
+    valid -ELBO is kept, or the starting weights when none beats them."""
+    from textlatent.cli import _check_lr, _check_out, _fail, _replacing, _State
+    from textlatent.vae.data import read_sentences
+    from textlatent.vae.optimus import is_optimus_folder
+    from textlatent.vae.tune import tune_posterior
+
+    _check_lr(lr)
+    settings = _State.settings()
+    folder = model or settings.vae_model
+    if folder is None:
+        raise _fail("no VAE model: pass --model DIR or set TEXTLATENT_VAE_MODEL")
+    if is_optimus_folder(folder):
+        raise _fail("tune-posterior is for the GRU VAE; this model is an Optimus (SmolLM2) VAE")
+    _check_out(out, overwrite=overwrite, model=str(folder), encoder=settings.model)
+    train_texts = _run(lambda: read_sentences(train))
+    valid_texts = _run(lambda: read_sentences(valid))
+    pipeline = _pipeline(folder, standard_prior=True)
+    with _replacing(out, overwrite):
+        result = _run(lambda: tune_posterior(pipeline, train_texts, valid_texts, out, epochs=epochs, lr=lr,
+                                             free_bits=free_bits, seed=seed, progress=True))
+    if as_json:
+        typer.echo(json_out(result))
+        return
+    kept = f"epoch {result['epoch']}" if result["epoch"] else "the starting weights (no epoch beat them)"
+    typer.echo(f"saved {out} ({kept}): valid -ELBO {result['start_valid_elbo_nll']:.2f} -> "
+               f"{result['best_valid_elbo_nll']:.2f}")
+
+
+@vae_app.command("fit-prior")
+def fit_prior_cmd(
+    train: Annotated[Path, typer.Option("--train", help="The model's training text, one sentence per line")],
+    model: ModelOpt = None,
+    valid: Annotated[Path | None, typer.Option(
+        "--valid", help="Held-out text that chooses among the candidates (and N(0, I)) by ELBO")] = None,
+    components: Annotated[list[int] | None, typer.Option(
+        "--components", min=1, max=256, show_default="1",
+        help="Mixture size to fit; repeat it to try several (needs --valid)")] = None,
+    draws: Annotated[int, typer.Option(min=1, max=100, help="Draws z ~ q(z|x) per training sentence")] = 2,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED)] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+) -> None:
+    """Fit the prior p(z) to where the encoder puts TRAIN (a full-covariance Gaussian mixture) and
+    save it as MODEL/prior.json: every figure, sample and route then uses it instead of N(0, I)."""
+    from textlatent.cli import _fail
+    from textlatent.vae.data import read_sentences
+    from textlatent.vae.optimus import is_optimus_folder
+    from textlatent.vae.prior import PRIOR_FILE, check_components, fit_prior
+
+    sizes = _run(lambda: check_components(components or [1]))
+    if valid is None and len(sizes) > 1:
+        raise _fail("choosing among several --components needs --valid (held-out sentences)")
+    train_texts = _run(lambda: read_sentences(train))  # bad files are said before the model loads
+    valid_texts = _run(lambda: read_sentences(valid)) if valid is not None else None
+    from textlatent.cli import _State
+
+    folder = model or _State.settings().vae_model
+    if folder is not None and is_optimus_folder(folder):
+        raise _fail("fit-prior is for the GRU VAE; this model is an Optimus (SmolLM2) VAE")
+    pipeline = _pipeline(model, standard_prior=True)  # fitted against the posteriors alone; N(0, I) is a candidate
+    prior, report = _run(lambda: fit_prior(pipeline, train_texts, valid_texts, sizes, draws=draws, seed=seed,
+                                           progress=True))
+    target = pipeline.path / PRIOR_FILE
+    if prior is not None:
+        prior.meta["train"] = str(train)
+        _run(lambda: prior.save(pipeline.path))
+        report["saved"] = str(target)
+    else:  # N(0, I) did best on valid: the folder says so by having no prior.json
+        report["saved"] = None
+        report["removed"] = target.is_file()
+        target.unlink(missing_ok=True)
+    if as_json:
+        typer.echo(json_out(report))
+        return
+    for c in report["candidates"]:
+        gain = c["valid_elbo_gain"]
+        typer.echo(f"{c['components']:>4} components: " + (f"valid ELBO {gain:+.3f} nats per sentence"
+                                                           if gain is not None else "fitted"))
+    if prior is None:
+        removed = " (the old prior.json removed)" if report["removed"] else ""
+        typer.echo(f"N(0, I) fits valid best; no prior saved{removed}")
+    else:
+        gain = report["valid_elbo_gain"]
+        typer.echo(f"saved {target}: {prior.components} component(s)"
+                   + (f", valid -ELBO lower by {gain:.3f} nats per sentence" if gain is not None else ""))
 
 
 @vae_app.command("sample")
@@ -190,7 +301,7 @@ def sample_cmd(
     seed: Annotated[int | None, typer.Option(min=0, max=MAX_SEED, show_default=False,
                                              help="Seed for z and for --strategy sample")] = None,
 ) -> None:
-    """Decode z ~ N(0, I): one sentence per line."""
+    """Decode z drawn from the model's prior (N(0, I), or its fitted prior): one sentence per line."""
     from textlatent.vae.ops import sample
 
     pipeline = _pipeline(model)

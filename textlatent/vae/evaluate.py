@@ -66,7 +66,8 @@ def refined_posteriors(
                 targets = pad_batch([ids[i] for i in idx], device)
                 mu, logvar = model.encode(source(idx, device))
                 mu, logvar = refine_gaussian_posterior(_log_px_given_z(model, targets), mu.float(), logvar.float(),
-                                                       steps=steps, lr=lr, generator=generator)
+                                                       steps=steps, lr=lr, generator=generator,
+                                                       log_prior=None if model.prior is None else model.log_prior)
                 mu_all[idx], logvar_all[idx] = mu.cpu(), logvar.cpu()
     finally:
         for p, r in zip(model.parameters(), was, strict=True):
@@ -119,7 +120,8 @@ def evaluate_pipeline(
             targets = pad_batch([ids[i] for i in idx], device)
             mu, logvar = mu_all[idx].to(device), logvar_all[idx].to(device)
             iw_total += -float(iw_log_likelihood(_log_px_given_z(model, targets), mu, logvar, k=k,
-                                                 chunk=min(k, 100), generator=generator).sum())
+                                                 chunk=min(k, 100), generator=generator,
+                                                 log_prior=None if model.prior is None else model.log_prior).sum())
     result = {
         "sentences": n,
         "tokens": tokens,
@@ -134,6 +136,8 @@ def evaluate_pipeline(
         "au_variances": [round(float(v), 4) for v in au_var],
         "mi": mi,
         "seconds": round(time.time() - t0, 1),
+        "prior": ({"kind": "standard"} if model.prior is None else
+                  {"kind": "gaussian-mixture", "components": model.prior.components}),
         **refined,
     }
     return result

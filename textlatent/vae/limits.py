@@ -1,6 +1,6 @@
 """Bounds on what a client may send to the latent space, in a module of their own (no numpy or
 torch), so the CLI can declare them in its options without loading the library at start-up."""
 
-MAX_Z_ABS = 1e3  # largest |component| of a z a client may send (the prior is N(0, I))
+MAX_Z_ABS = 1e3  # largest |component| of a z a client may send (priors are N(0, I) or fitted near it)
 MAX_SEED = 2**31 - 1  # largest decoding or sampling seed
 MAX_STEPS = 50  # most points on an interpolation path

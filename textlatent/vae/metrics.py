@@ -38,21 +38,23 @@ def iw_log_likelihood(
     k: int = 100,
     chunk: int = 100,
     generator: torch.Generator | None = None,
+    log_prior: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Importance-weighted estimate of log p(x) for each of ``B`` inputs → ``[B]``.
 
     ``log_px_given_z(z)`` takes ``z`` of shape ``[B, m, d]`` and returns log p(x_b | z_bm)
-    as ``[B, m]``. Samples are drawn ``chunk`` at a time (memory), then combined with one
-    log-sum-exp over all ``k``."""
+    as ``[B, m]``; ``log_prior(z)`` is log p(z) over the last dimension (N(0, I) when None).
+    Samples are drawn ``chunk`` at a time (memory), then combined with one log-sum-exp over all ``k``."""
     weights = []
     std = (0.5 * logvar).exp()
     for start in range(0, k, chunk):
         m = min(chunk, k - start)
         eps = torch.randn(mu.shape[0], m, mu.shape[1], device=mu.device, dtype=mu.dtype, generator=generator)
         z = mu.unsqueeze(1) + std.unsqueeze(1) * eps
-        log_prior = gaussian_log_density(z, torch.zeros_like(z), torch.zeros_like(z))
+        log_pz = (gaussian_log_density(z, torch.zeros_like(z), torch.zeros_like(z)) if log_prior is None
+                  else log_prior(z))
         log_q = gaussian_log_density(z, mu.unsqueeze(1), logvar.unsqueeze(1))
-        weights.append(log_px_given_z(z) + log_prior - log_q)
+        weights.append(log_px_given_z(z) + log_pz - log_q)
     return torch.logsumexp(torch.cat(weights, dim=1), dim=1) - math.log(k)
 
 
@@ -93,11 +95,13 @@ def refine_gaussian_posterior(
     lr: float = 0.05,
     generator: torch.Generator | None = None,
     logvar_range: tuple[float, float] = (-12.0, 8.0),
+    log_prior: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Take ``steps`` Adam steps on each input's ELBO, log p(x|z) + log p(z) − log q(z|x) with
-    one reparameterised z per step and the KL in closed form (the rate decaying to 0 on a
-    cosine), starting from ``mu``, ``logvar``
-    ``[B, d]``. Returns the refined ``mu``, ``logvar`` (detached; ``logvar`` kept in
+    one reparameterised z per step (the rate decaying to 0 on a cosine), starting from ``mu``,
+    ``logvar`` ``[B, d]``. The KL is in closed form under N(0, I); under another prior
+    (``log_prior``, log p(z) over the last dimension) it is q's entropy in closed form minus
+    log p(z) at the step's z. Returns the refined ``mu``, ``logvar`` (detached; ``logvar`` kept in
     ``logvar_range``, the encoder's own clamp). ``log_px_given_z`` is as for
     :func:`iw_log_likelihood`. The inputs' ELBOs are independent, so their sum is optimised
     and Adam's per-coordinate scaling gives every input its own step sizes."""
@@ -111,7 +115,10 @@ def refine_gaussian_posterior(
         for _ in range(steps):
             eps = torch.randn(mu.shape, device=mu.device, dtype=mu.dtype, generator=generator)
             z = mu + (0.5 * logvar).exp() * eps
-            kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=-1)
+            if log_prior is None:
+                kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=-1)
+            else:
+                kl = -0.5 * (mu.shape[-1] * (1 + LOG_2PI) + logvar.sum(dim=-1)) - log_prior(z)
             loss = (kl - log_px_given_z(z.unsqueeze(1)).squeeze(1)).sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -26,6 +26,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from textlatent.vae.prior import LOG_2PI, MixturePrior, standard_log_prob
+
 
 @dataclass
 class VAEConfig:
@@ -87,6 +89,9 @@ class TextVAE(PosteriorHead, nn.Module):
     PAD, BOS, EOS, UNK = 0, 1, 2, 3
     embed_mean: torch.Tensor
     embed_std: torch.Tensor
+    # p(z): None is N(0, I), the prior of training; a fitted mixture (textlatent.vae.prior) replaces it
+    # after training. Not a module: model.pt is the same either way.
+    prior: MixturePrior | None = None
 
     def __init__(self, config: VAEConfig) -> None:
         super().__init__()
@@ -137,6 +142,27 @@ class TextVAE(PosteriorHead, nn.Module):
             return mu + std * torch.randn_like(std)
         return mu.unsqueeze(1) + std.unsqueeze(1) * torch.randn(mu.shape[0], k, mu.shape[1], device=mu.device,
                                                                   dtype=mu.dtype)
+
+    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) over the last dimension of ``z``: N(0, I), or the fitted prior when there is one."""
+        return standard_log_prob(z) if self.prior is None else self.prior.log_prob(z)
+
+    def kl(self, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor | None = None, samples: int = 16,
+           generator: torch.Generator | None = None) -> torch.Tensor:
+        """KL(q(z|x) ‖ p(z)) per row, ``[B]``. In closed form under N(0, I); under a fitted prior, the
+        Gaussian's entropy in closed form and E_q log p(z) from the draws ``z`` (``[B, d]`` or
+        ``[B, m, d]``) or, when none are given, from ``samples`` fresh ones."""
+        if self.prior is None:
+            return gaussian_kl(mu, logvar).sum(dim=-1)
+        if z is None:
+            std = (0.5 * logvar).exp()
+            eps = torch.randn(mu.shape[0], samples, mu.shape[1], device=mu.device, dtype=mu.dtype,
+                              generator=generator)
+            z = mu.unsqueeze(1) + std.unsqueeze(1) * eps
+        elif z.ndim == 2:
+            z = z.unsqueeze(1)
+        neg_entropy = -0.5 * (mu.shape[-1] * (1 + LOG_2PI) + logvar.sum(dim=-1))
+        return neg_entropy - self.prior.log_prob(z).mean(dim=1)
 
     # ------------------------------------------------------------------ decoder
 

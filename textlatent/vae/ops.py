@@ -76,7 +76,8 @@ class VAEPipeline(PosteriorPipeline):
     it is the one the VAE was trained on; a VAE trained with ``--train-encoder`` loads its
     own fine-tuned copy from ``<dir>/encoder``."""
 
-    def __init__(self, path: str | Path, *, device: str = "cpu", encoder: Encoder | None = None) -> None:
+    def __init__(self, path: str | Path, *, device: str = "cpu", encoder: Encoder | None = None,
+                 standard_prior: bool = False) -> None:
         import torch
 
         from textlatent.encoder import Encoder
@@ -106,6 +107,11 @@ class VAEPipeline(PosteriorPipeline):
         self.model.eval()
         self.name = self.path.resolve().name
         self.latent_dim = self.config.latent_dim
+        # p(z): the prior fitted after training (`vae fit-prior`, prior.json) unless told to use N(0, I)
+        from textlatent.vae.prior import MixturePrior
+
+        prior = None if standard_prior else MixturePrior.load(self.path, self.latent_dim)
+        self.model.prior = prior.to(self.device) if prior is not None else None
         own_encoder = self.path / "encoder"
         train = meta.get("train")
         if meta.get("trained_encoder"):
@@ -130,6 +136,13 @@ class VAEPipeline(PosteriorPipeline):
             ids = self.model.generate(torch.from_numpy(z_arr).to(self.device), strategy=strategy,
                                       temperature=temperature, beam_size=beam_size)
         return [self.vocab.decode(s) for s in ids]
+
+    def prior_sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` draws of z from the model's prior: the fitted one, or N(0, I)."""
+        prior = self.model.prior
+        if prior is None:
+            return rng.standard_normal((n, self.latent_dim)).astype(np.float32)
+        return prior.sample(n, rng)
 
 
 def trained_on(folder: str | Path, encoder_path: str | Path) -> bool:
@@ -191,9 +204,9 @@ def check_z(z: Any, latent_dim: int, *, param: str = "z") -> np.ndarray:
                                 param=param)
     if not np.isfinite(arr).all():
         raise InvalidInputError(f"{param} holds NaN or infinite values", param=param)
-    if np.abs(arr).max() > MAX_Z_ABS:  # the prior is N(0, I): such points mean nothing, and overflow the decoder
+    if np.abs(arr).max() > MAX_Z_ABS:  # far outside any prior: such points mean nothing, and overflow the decoder
         raise InvalidInputError(f"{param} has a component of size {float(np.abs(arr).max()):.3g}; components must "
-                                f"lie within ±{MAX_Z_ABS:g} (the prior is a standard normal)", param=param)
+                                f"lie within ±{MAX_Z_ABS:g} (the prior is near a standard normal)", param=param)
     return np.ascontiguousarray(arr)
 
 
@@ -225,12 +238,14 @@ def reconstruct(model: LatentModel, texts: Sequence[str], *, strategy: Strategy 
 
 def sample(model: LatentModel, n: int, *, seed: int | None = None, strategy: Strategy = "greedy",
            **kw: Any) -> tuple[np.ndarray, list[str]]:
-    """Sentences decoded from z ~ N(0, I), the prior: every point of the space is a sentence."""
+    """Sentences decoded from z ~ p(z), the model's prior (N(0, I), or the one fitted after training
+    when the model has it): every point of the space is a sentence."""
     if not 1 <= n <= 1000:
         raise InvalidInputError(f"n must be between 1 and 1000, got {n}", param="n")
     check_seed(seed)
     rng = np.random.default_rng(seed)
-    z = rng.standard_normal((n, model.latent_dim)).astype(np.float32)
+    draw = getattr(model, "prior_sample", None)
+    z = draw(n, rng) if draw is not None else rng.standard_normal((n, model.latent_dim)).astype(np.float32)
     return z, model.decode(z, strategy=strategy, seed=seed, **kw)
 
 

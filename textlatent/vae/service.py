@@ -68,12 +68,14 @@ class LatentService:
                                        "or use a smaller beam", param=param)
 
 
-def load_latent_model(path: Path, *, device: str = "cpu", encoder: Encoder | None = None) -> LatentModel:
+def load_latent_model(path: Path, *, device: str = "cpu", encoder: Encoder | None = None,
+                      standard_prior: bool = False) -> LatentModel:
     """The model in ``path``: ``"kind": "optimus"`` in its config.json picks the SmolLM2-decoder
-    VAE (:mod:`textlatent.vae.optimus`), anything else the GRU VAE."""
+    VAE (:mod:`textlatent.vae.optimus`), anything else the GRU VAE (with its fitted prior, if it
+    has one, unless ``standard_prior``)."""
     from textlatent.vae.ops import VAEPipeline
     from textlatent.vae.optimus import OptimusPipeline, is_optimus_folder
 
     if is_optimus_folder(path):
         return OptimusPipeline(path, device=device, encoder=encoder)
-    return VAEPipeline(path, device=device, encoder=encoder)
+    return VAEPipeline(path, device=device, encoder=encoder, standard_prior=standard_prior)

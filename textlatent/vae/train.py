@@ -172,7 +172,7 @@ def _evaluate_elbo(
             mu, logvar = posteriors[0][idx].to(device), posteriors[1][idx].to(device)
         z = model.reparameterize(mu, logvar)
         rec_total += float(model.reconstruction_nll(z, pad_batch([ids[i] for i in idx], device)).sum())
-        kl_total += float(gaussian_kl(mu, logvar).sum())
+        kl_total += float(model.kl(mu, logvar).sum())
         mus.append((idx, mu.float().cpu()))
         logvars.append(logvar.float().cpu())
     n = len(ids)
@@ -190,6 +190,18 @@ def _evaluate_elbo(
         "mu": mu_all,
         "logvar": logvar_all,
     }
+
+
+def _drop_fitted_files(out: Path) -> None:
+    """Remove what was fitted to earlier weights of this folder (a prior, attribute axes): new
+    weights place sentences elsewhere in z, and a stale fit would be used without an error."""
+    from textlatent.vae.prior import PRIOR_FILE
+    from textlatent.vae.transfer import AXES_FILE
+
+    for name in (PRIOR_FILE, AXES_FILE):
+        if (out / name).is_file():
+            (out / name).unlink()
+            log.warning("removed %s: it was fitted to the previous weights; fit it again", out / name)
 
 
 def _autocast(device: str) -> Any:
@@ -417,6 +429,7 @@ def train_vae(
         if improved:
             best = figure
             torch.save(weights.state_dict(), out / "model.pt")
+            _drop_fitted_files(out)
             if st_model is not None:
                 st_model.save(str(out / "encoder"))
         record["selected"] = improved
