@@ -441,6 +441,11 @@ def test_overwrite_replaces_the_folder_whole_and_a_failed_run_loses_nothing(tmp_
     refused(out, encoder=str(out / "base"))  # so would the encoder a VAE reads with
     (out / "base").rmdir()
     _check_out(out, overwrite=True)  # a model folder elsewhere is accepted
+    # Nor inside the starting model: replacing `SRC/encoder` would delete part of the source.
+    (out / "encoder").mkdir()
+    (out / "encoder" / "modules.json").write_text("{}")
+    refused(out / "encoder", model=str(out))
+    refused(out / "new", model=str(out))
 
 
 def test_benchmark_scripts_refuse_counts_below_one():

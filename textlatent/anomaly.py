@@ -191,7 +191,8 @@ class MahalanobisScorer:
 
 class ElboScorer:
     """−ELBO of texts under a trained text VAE: reconstruction NLL at one z drawn from q(z|x)
-    (the noise seeded by the text, so a text always gets the same score) plus the closed-form KL, per token
+    (the noise seeded by the text, so a text always gets the same score) plus the KL to the model's prior
+    (closed form under N(0, I); under a fitted prior, estimated at that same z), per token
     (``<eos>`` counted, as in the VAE's perplexity) or per sentence."""
 
     def __init__(self, pipeline: VAEPipeline, *, per: str = "token", seed: int = 0, batch_size: int = 128) -> None:

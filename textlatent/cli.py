@@ -95,6 +95,9 @@ def _check_out(out: Path, *, overwrite: bool, model: str | None = None, encoder:
             if target in start.parents:
                 raise _fail(f"--out {str(out)!r} holds the model being trained from ({start_from}); save to "
                             "another folder")
+            if start.is_dir() and start in target.parents:
+                raise _fail(f"--out {str(out)!r} is inside the model being trained from ({start_from}); save to "
+                            "a folder of its own")
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
             raise _fail(f"--out {str(out)!r} already holds files (a model saved earlier?); pass --overwrite to "

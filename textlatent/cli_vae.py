@@ -50,6 +50,22 @@ def _pipeline(model: Path | None, *, standard_prior: bool = False) -> Any:
                                           standard_prior=standard_prior))
 
 
+def _writable(folder: Path) -> None:
+    """A clear message now if ``folder`` cannot take a new file (read-only, another owner)."""
+    import tempfile
+
+    from textlatent.cli import _fail
+
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".textlatent-probe-")
+    except OSError as exc:
+        raise _fail(f"cannot write into {str(folder)!r} ({exc.strerror or exc})") from None
+    import os
+
+    os.close(fd)
+    Path(probe).unlink()
+
+
 def _strategy(name: str) -> Strategy:
     """The name as the library's literal type; the library checks it and names the choices."""
     return cast("Strategy", name)
@@ -265,6 +281,7 @@ def fit_prior_cmd(
     if folder is not None and is_optimus_folder(folder):
         raise _fail("fit-prior is for the GRU VAE; this model is an Optimus (SmolLM2) VAE")
     pipeline = _pipeline(model, standard_prior=True)  # fitted against the posteriors alone; N(0, I) is a candidate
+    _writable(pipeline.path)  # before the encoding and EM work, not after
     prior, report = _run(lambda: fit_prior(pipeline, train_texts, valid_texts, sizes, draws=draws, seed=seed,
                                            progress=True))
     target = pipeline.path / PRIOR_FILE
@@ -275,7 +292,7 @@ def fit_prior_cmd(
     else:  # N(0, I) did best on valid: the folder says so by having no prior.json
         report["saved"] = None
         report["removed"] = target.is_file()
-        target.unlink(missing_ok=True)
+        _run(lambda: target.unlink(missing_ok=True))
     if as_json:
         typer.echo(json_out(report))
         return

@@ -41,6 +41,8 @@ def test_without_a_model_every_route_says_how_to_set_one(client, route):
     ("config.json", "{"), ("config.json", "[]"),
     ("axes.json", "{"), ("axes.json", '{"sentiment": {"direction": [1.0]}}'), ("axes.json", "[]"),
     ("axes.json", '{"sentiment": {"direction": [1.0], "scale": 1, "bias": 0, "margin": 1}}'),  # wrong size
+    ("prior.json", "{"), ("prior.json", '{"kind": "gaussian-mixture", "weights": [1.0], "means": [[0.0]], '
+                                        '"scale_tril": [[[1.0]]]}'),  # a prior over 1 dimension, the model has 8
 ])
 def test_a_damaged_model_folder_on_the_server_is_503_naming_it(app_factory, vae_dir, tmp_path, file, content):
     # A plain TestClient: the shared one fails any 5xx, and 503 (the server's own files) is the answer here.
@@ -51,7 +53,7 @@ def test_a_damaged_model_folder_on_the_server_is_503_naming_it(app_factory, vae_
     folder = tmp_path / "vae"
     shutil.copytree(vae_dir, folder)
     (folder / file).write_text(content)
-    route, body = ("/latent/sample", {"n": 1}) if file == "config.json" else \
+    route, body = ("/latent/sample", {"n": 1}) if file in ("config.json", "prior.json") else \
         ("/latent/transfer", {"text": "the cat sees the house", "target": "positive"})
     with TestClient(app_factory(vae_model=folder)) as client:
         resp = client.post(route, json=body)

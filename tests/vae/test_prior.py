@@ -71,12 +71,14 @@ def test_bad_parameters_are_refused():
     eye = torch.eye(2, dtype=torch.float64).unsqueeze(0)
     with pytest.raises(ValueError, match="sum to 1"):
         MixturePrior(torch.tensor([0.5], dtype=torch.float64), torch.zeros(1, 2), eye)
-    with pytest.raises(ValueError, match="positive diagonal"):
+    with pytest.raises(ValueError, match="diagonal of at least"):
         MixturePrior(torch.ones(1), torch.zeros(1, 2), -eye)
     with pytest.raises(ValueError, match="shapes"):
         MixturePrior(torch.ones(1), torch.zeros(1, 3), eye)
     with pytest.raises(ValueError, match="non-finite"):
         MixturePrior(torch.ones(1), torch.tensor([[0.0, float("nan")]]), eye)
+    with pytest.raises(ValueError, match="diagonal of at least"):  # near-singular: every density would be NaN
+        MixturePrior(torch.ones(1), torch.zeros(1, 2), eye * 1e-320)
     for bad in ([], [0], [257], [1.5], [True]):
         with pytest.raises(InvalidInputError):
             check_components(bad)  # type: ignore[arg-type]
@@ -302,3 +304,111 @@ def test_tune_posterior_writes_a_new_folder_with_a_better_bound_and_leaves_the_s
         r = run("tune-posterior", "--model", str(model), "--train", str(train), "--valid", str(valid), *extra)
         assert r.exit_code != 0 and message in r.output, r.output
     assert not (out.parent / "x").exists()
+
+
+def test_the_reconstruction_term_does_not_depend_on_the_prior(tiny_pipeline):
+    # The fitted prior's KL draws come from a stream of their own: over several batches, the
+    # reconstruction draws (and so `rec`) are the same with and without it.
+    from tests.vae.helpers import split_corpus
+    from textlatent.vae.data import cached_embeddings
+    from textlatent.vae.train import EmbeddingSource, evaluate_elbo
+
+    train, _ = split_corpus()
+    model = tiny_pipeline.model
+    ids = [tiny_pipeline.vocab.encode(s) for s in train]
+    source = EmbeddingSource(train, cached_embeddings(tiny_pipeline.encoder, train))
+    figures = []
+    for prior in (None, _isotropic([0.3] * 8, 1.2)):
+        model.prior = prior
+        try:
+            torch.manual_seed(0)
+            figures.append(evaluate_elbo(model, source, ids, "cpu", batch_size=16))  # 12 batches
+        finally:
+            model.prior = None
+    assert figures[0]["rec"] == pytest.approx(figures[1]["rec"], abs=1e-9)
+    assert figures[0]["kl"] != pytest.approx(figures[1]["kl"], abs=1e-2)
+
+
+def test_a_prior_fitted_to_other_weights_is_refused(prior_run):
+    run, model, train, valid = prior_run
+    r = run("fit-prior", "--model", str(model), "--train", str(train))
+    assert r.exit_code == 0, r.output
+    saved = json.loads((model / PRIOR_FILE).read_text())
+    assert len(saved["model_sha256"]) == 64
+    assert (model / PRIOR_FILE).stat().st_mode & 0o044 == 0o044 & ~_umask()  # readable by a server's user
+    state = torch.load(model / "model.pt", weights_only=True)
+    state["posterior.0.bias"] = state["posterior.0.bias"] + 0.1  # the weights change (a retrain, a copy)
+    torch.save(state, model / "model.pt")
+    r = run("eval", "--model", str(model), "--data", str(valid), "--k", "0")
+    assert r.exit_code != 0 and "fitted to other weights" in r.output, r.output
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_fit_prior_keeps_the_standard_normal_when_it_fits_valid_best(prior_run, monkeypatch):
+    import textlatent.vae.prior as prior_module
+
+    run, model, train, valid = prior_run
+    _isotropic([0.0] * 8, 1.0).save(model)  # an earlier fit, now outdone by N(0, I)
+    monkeypatch.setattr(prior_module, "cross_entropy_gain", lambda *a, **k: -0.25)
+    r = run("fit-prior", "--model", str(model), "--train", str(train), "--valid", str(valid), "--components", "2")
+    assert r.exit_code == 0, r.output
+    assert "N(0, I) fits valid best" in r.output and "old prior.json removed" in r.output
+    assert not (model / PRIOR_FILE).exists()
+    monkeypatch.setattr(prior_module, "cross_entropy_gain", lambda prior, *a, **k: 0.1 * prior.components)
+    r = run("fit-prior", "--model", str(model), "--train", str(train), "--valid", str(valid), "--components", "1",
+            "--components", "3", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["chosen"] == 3, r.output  # the best gain wins
+    assert json.loads((model / PRIOR_FILE).read_text())["components"] == 3
+
+
+def test_fit_prior_and_tune_refuse_folders_they_cannot_use(prior_run, tmp_path, monkeypatch):
+    run, model, train, valid = prior_run
+    optimus = tmp_path / "optimus"
+    optimus.mkdir()
+    (optimus / "config.json").write_text('{"kind": "optimus"}')
+    r = run("fit-prior", "--model", str(optimus), "--train", str(train))
+    assert r.exit_code != 0 and "Optimus" in r.output, r.output
+    r = run("tune-posterior", "--model", str(optimus), "--train", str(train), "--valid", str(valid),
+            "--out", str(tmp_path / "t"))
+    assert r.exit_code != 0 and "Optimus" in r.output, r.output
+    r = run("tune-posterior", "--model", str(model), "--train", str(train), "--valid", str(valid),
+            "--out", str(model / "tuned"))
+    assert r.exit_code != 0 and "inside the model" in r.output, r.output
+    assert not (model / "tuned").exists()
+    # A folder that takes no new file (read-only, another owner): said before any work. (Tests run as
+    # root here, which writes into read-only folders, so the refusal is simulated.)
+    import tempfile
+
+    def refuse(*a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    r = run("fit-prior", "--model", str(model), "--train", str(train))
+    assert r.exit_code != 0 and "cannot write into" in r.output and "Permission denied" in r.output, r.output
+    assert not (model / PRIOR_FILE).exists()
+
+
+def test_elbo_outlier_scores_use_the_fitted_prior(tiny_pipeline):
+    from textlatent.anomaly import ElboScorer
+
+    texts = ["the cat sees the house", "a dog buys fresh bread", "my sister sells some bonds"]
+    scorer = ElboScorer(tiny_pipeline, per="sentence")
+    plain = scorer.score_texts(texts, cache=False)
+    tiny_pipeline.model.prior = _isotropic([0.4] * 8, 1.5)
+    try:
+        fitted = scorer.score_texts(texts, cache=False)
+        again = scorer.score_texts(texts[::-1], cache=False)[::-1]  # other batch partners, same scores
+        # The score is rec + KL at the text's own z; the rec part is the same, so the difference is the
+        # KL's: log N(z; 0, I) − log p_ψ(z) at that z, which the prior decides.
+        assert np.abs(fitted - plain).min() > 1e-3
+        np.testing.assert_allclose(fitted, again, rtol=0, atol=1e-6)
+    finally:
+        tiny_pipeline.model.prior = None
+    np.testing.assert_allclose(scorer.score_texts(texts, cache=False), plain, rtol=0, atol=1e-6)

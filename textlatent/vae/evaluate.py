@@ -1,7 +1,8 @@
 """All the figures of a trained VAE on one text file, as the PTB anchors report them.
 
 * ``rec``: reconstruction NLL per sentence, −E_q log p(x|z) (one z per sentence);
-* ``kl``: KL(q(z|x) ‖ p(z)) per sentence, in closed form;
+* ``kl``: KL(q(z|x) ‖ p(z)) per sentence: in closed form under N(0, I); under a fitted prior
+  (``prior.json``, :mod:`textlatent.vae.prior`) q's entropy in closed form and E_q log p(z) from 16 draws;
 * ``nll``: −ELBO = rec + kl per sentence (the bound Bowman et al. 2016 report as NLL);
 * ``iw_nll``: importance-weighted NLL per sentence with ``k`` samples (k = 100 by default);
 * ``ppl``: perplexity per word from ``iw_nll``, ``<eos>`` counted (PTB convention);

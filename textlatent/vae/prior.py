@@ -31,6 +31,8 @@ from textlatent.errors import InvalidInputError
 from textlatent.vae.metrics import LOG_2PI
 
 PRIOR_FILE = "prior.json"
+MIN_SCALE = 1e-6  # smallest diagonal entry of a component's Cholesky factor (std. dev. along an axis)
+_CHUNK_ELEMENTS = 1 << 24  # rows × components × dim per step of log_prob (float64: 128 MB)
 MAX_COMPONENTS = 256
 
 
@@ -51,17 +53,23 @@ class MixturePrior:
         if (weights <= 0).any() or abs(float(weights.sum()) - 1.0) > 1e-4:
             raise ValueError("mixture weights must be positive and sum to 1")
         diag = torch.diagonal(scale_tril, dim1=-2, dim2=-1)
-        if (diag <= 0).any():
-            raise ValueError("scale_tril must have a positive diagonal")
-        self.weights = weights.double()
-        self.means = means.double()
-        self.scale_tril = torch.tril(scale_tril.double())
+        if (diag < MIN_SCALE).any():  # a (near-)singular component would make every density NaN or infinite
+            raise ValueError(f"scale_tril must have a diagonal of at least {MIN_SCALE:g}")
+        # float64 where the device has it (MPS has no float64)
+        dtype = torch.float32 if weights.device.type == "mps" else torch.float64
+        self.weights = weights.to(dtype)
+        self.means = means.to(dtype)
+        self.scale_tril = torch.tril(scale_tril.to(dtype))
         self.meta = dict(meta or {})
-        eye = torch.eye(self.dim, dtype=torch.float64, device=self.scale_tril.device).expand_as(self.scale_tril)
+        eye = torch.eye(self.dim, dtype=dtype, device=self.scale_tril.device).expand_as(self.scale_tril)
         # L⁻¹, once: whitening is then one batched product (solving per call broadcasts L to every z)
         self._whiten = torch.linalg.solve_triangular(self.scale_tril, eye, upper=False)
         self._log_norm = (torch.log(self.weights) - torch.log(torch.diagonal(self.scale_tril, dim1=-2, dim2=-1)).sum(-1)
                           - 0.5 * self.dim * LOG_2PI)  # [K]: log π_k − log |L_k| − d/2 log 2π
+        if not (torch.isfinite(self._whiten).all() and torch.isfinite(self._log_norm).all()):
+            raise ValueError("the mixture's covariances are too close to singular")
+        self._numpy = (self.weights.cpu().double().numpy(), self.means.cpu().double().numpy(),
+                       self.scale_tril.cpu().double().numpy())  # for draws, which are made on the CPU
 
     @property
     def components(self) -> int:
@@ -72,41 +80,53 @@ class MixturePrior:
         return int(self.means.shape[1])
 
     def to(self, device: str | torch.device) -> MixturePrior:
-        return MixturePrior(self.weights.to(device), self.means.to(device), self.scale_tril.to(device), self.meta)
+        dtype = torch.float32 if torch.device(device).type == "mps" else torch.float64
+        return MixturePrior(*(t.to(device=device, dtype=dtype) for t in (self.weights, self.means, self.scale_tril)),
+                            self.meta)
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log p_ψ(z) over the last dimension of ``z`` ``[..., d]`` → ``[...]`` (in ``z``'s dtype)."""
         if z.shape[-1] != self.dim:
             raise ValueError(f"z has {z.shape[-1]} components; the prior has {self.dim}")
         lead = z.shape[:-1]
-        x = z.reshape(-1, 1, self.dim).to(self.means) - self.means  # [N, K, d]
-        white = torch.einsum("kij,nkj->nki", self._whiten, x)  # L_k⁻¹ (z − m_k)
-        out = torch.logsumexp(self._log_norm - 0.5 * white.pow(2).sum(-1), dim=-1)
+        flat = z.reshape(-1, self.dim).to(self.means)
+        rows = max(1, _CHUNK_ELEMENTS // (self.components * self.dim))  # [rows, K, d] stays ~128 MB
+        parts = []
+        for chunk in torch.split(flat, rows):
+            x = chunk.unsqueeze(1) - self.means  # [n, K, d]
+            white = torch.einsum("kij,nkj->nki", self._whiten, x)  # L_k⁻¹ (z − m_k)
+            parts.append(torch.logsumexp(self._log_norm - 0.5 * white.pow(2).sum(-1), dim=-1))
+        out = torch.cat(parts) if parts else flat.new_zeros(0)
         return out.reshape(lead).to(z.dtype)
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` draws, float32 ``[n, d]``, from a numpy generator (seeded requests repeat)."""
-        weights = self.weights.cpu().numpy()
+        weights, means, tril = self._numpy
         k = rng.choice(self.components, size=n, p=weights / weights.sum())
         eps = rng.standard_normal((n, self.dim))
-        tril = self.scale_tril.cpu().numpy()
-        z = self.means.cpu().numpy()[k] + np.einsum("nij,nj->ni", tril[k], eps)
+        z = means[k] + np.einsum("nij,nj->ni", tril[k], eps)
         return z.astype(np.float32)
 
     # ------------------------------------------------------------------ storage
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "gaussian-mixture", "components": self.components, "dim": self.dim, **self.meta,
+        return {**self.meta, "kind": "gaussian-mixture", "components": self.components, "dim": self.dim,
                 "weights": self.weights.cpu().tolist(), "means": self.means.cpu().tolist(),
                 "scale_tril": self.scale_tril.cpu().tolist()}
 
     def save(self, folder: str | Path) -> Path:
-        """Write ``prior.json`` into ``folder`` atomically (a reader never sees half a file)."""
+        """Write ``prior.json`` into ``folder`` atomically (a reader never sees half a file), readable
+        as the umask allows (a server running as another user reads it too)."""
         folder = Path(folder)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".prior-", suffix=".json")
         try:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(fd, 0o666 & ~umask)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 json.dump(self.to_dict(), fh)
+                fh.flush()
+                os.fsync(fh.fileno())
             os.replace(tmp, folder / PRIOR_FILE)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -123,7 +143,8 @@ class MixturePrior:
             data = json.loads(path.read_text(encoding="utf-8"))
             if not isinstance(data, dict) or data.get("kind") != "gaussian-mixture":
                 raise ValueError("not a gaussian-mixture prior")
-            meta = {k: v for k, v in data.items() if k not in ("kind", "weights", "means", "scale_tril")}
+            meta = {k: v for k, v in data.items()
+                    if k not in ("kind", "components", "dim", "weights", "means", "scale_tril")}
             prior = cls(torch.tensor(data["weights"], dtype=torch.float64),
                         torch.tensor(data["means"], dtype=torch.float64),
                         torch.tensor(data["scale_tril"], dtype=torch.float64), meta)
@@ -134,7 +155,26 @@ class MixturePrior:
         if prior.dim != latent_dim:
             raise InvalidInputError(f"{str(path)!r} is a prior over {prior.dim} dimensions; this model's latent "
                                     f"size is {latent_dim}; refit it or delete it", param="model")
+        fitted_to = prior.meta.get("model_sha256")
+        if fitted_to is not None and fitted_to != weights_digest(Path(folder)):
+            raise InvalidInputError(f"{str(path)!r} was fitted to other weights than this folder's model.pt (it was "
+                                    "retrained or replaced since); refit it with `textlatent vae fit-prior` or "
+                                    "delete it", param="model")
         return prior
+
+
+def weights_digest(folder: Path) -> str | None:
+    """SHA-256 of ``folder/model.pt``: what a prior records it was fitted to."""
+    import hashlib
+
+    path = folder / "model.pt"
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def standard_log_prob(z: torch.Tensor) -> torch.Tensor:
@@ -241,6 +281,7 @@ def fit_prior(pipeline: Any, train_texts: Sequence[str], valid_texts: Sequence[s
                               "candidates": candidates, "chosen": best.components if best is not None else "standard",
                               "valid_elbo_gain": best_gain if valid is not None else None}
     if best is not None:
+        best.meta["model_sha256"] = weights_digest(Path(pipeline.path))  # refused at load once the weights change
         best.meta.update({"valid_elbo_gain": report["valid_elbo_gain"], "valid_sentences": report["valid_sentences"],
                           "candidates": candidates})
     return best, report

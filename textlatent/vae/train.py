@@ -164,6 +164,9 @@ def _evaluate_elbo(
     model.eval()
     rec_total = kl_total = 0.0
     mus, logvars = [], []
+    # A fitted prior's KL is estimated from draws of its own stream: the reconstruction draws (the
+    # global stream) are then the same whichever the prior, and so is the reconstruction term.
+    kl_draws = torch.Generator(device=device).manual_seed(0x6B1) if model.prior is not None else None
     order = list(length_batches([len(s) for s in ids], batch_size, None))
     for idx in order:
         if posteriors is None:
@@ -172,7 +175,7 @@ def _evaluate_elbo(
             mu, logvar = posteriors[0][idx].to(device), posteriors[1][idx].to(device)
         z = model.reparameterize(mu, logvar)
         rec_total += float(model.reconstruction_nll(z, pad_batch([ids[i] for i in idx], device)).sum())
-        kl_total += float(model.kl(mu, logvar).sum())
+        kl_total += float(model.kl(mu, logvar, generator=kl_draws).sum())
         mus.append((idx, mu.float().cpu()))
         logvars.append(logvar.float().cpu())
     n = len(ids)
@@ -428,8 +431,8 @@ def train_vae(
         improved = figure < best
         if improved:
             best = figure
+            _drop_fitted_files(out)  # first: a crash between the two leaves no stale fit beside new weights
             torch.save(weights.state_dict(), out / "model.pt")
-            _drop_fitted_files(out)
             if st_model is not None:
                 st_model.save(str(out / "encoder"))
         record["selected"] = improved

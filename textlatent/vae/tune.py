@@ -10,8 +10,9 @@ unchanged, so what changes is the bound: a better q gives a tighter ELBO and bet
 samples, and the encodings every route serves match the decoder they are decoded by.
 
 The result is a new model folder (the source is never written); the epoch with the best
-held-out −ELBO is kept, and the starting weights when no epoch beats them. A fitted prior or a
-transfer axis of the source is not carried over: both were fitted to the old encoder's z.
+held-out −ELBO (every epoch scored on the same z draws) is kept, and the starting weights when no
+epoch beats them. A fitted prior or a transfer axis of the source is not carried over: both were
+fitted to the old encoder's z; fit them again on the new folder.
 """
 
 from __future__ import annotations
@@ -81,7 +82,13 @@ def tune_posterior(
     t_start = time.time()
     try:
         model.eval()  # the decoder as it runs at evaluation: no dropout
-        base = evaluate_elbo(model, valid_src, valid_ids, device)
+
+        def validate() -> dict[str, Any]:  # every epoch scored on the same z noise, so epochs compare fairly
+            with torch.random.fork_rng(devices=[device] if device.startswith("cuda") else []):
+                torch.manual_seed(seed)
+                return evaluate_elbo(model, valid_src, valid_ids, device)
+
+        base = validate()
         best, best_state = base["elbo_nll"], start
         log.info("start: valid -ELBO %.3f (rec %.3f, KL %.3f)", base["elbo_nll"], base["rec"], base["kl"])
         rng = random.Random(seed)
@@ -107,7 +114,7 @@ def tune_posterior(
                     sums["n"] += len(idx)
                     bar.set_postfix(rec=f"{sums['rec'] / sums['n']:.1f}", kl=f"{sums['kl'] / sums['n']:.2f}",
                                     refresh=False)
-                val = evaluate_elbo(model, valid_src, valid_ids, device)
+                val = validate()
                 improved = val["elbo_nll"] < best
                 if improved:
                     best = val["elbo_nll"]
