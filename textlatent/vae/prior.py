@@ -81,8 +81,8 @@ class MixturePrior:
 
     def to(self, device: str | torch.device) -> MixturePrior:
         dtype = torch.float32 if torch.device(device).type == "mps" else torch.float64
-        return MixturePrior(*(t.to(device=device, dtype=dtype) for t in (self.weights, self.means, self.scale_tril)),
-                            self.meta)
+        return MixturePrior(self.weights.to(device=device, dtype=dtype), self.means.to(device=device, dtype=dtype),
+                            self.scale_tril.to(device=device, dtype=dtype), self.meta)
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log p_ψ(z) over the last dimension of ``z`` ``[..., d]`` → ``[...]`` (in ``z``'s dtype)."""
