@@ -261,3 +261,34 @@ def test_training_text_reads_lines_or_an_sst2_tsv(tmp_path):
     with pytest.raises(InvalidInputError, match="sentence"):
         (tmp_path / "bad.tsv").write_text("text\tlabel\nx\t1\n")
         _read_training_text(tmp_path / "bad.tsv")
+
+
+def test_a_head_trained_on_another_smollm2_file_is_refused(tmp_path, monkeypatch):
+    # The prefix is fitted to one LM's embeddings: under another GGUF (a package upgrade) it would
+    # decode without error and mean something else. A folder records the file it was trained on.
+    import json
+
+    import textlatent.retrieval.generate_llm as llm
+    from textlatent.errors import InvalidInputError
+    from textlatent.vae.optimus import BUNDLED_LM, OptimusConfig, OptimusPipeline, load_lm
+
+    monkeypatch.setattr(llm, "gguf_key", lambda: "installed0000000")
+
+    def no_conversion(*a, **k):
+        raise RuntimeError("past the check")
+
+    monkeypatch.setattr(llm, "local_model_dir", no_conversion)
+    with pytest.raises(InvalidInputError, match="another SmolLM2 file"):
+        load_lm(BUNDLED_LM, None, "cpu", trained_on="trainedon0000000")
+    with pytest.raises(RuntimeError, match="past the check"):  # the same file, or none recorded: loads
+        load_lm(BUNDLED_LM, None, "cpu", trained_on="installed0000000")
+    with pytest.raises(RuntimeError, match="past the check"):
+        load_lm(BUNDLED_LM, None, "cpu")
+    folder = tmp_path / "optimus"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"kind": "optimus", "model": OptimusConfig(lm=BUNDLED_LM).to_dict(),
+                                                    "lm_gguf": "trainedon0000000"}))
+    (folder / "head.pt").write_bytes(b"")
+    with pytest.raises(InvalidInputError, match="another SmolLM2 file") as info:
+        OptimusPipeline(folder, device="cpu")
+    assert info.value.param == "model"

@@ -102,6 +102,11 @@ def _file_key(path: Path) -> str:
     return _gguf_digest(str(path), stat.st_size, stat.st_mtime_ns)
 
 
+def gguf_key() -> str:
+    """A content hash of the installed SmolLM2 GGUF file: what a model trained on it records."""
+    return _file_key(gguf_path())
+
+
 def local_model_dir(cache_dir: str | Path | None = None) -> Path:
     """The converted SmolLM2 folder, converting the GGUF file on first use."""
     from textlatent.cache import cache_root

@@ -66,17 +66,25 @@ class OptimusConfig:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
-def load_lm(spec: str, folder: Path | None, device: str = "cpu") -> tuple[Any, Any]:
+def load_lm(spec: str, folder: Path | None, device: str = "cpu", *,
+            trained_on: str | None = None) -> tuple[Any, Any]:
     """The decoder LM and its tokenizer: the bundled SmolLM2 (converted once from its GGUF by
-    :func:`~textlatent.retrieval.generate_llm.local_model_dir`) or ``folder / spec``."""
+    :func:`~textlatent.retrieval.generate_llm.local_model_dir`) or ``folder / spec``.
+    ``trained_on``: the GGUF hash a trained head recorded; another installed file is refused, since
+    the prefix was fitted to that LM's embeddings and would decode against another's."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from textlatent.models import set_offline_defaults
 
     set_offline_defaults()
     if spec == BUNDLED_LM:
-        from textlatent.retrieval.generate_llm import local_model_dir
+        from textlatent.retrieval.generate_llm import gguf_key, local_model_dir
 
+        if trained_on is not None and trained_on != gguf_key():
+            raise InvalidInputError(
+                f"this Optimus model was trained on another SmolLM2 file (GGUF {trained_on}, installed: "
+                f"{gguf_key()}); reinstall the version it was trained with (`make install`) or retrain it",
+                param="model")
         path = local_model_dir()
     else:
         if folder is None or not (folder / spec / "config.json").is_file():
@@ -252,7 +260,9 @@ class OptimusPipeline(PosteriorPipeline):
                                     f"{str(exc)[:200]})", param="model") from exc
         self.meta = meta
         self.device = resolve_device(device)
-        lm, tokenizer = load_lm(self.config.lm, self.path, self.device)
+        recorded = meta.get("lm_gguf")
+        lm, tokenizer = load_lm(self.config.lm, self.path, self.device,
+                                trained_on=recorded if isinstance(recorded, str) else None)
         self.model = OptimusVAE(self.config, lm, tokenizer).to(self.device)
         try:
             state = torch.load(weights, map_location=self.device, weights_only=True)

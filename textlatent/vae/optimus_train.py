@@ -32,6 +32,7 @@ from textlatent.vae.data import cached_embeddings
 from textlatent.vae.metrics import active_units, iw_log_likelihood, mutual_information
 from textlatent.vae.model import gaussian_kl
 from textlatent.vae.optimus import (
+    BUNDLED_LM,
     LOCAL_LM,
     OptimusConfig,
     OptimusPipeline,
@@ -166,6 +167,10 @@ def train_optimus(
     meta = {"train": asdict(cfg), "encoder": str(encoder.path), "encoder_id": encoder.model_id,
             "encoder_model": cfg.encoder_model, "trained_encoder": False, "frozen_lm": True,
             "train_sentences": len(train_texts), "valid_sentences_used": len(valid_sel)}
+    if model_cfg.lm == BUNDLED_LM:  # the installed GGUF it was trained on: loading refuses another
+        from textlatent.retrieval.generate_llm import gguf_key
+
+        meta["lm_gguf"] = gguf_key()
 
     history: list[dict[str, Any]] = []
     best = math.inf
