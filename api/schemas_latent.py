@@ -20,6 +20,15 @@ class DecodingOptions(BaseModel):
                              description="Seed for 'sample' (and for the prior draw of /latent/sample).")
 
 
+class LatentModelInfo(BaseModel):
+    model: str = Field(description="The served model folder's name.")
+    decoder: Literal["gru", "optimus"] = Field(description="gru (the small decoder) or optimus (SmolLM2).")
+    latent_dim: int = Field(description="Size of every z the routes take and return.")
+    prior: dict[str, str | int] = Field(
+        description="p(z) that /latent/sample draws from: {kind: standard} for N(0, I), or "
+                    "{kind: gaussian-mixture, components: K} when a prior was fitted (`vae fit-prior`).")
+
+
 class EncodeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt option is an error, not ignored
     texts: list[str] = Field(min_length=1, description="Sentences to place in the latent space.")

@@ -20,6 +20,7 @@ from api.schemas_latent import (
     EncodeRequest,
     EncodeResponse,
     InterpolateRequest,
+    LatentModelInfo,
     PointsResponse,
     SampleRequest,
     TextsResponse,
@@ -47,6 +48,18 @@ def get_latent(request: Request) -> LatentService:
 
 def _rows(z: np.ndarray) -> list[list[float]]:
     return [[round(float(x), 6) for x in row] for row in z]
+
+
+@router.get("/model", response_model=LatentModelInfo, responses=error_responses(401, 404, 503),
+            summary="The served latent model: decoder, latent size, prior")
+def model_info(latent: LatentService = Depends(get_latent)) -> LatentModelInfo:
+    model = latent.model()
+    inner = getattr(model, "model", None)
+    prior = getattr(inner, "prior", None)
+    return LatentModelInfo(
+        model=model.name, decoder="optimus" if getattr(model, "kind", None) == "optimus" else "gru",
+        latent_dim=model.latent_dim,
+        prior={"kind": "standard"} if prior is None else {"kind": "gaussian-mixture", "components": prior.components})
 
 
 @router.post("/encode", response_model=EncodeResponse, responses=_ERRORS, summary="Texts → posterior μ, σ")

@@ -174,3 +174,29 @@ def test_routes_need_the_api_key_when_keys_are_set(client_factory, vae_dir):
     assert_error(client.post("/latent/sample", json={"n": 1}), 401)
     r = client.post("/latent/sample", json={"n": 1}, headers={"Authorization": "Bearer k1"})
     assert r.status_code == 200, r.text
+
+
+def test_model_info_and_sampling_follow_a_fitted_prior(client, client_factory, vae_dir, tmp_path):
+    import shutil
+
+    import numpy as np
+    import torch
+
+    from textlatent.vae.prior import MixturePrior
+
+    assert_error(client.get("/latent/model"), 404, param="model")  # no model configured
+    r = client_factory(vae_model=vae_dir).get("/latent/model")
+    assert r.status_code == 200 and r.json() == {"model": vae_dir.name, "decoder": "gru", "latent_dim": 8,
+                                                 "prior": {"kind": "standard"}}, r.text
+    folder = tmp_path / "vae"
+    shutil.copytree(vae_dir, folder)
+    prior = MixturePrior(torch.tensor([0.25, 0.75], dtype=torch.float64), torch.full((2, 8), 3.0).double(),
+                         0.1 * torch.eye(8, dtype=torch.float64).expand(2, 8, 8).clone())
+    prior.save(folder)
+    fitted = client_factory(vae_model=folder)
+    r = fitted.get("/latent/model")
+    assert r.status_code == 200 and r.json()["prior"] == {"kind": "gaussian-mixture", "components": 2}, r.text
+    r = fitted.post("/latent/sample", json={"n": 3, "seed": 4})
+    assert r.status_code == 200, r.text
+    np.testing.assert_allclose(r.json()["z"], prior.sample(3, np.random.default_rng(4)), atol=1e-5)
+    assert min(min(row) for row in r.json()["z"]) > 2.0  # drawn around the mixture's means, not from N(0, I)

@@ -213,6 +213,9 @@ def test_cli_eval_sample_and_bad_train_options(optimus_dir, encoder, tmp_path, m
 
 def test_api_latent_routes_serve_the_optimus_model(client_factory, optimus_dir):
     client = client_factory(vae_model=optimus_dir)
+    r = client.get("/latent/model")
+    assert r.status_code == 200 and r.json() == {"model": optimus_dir.name, "decoder": "optimus", "latent_dim": 8,
+                                                 "prior": {"kind": "standard"}}, r.text
     r = client.post("/latent/encode", json={"texts": ["the cat sees the house"]})
     assert r.status_code == 200, r.text
     assert r.json()["latent_dim"] == 8 and r.json()["model"] == optimus_dir.name
