@@ -312,7 +312,7 @@ def test_threads_apply_to_every_command(tmp_path, monkeypatch) -> None:
         torch.set_num_threads(before)
 
 
-def test_overwrite_replaces_the_folder_whole_and_a_failed_run_loses_nothing(tmp_path, monkeypatch):
+def test_overwrite_replaces_the_folder_whole_and_a_failed_run_loses_nothing(tmp_path, monkeypatch, capsys):
     import os
     import signal
 
@@ -416,13 +416,15 @@ def test_overwrite_replaces_the_folder_whole_and_a_failed_run_loses_nothing(tmp_
         (link / "model.pt").write_text("newer weights")
     assert link.is_symlink() and (out / "model.pt").read_text() == "newer weights"
 
-    def refused(folder, **kw) -> None:
+    def refused(folder, message: str = "", **kw) -> None:
         try:
             _check_out(folder, overwrite=True, **kw)
         except typer.Exit as exc:
             assert exc.exit_code == 2
         else:
             raise AssertionError(f"{folder} was accepted")
+        if message:  # refused for this reason, not another
+            assert message in capsys.readouterr().err
 
     # Never replaced whole: a project folder, one holding the current directory, one that holds
     # no model (a folder of models, say), or one holding the model the run starts from.
@@ -444,8 +446,11 @@ def test_overwrite_replaces_the_folder_whole_and_a_failed_run_loses_nothing(tmp_
     # Nor inside the starting model: replacing `SRC/encoder` would delete part of the source.
     (out / "encoder").mkdir()
     (out / "encoder" / "modules.json").write_text("{}")
-    refused(out / "encoder", model=str(out))
-    refused(out / "new", model=str(out))
+    refused(out / "encoder", "inside the model", model=str(out))
+    refused(out / "new", "inside the model", model=str(out))
+    monkeypatch.chdir(out.parent)
+    refused(Path(out.name) / "new", "inside the model", model=out.name)  # relative paths alike
+    _check_out(tmp_path / "elsewhere", overwrite=True, model="sentence-transformers/all-MiniLM-L6-v2")  # a hub id
 
 
 def test_benchmark_scripts_refuse_counts_below_one():

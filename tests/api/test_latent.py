@@ -174,9 +174,11 @@ def test_routes_need_the_api_key_when_keys_are_set(client_factory, vae_dir):
     assert_error(client.post("/latent/sample", json={"n": 1}), 401)
     r = client.post("/latent/sample", json={"n": 1}, headers={"Authorization": "Bearer k1"})
     assert r.status_code == 200, r.text
+    assert_error(client.get("/latent/model"), 401)
+    assert client.get("/latent/model", headers={"Authorization": "Bearer k1"}).status_code == 200
 
 
-def test_model_info_and_sampling_follow_a_fitted_prior(client, client_factory, vae_dir, tmp_path):
+def test_model_info_and_sampling_follow_a_fitted_prior(client, client_factory, app_factory, vae_dir, tmp_path):
     import shutil
 
     import numpy as np
@@ -200,3 +202,18 @@ def test_model_info_and_sampling_follow_a_fitted_prior(client, client_factory, v
     assert r.status_code == 200, r.text
     np.testing.assert_allclose(r.json()["z"], prior.sample(3, np.random.default_rng(4)), atol=1e-5)
     assert min(min(row) for row in r.json()["z"]) > 2.0  # drawn around the mixture's means, not from N(0, I)
+
+    # A prior records the weights it was fitted to: served beside them, refused (503) beside others.
+    from textlatent.vae.prior import weights_digest
+
+    prior.meta["model_sha256"] = weights_digest(folder)
+    prior.save(folder)
+    r = client_factory(vae_model=folder).get("/latent/model")
+    assert r.status_code == 200 and r.json()["prior"]["components"] == 2, r.text
+    prior.meta["model_sha256"] = "0" * 64
+    prior.save(folder)
+    from fastapi.testclient import TestClient
+
+    with TestClient(app_factory(vae_model=folder)) as plain:  # plain: the shared one fails any 5xx
+        err = assert_error(plain.get("/latent/model"), 503, type_="model_unavailable")
+    assert "fitted to other weights" in err["message"]

@@ -295,3 +295,22 @@ def test_a_head_trained_on_another_smollm2_file_is_refused(tmp_path, monkeypatch
     with pytest.raises(InvalidInputError, match="another SmolLM2 file") as info:
         OptimusPipeline(folder, device="cpu")
     assert info.value.param == "model"
+
+
+def test_training_on_the_bundled_lm_records_its_gguf(encoder, tmp_path, monkeypatch):
+    # train_optimus resolves the bundled LM through load_lm; the tiny LM stands in for it here.
+    import json
+
+    import textlatent.retrieval.generate_llm as llm
+    import textlatent.vae.optimus_train as optimus_train
+    from tests.vae.optimus_helpers import TINY_HEAD, tiny_lm
+    from textlatent.vae.optimus_train import OptimusTrainConfig, train_optimus
+
+    monkeypatch.setattr(llm, "gguf_key", lambda: "trainedon0000000")
+    monkeypatch.setattr(optimus_train, "load_lm", lambda spec, folder, device, **k: tiny_lm())
+    monkeypatch.setenv("TEXTLATENT_CACHE_DIR", str(tmp_path / "cache"))
+    train, valid = split_corpus()
+    config = OptimusTrainConfig(max_steps=2, eval_every=2, batch_size=16, device="cpu", model=dict(TINY_HEAD))
+    train_optimus(train, valid, tmp_path / "m", config, encoder=encoder, progress=False)
+    meta = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert meta["model"]["lm"] == "SmolLM2-135M-Instruct" and meta["lm_gguf"] == "trainedon0000000"

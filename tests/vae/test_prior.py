@@ -412,3 +412,16 @@ def test_elbo_outlier_scores_use_the_fitted_prior(tiny_pipeline):
     finally:
         tiny_pipeline.model.prior = None
     np.testing.assert_allclose(scorer.score_texts(texts, cache=False), plain, rtol=0, atol=1e-6)
+
+
+def test_tune_scores_every_epoch_on_the_same_draws(prior_run):
+    # With a vanishing rate the weights do not move, so every epoch must score exactly as the start
+    # did: the validation draws are the same each time (they were not, before: a fresh z per call).
+    run, model, train, valid = prior_run
+    out = model.parent / "still"
+    r = run("tune-posterior", "--model", str(model), "--train", str(train), "--valid", str(valid), "--out", str(out),
+            "--epochs", "2", "--lr", "1e-12", "--json")
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout)
+    for h in result["history"]:
+        assert h["valid_elbo_nll"] == pytest.approx(result["start_valid_elbo_nll"], abs=1e-6)

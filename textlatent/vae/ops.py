@@ -10,6 +10,8 @@ operations below are written once against that interface.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import json
 import pickle
 import threading
@@ -99,7 +101,9 @@ class VAEPipeline(PosteriorPipeline):
             self.vocab = Vocab.load(self.path / "vocab.txt")
             self.config = VAEConfig.from_dict(meta["model"])
             model = TextVAE(self.config)
-            model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+            raw = weights.read_bytes()  # read once: the weights loaded are the ones hashed
+            model.load_state_dict(torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True))
+            self.weights_sha256 = hashlib.sha256(raw).hexdigest()  # what a fitted prior records
         except (OSError, ValueError, KeyError, TypeError, RuntimeError, pickle.UnpicklingError) as exc:
             raise InvalidInputError(f"{str(self.path)!r} is not a readable VAE folder ({type(exc).__name__}: "
                                     f"{str(exc)[:200]})", param="model") from exc
@@ -110,7 +114,8 @@ class VAEPipeline(PosteriorPipeline):
         # p(z): the prior fitted after training (`vae fit-prior`, prior.json) unless told to use N(0, I)
         from textlatent.vae.prior import MixturePrior
 
-        prior = None if standard_prior else MixturePrior.load(self.path, self.latent_dim)
+        prior = None if standard_prior else MixturePrior.load(self.path, self.latent_dim,
+                                                               weights_sha256=self.weights_sha256)
         self.model.prior = prior.to(self.device) if prior is not None else None
         own_encoder = self.path / "encoder"
         train = meta.get("train")

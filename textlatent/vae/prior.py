@@ -18,6 +18,7 @@ The prior lives beside the weights in ``prior.json``. A model without one uses N
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Sequence
@@ -29,6 +30,8 @@ import torch
 
 from textlatent.errors import InvalidInputError
 from textlatent.vae.metrics import LOG_2PI
+
+log = logging.getLogger("textlatent.vae")
 
 PRIOR_FILE = "prior.json"
 MIN_SCALE = 1e-6  # smallest diagonal entry of a component's Cholesky factor (std. dev. along an axis)
@@ -134,8 +137,10 @@ class MixturePrior:
         return folder / PRIOR_FILE
 
     @classmethod
-    def load(cls, folder: str | Path, latent_dim: int) -> MixturePrior | None:
-        """The prior saved in ``folder``, or None when there is none (the model uses N(0, I))."""
+    def load(cls, folder: str | Path, latent_dim: int, *, weights_sha256: str | None = None) -> MixturePrior | None:
+        """The prior saved in ``folder``, or None when there is none (the model uses N(0, I)).
+        ``weights_sha256``: the hash of the weights loaded beside it (read from model.pt otherwise);
+        a prior fitted to other weights is refused."""
         path = Path(folder) / PRIOR_FILE
         if not path.is_file():
             return None
@@ -156,7 +161,10 @@ class MixturePrior:
             raise InvalidInputError(f"{str(path)!r} is a prior over {prior.dim} dimensions; this model's latent "
                                     f"size is {latent_dim}; refit it or delete it", param="model")
         fitted_to = prior.meta.get("model_sha256")
-        if fitted_to is not None and fitted_to != weights_digest(Path(folder)):
+        if fitted_to is None:  # written before priors recorded their weights: cannot be checked
+            log.warning("%s records no model_sha256 (fitted by an older textlatent): it cannot be checked against "
+                        "the weights; refit it with `textlatent vae fit-prior`", path)
+        elif fitted_to != (weights_sha256 or weights_digest(Path(folder))):
             raise InvalidInputError(f"{str(path)!r} was fitted to other weights than this folder's model.pt (it was "
                                     "retrained or replaced since); refit it with `textlatent vae fit-prior` or "
                                     "delete it", param="model")
@@ -280,8 +288,8 @@ def fit_prior(pipeline: Any, train_texts: Sequence[str], valid_texts: Sequence[s
                               "valid_sentences": len(valid_texts) if valid_texts is not None else None,
                               "candidates": candidates, "chosen": best.components if best is not None else "standard",
                               "valid_elbo_gain": best_gain if valid is not None else None}
-    if best is not None:
-        best.meta["model_sha256"] = weights_digest(Path(pipeline.path))  # refused at load once the weights change
+    if best is not None:  # the weights the posteriors came from (hashed when they were read): refused beside others
+        best.meta["model_sha256"] = getattr(pipeline, "weights_sha256", None) or weights_digest(Path(pipeline.path))
         best.meta.update({"valid_elbo_gain": report["valid_elbo_gain"], "valid_sentences": report["valid_sentences"],
                           "candidates": candidates})
     return best, report

@@ -84,7 +84,8 @@ def tune_posterior(
         model.eval()  # the decoder as it runs at evaluation: no dropout
 
         def validate() -> dict[str, Any]:  # every epoch scored on the same z noise, so epochs compare fairly
-            with torch.random.fork_rng(devices=[device] if device.startswith("cuda") else []):
+            kind = torch.device(device).type
+            with torch.random.fork_rng(devices=[] if kind == "cpu" else [device], device_type=kind):
                 torch.manual_seed(seed)
                 return evaluate_elbo(model, valid_src, valid_ids, device)
 
