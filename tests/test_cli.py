@@ -464,3 +464,30 @@ def test_benchmark_scripts_refuse_counts_below_one():
     for bad in ("0", "-2", "1.5", "many"):
         with pytest.raises(argparse.ArgumentTypeError):
             positive_int(bad)
+
+
+def test_one_run_at_a_time_writes_an_out_folder(tmp_path, monkeypatch, capsys):
+    # A second training run on the same --out (by path, however spelt) is refused before it moves
+    # anything; another folder is not held up, and the lock goes with the run that held it.
+    import typer
+
+    from textlatent.cli import _replacing
+
+    monkeypatch.setenv("TEXTLATENT_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    with _replacing(out, overwrite=False):
+        for spelt in (out, tmp_path / "." / "model"):
+            try:
+                with _replacing(spelt, overwrite=True):
+                    raise AssertionError("a second run got in")
+            except typer.Exit as exc:
+                assert exc.exit_code == 2
+            err = capsys.readouterr().err
+            assert "being written by another textlatent run" in err and f"process {os.getpid()}" in err
+        assert (out / "config.json").read_text() == "{}" and [p.name for p in out.iterdir()] == ["config.json"]
+        with _replacing(tmp_path / "other", overwrite=False):
+            pass
+    with _replacing(out, overwrite=False):  # released when the first run ended
+        pass

@@ -161,8 +161,52 @@ class _Interruptions:
 
 
 @contextlib.contextmanager
+def _output_lock(out: Path) -> Iterator[None]:
+    """One run at a time per --out: an exclusive lock on a file named after OUT's resolved path, in
+    the cache folder (not in OUT, which then stays exactly what the run wrote, nor beside it, where
+    the parent may not be writable). The operating system releases it when the process ends, however
+    it ends. Where no lock can be taken (no fcntl, an unwritable cache), the run goes on unlocked."""
+    import hashlib
+
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system
+        yield
+        return
+    from textlatent.cache import cache_root
+
+    key = hashlib.sha256(str(out.expanduser().resolve()).encode("utf-8", "surrogatepass")).hexdigest()[:24]
+    try:
+        folder = cache_root() / "locks"
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / f"{key}.lock", "a+", encoding="utf-8")  # noqa: SIM115 (held across the yield)
+    except OSError:
+        yield
+        return
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip()
+            raise _fail(f"--out {str(out)!r} is being written by another textlatent run"
+                        f"{f' (process {holder})' if holder.isdigit() else ''}; wait for it to end or choose "
+                        "another folder") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
 def _replacing(out: Path, overwrite: bool) -> Iterator[None]:
-    """Around the work that writes a training run's --out. With --overwrite, what OUT held is moved
+    """Around the work that writes a training run's --out, which one run at a time may do
+    (:func:`_output_lock`: a second run on the same OUT is refused before it moves anything).
+    With --overwrite, what OUT held is moved
     into a hidden folder inside it, deleted once the run has succeeded, and moved back if the run
     fails, is interrupted (Ctrl-C) or is terminated (SIGTERM). OUT then holds the new model only: no
     file of the old one (a transfer axis fitted to its latent space, say) survives beside the new.
@@ -171,6 +215,13 @@ def _replacing(out: Path, overwrite: bool) -> Iterator[None]:
     is one) needs no write access to its parent and no rename across file systems. Both hidden
     folders exist before the run starts, so putting things back only renames (a full disk cannot
     stop it), and Ctrl-C or SIGTERM wait while files are being moved."""
+    with _output_lock(out), _setting_aside(out, overwrite):
+        yield
+
+
+@contextlib.contextmanager
+def _setting_aside(out: Path, overwrite: bool) -> Iterator[None]:
+    """The --overwrite part of :func:`_replacing`."""
     if not (overwrite and out.is_dir() and any(out.iterdir())):
         yield
         return
