@@ -122,7 +122,7 @@ def evaluate_pipeline(
             mu, logvar = mu_all[idx].to(device), logvar_all[idx].to(device)
             iw_total += -float(iw_log_likelihood(_log_px_given_z(model, targets), mu, logvar, k=k,
                                                  chunk=min(k, 100), generator=generator,
-                                                 log_prior=None if model.prior is None else model.log_prior).sum())
+                                                 log_prior=model.log_prior).sum())
     result = {
         "sentences": n,
         "tokens": tokens,

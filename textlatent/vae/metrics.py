@@ -31,6 +31,21 @@ def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
     return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) / logvar.exp()).sum(dim=-1)
 
 
+def standard_log_prob(z: torch.Tensor) -> torch.Tensor:
+    """log N(z; 0, I) over the last dimension."""
+    return -0.5 * (LOG_2PI + z.pow(2)).sum(dim=-1)
+
+
+def gaussian_neg_entropy(logvar: torch.Tensor) -> torch.Tensor:
+    """E_q log q(z) = −H(q) for q = N(μ, diag σ²), over the last dimension (μ plays no part)."""
+    return -0.5 * (logvar.shape[-1] * (1 + LOG_2PI) + logvar.sum(dim=-1))
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(μ, σ²) ‖ N(0, I)) per dimension, ``[B, d]``."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
+
+
 def iw_log_likelihood(
     log_px_given_z: Callable[[torch.Tensor], torch.Tensor],
     mu: torch.Tensor,
@@ -38,12 +53,12 @@ def iw_log_likelihood(
     k: int = 100,
     chunk: int = 100,
     generator: torch.Generator | None = None,
-    log_prior: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    log_prior: Callable[[torch.Tensor], torch.Tensor] = standard_log_prob,
 ) -> torch.Tensor:
     """Importance-weighted estimate of log p(x) for each of ``B`` inputs → ``[B]``.
 
     ``log_px_given_z(z)`` takes ``z`` of shape ``[B, m, d]`` and returns log p(x_b | z_bm)
-    as ``[B, m]``; ``log_prior(z)`` is log p(z) over the last dimension (N(0, I) when None).
+    as ``[B, m]``; ``log_prior(z)`` is log p(z) over the last dimension (N(0, I) by default).
     Samples are drawn ``chunk`` at a time (memory), then combined with one log-sum-exp over all ``k``."""
     weights = []
     std = (0.5 * logvar).exp()
@@ -51,10 +66,8 @@ def iw_log_likelihood(
         m = min(chunk, k - start)
         eps = torch.randn(mu.shape[0], m, mu.shape[1], device=mu.device, dtype=mu.dtype, generator=generator)
         z = mu.unsqueeze(1) + std.unsqueeze(1) * eps
-        log_pz = (gaussian_log_density(z, torch.zeros_like(z), torch.zeros_like(z)) if log_prior is None
-                  else log_prior(z))
         log_q = gaussian_log_density(z, mu.unsqueeze(1), logvar.unsqueeze(1))
-        weights.append(log_px_given_z(z) + log_pz - log_q)
+        weights.append(log_px_given_z(z) + log_prior(z) - log_q)
     return torch.logsumexp(torch.cat(weights, dim=1), dim=1) - math.log(k)
 
 
@@ -75,7 +88,7 @@ def mutual_information(
     than it takes to tell ``N`` inputs apart."""
     mu, logvar = mu.double(), logvar.double()
     n, d = mu.shape
-    neg_entropy = (-0.5 * d * LOG_2PI - 0.5 * (1 + logvar).sum(dim=-1)).mean()
+    neg_entropy = gaussian_neg_entropy(logvar).mean()
     eps = torch.randn(mu.shape, dtype=mu.dtype, device=mu.device, generator=generator)
     z = mu + (0.5 * logvar).exp() * eps
     log_qz = []
@@ -116,9 +129,9 @@ def refine_gaussian_posterior(
             eps = torch.randn(mu.shape, device=mu.device, dtype=mu.dtype, generator=generator)
             z = mu + (0.5 * logvar).exp() * eps
             if log_prior is None:
-                kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=-1)
+                kl = gaussian_kl(mu, logvar).sum(dim=-1)
             else:
-                kl = -0.5 * (mu.shape[-1] * (1 + LOG_2PI) + logvar.sum(dim=-1)) - log_prior(z)
+                kl = gaussian_neg_entropy(logvar) - log_prior(z)
             loss = (kl - log_px_given_z(z.unsqueeze(1)).squeeze(1)).sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -26,7 +26,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from textlatent.vae.prior import LOG_2PI, MixturePrior, standard_log_prob
+from textlatent.vae.metrics import gaussian_kl, gaussian_neg_entropy, standard_log_prob
+from textlatent.vae.prior import MixturePrior
 
 
 @dataclass
@@ -161,8 +162,7 @@ class TextVAE(PosteriorHead, nn.Module):
             z = mu.unsqueeze(1) + std.unsqueeze(1) * eps
         elif z.ndim == 2:
             z = z.unsqueeze(1)
-        neg_entropy = -0.5 * (mu.shape[-1] * (1 + LOG_2PI) + logvar.sum(dim=-1))
-        return neg_entropy - self.prior.log_prob(z).mean(dim=1)
+        return gaussian_neg_entropy(logvar) - self.prior.log_prob(z).mean(dim=1)
 
     # ------------------------------------------------------------------ decoder
 
@@ -281,11 +281,6 @@ class TextVAE(PosteriorHead, nn.Module):
         if not finished:
             finished = [(s / max(len(q), 1), q) for s, q, _ in beams]
         return max(finished, key=lambda f: f[0])[1]
-
-
-def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(μ, σ²) ‖ N(0, I)) per dimension, ``[B, d]``."""
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
 
 
 def adaptive_cutoffs(vocab_size: int) -> list[int]:
