@@ -50,6 +50,18 @@ def _pipeline(model: Path | None, *, standard_prior: bool = False) -> Any:
                                           standard_prior=standard_prior))
 
 
+def _gru_folder(model: Path | None, what: str) -> Path | None:
+    """The model folder a command will use (``--model`` or the setting), refused early when it is an
+    Optimus (SmolLM2) VAE and ``what`` works on the GRU VAE only: said before SmolLM2 loads."""
+    from textlatent.cli import _fail, _State
+    from textlatent.vae.optimus import is_optimus_folder
+
+    folder = model or _State.settings().vae_model
+    if folder is not None and is_optimus_folder(folder):
+        raise _fail(f"{what} is for the GRU decoder; this model is an Optimus (SmolLM2) VAE")
+    return folder
+
+
 def _writable(folder: Path) -> None:
     """A clear message now if ``folder`` cannot take a new file (read-only, another owner)."""
     import tempfile
@@ -164,17 +176,15 @@ def eval_cmd(
 ) -> None:
     """NLL (−ELBO), IW-NLL, KL, perplexity, active units and mutual information on DATA, under the
     model's prior (the fitted one when it has one)."""
-    from textlatent.cli import _fail, _State
+    from textlatent.cli import _fail
     from textlatent.vae.data import read_sentences
     from textlatent.vae.evaluate import evaluate_pipeline
-    from textlatent.vae.optimus import is_optimus_folder
 
     if not refine_lr > 0:
         raise _fail(f"--refine-lr must be above 0, got {refine_lr}")
     texts = _run(lambda: read_sentences(data))  # a bad --data is said before the model loads
-    folder = model or _State.settings().vae_model
-    if refine_steps and folder is not None and is_optimus_folder(folder):  # said before SmolLM2 loads
-        raise _fail("--refine-steps is for the GRU decoder; this model is an Optimus (SmolLM2) VAE")
+    if refine_steps:
+        _gru_folder(model, "--refine-steps")
     pipeline = _pipeline(model, standard_prior=standard_prior)
     optimus = getattr(pipeline, "kind", None) == "optimus"
     if subset is not None and subset >= len(texts):
@@ -225,16 +235,13 @@ def tune_posterior_cmd(
     valid -ELBO is kept, or the starting weights when none beats them."""
     from textlatent.cli import _check_lr, _check_out, _fail, _replacing, _State
     from textlatent.vae.data import read_sentences
-    from textlatent.vae.optimus import is_optimus_folder
     from textlatent.vae.tune import tune_posterior
 
     _check_lr(lr)
     settings = _State.settings()
-    folder = model or settings.vae_model
+    folder = _gru_folder(model, "tune-posterior")
     if folder is None:
         raise _fail("no VAE model: pass --model DIR or set TEXTLATENT_VAE_MODEL")
-    if is_optimus_folder(folder):
-        raise _fail("tune-posterior is for the GRU VAE; this model is an Optimus (SmolLM2) VAE")
     _check_out(out, overwrite=overwrite, model=str(folder), encoder=settings.model)
     train_texts = _run(lambda: read_sentences(train))
     valid_texts = _run(lambda: read_sentences(valid))
@@ -267,7 +274,6 @@ def fit_prior_cmd(
     save it as MODEL/prior.json: every figure, sample and route then uses it instead of N(0, I)."""
     from textlatent.cli import _fail
     from textlatent.vae.data import read_sentences
-    from textlatent.vae.optimus import is_optimus_folder
     from textlatent.vae.prior import PRIOR_FILE, check_components, fit_prior
 
     sizes = _run(lambda: check_components(components or [1]))
@@ -275,11 +281,7 @@ def fit_prior_cmd(
         raise _fail("choosing among several --components needs --valid (held-out sentences)")
     train_texts = _run(lambda: read_sentences(train))  # bad files are said before the model loads
     valid_texts = _run(lambda: read_sentences(valid)) if valid is not None else None
-    from textlatent.cli import _State
-
-    folder = model or _State.settings().vae_model
-    if folder is not None and is_optimus_folder(folder):
-        raise _fail("fit-prior is for the GRU VAE; this model is an Optimus (SmolLM2) VAE")
+    _gru_folder(model, "fit-prior")
     pipeline = _pipeline(model, standard_prior=True)  # fitted against the posteriors alone; N(0, I) is a candidate
     _writable(pipeline.path)  # before the encoding and EM work, not after
     prior, report = _run(lambda: fit_prior(pipeline, train_texts, valid_texts, sizes, draws=draws, seed=seed,
