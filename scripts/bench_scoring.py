@@ -70,8 +70,8 @@ OURS = """
 import sys, time
 from textlatent.scoring import score_file
 from textlatent.sentiment import ParallelPredictor
-src, out, batch, workers = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-predictor = ParallelPredictor(None, workers=workers, batch_size=batch)
+src, out, batch, workers, precision = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+predictor = ParallelPredictor(None, workers=workers, batch_size=batch, precision=precision)
 start = time.perf_counter()
 score_file(src, out, predictor, model_id=predictor.model_id, overwrite=True, show_progress=False, in_flight=2 * workers)
 print(time.perf_counter() - start)
@@ -111,21 +111,27 @@ def run_measured(code: str, *args: str) -> tuple[float, float]:
 def throughput(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         src = make_csv(Path(tmp) / "in.csv", args.data_dir, args.rows)
-        runs: dict[str, list[float]] = {"naive": [], "textlatent": []}
+        # naive, then `score` as it runs by default (--precision auto), then with --precision fp32
+        runs: dict[str, list[float]] = {"naive": [], "textlatent": [], "textlatent_fp32": []}
         for _ in range(args.repeats):
             for name in runs:
                 if name == "naive":
                     secs, _ = run_measured(NAIVE, str(src), f"{tmp}/naive.csv", str(args.batch_size))
                 else:
+                    precision = "fp32" if name.endswith("fp32") else "auto"
                     secs, _ = run_measured(OURS, str(src), f"{tmp}/ours.csv", str(args.batch_size),
-                                           str(args.workers))
+                                           str(args.workers), precision)
                 runs[name].append(args.rows / secs)
                 print(f"{name}: {runs[name][-1]:.1f} rows/s", file=sys.stderr)
+    from textlatent.sentiment.heads import scoring_precision
+
     med = {k: statistics.median(v) for k, v in runs.items()}
     return {"rows": args.rows, "batch_size": args.batch_size, "workers": args.workers,
+            "auto_precision": scoring_precision("auto", "cpu"),
             "rows_per_second": {k: [round(x, 1) for x in v] for k, v in runs.items()},
             "median_rows_per_second": {k: round(v, 1) for k, v in med.items()},
-            "speedup": round(med["textlatent"] / med["naive"], 2)}
+            "speedup": round(med["textlatent"] / med["naive"], 2),
+            "speedup_fp32": round(med["textlatent_fp32"] / med["naive"], 2)}
 
 
 def memory(args: argparse.Namespace) -> dict:
@@ -136,7 +142,8 @@ def memory(args: argparse.Namespace) -> dict:
             if args.memory_model == "fake":
                 secs, peak = run_measured(FAKE, str(src), f"{tmp}/out.csv")
             else:
-                secs, peak = run_measured(OURS, str(src), f"{tmp}/out.csv", str(args.batch_size), str(args.workers))
+                secs, peak = run_measured(OURS, str(src), f"{tmp}/out.csv", str(args.batch_size), str(args.workers),
+                                          "auto")
             results[rows] = round(peak, 1)
             print(f"{rows:,} rows: peak RSS {peak:.0f} MiB", file=sys.stderr)
             Path(src).unlink()

@@ -195,6 +195,44 @@ def test_real_bundled_head_in_process_and_in_worker_processes(tmp_path: Path) ->
     assert [float(r["score"]) for r in results[0][:2]] == pytest.approx([float(r["score"]) for r in results[1][:2]])
 
 
+def test_scoring_precision_auto_follows_the_cpu_and_refuses_what_cannot_run(monkeypatch) -> None:
+    import textlatent.models as models
+    from textlatent.sentiment.heads import scoring_precision
+
+    monkeypatch.setattr(models, "native_bf16_cpu", lambda: True)
+    assert scoring_precision("auto", "cpu") == "bf16"
+    assert scoring_precision("auto", "cpu", "onnx") == "fp32"  # onnxruntime computes in fp32 only
+    assert scoring_precision("fp32", "cpu") == "fp32"
+    monkeypatch.setattr(models, "native_bf16_cpu", lambda: False)
+    assert scoring_precision("auto", "cpu") == "fp32"
+    assert scoring_precision("bf16", "cpu", "torch") == "bf16"  # asked for: emulated, slower, but honoured
+    with pytest.raises(InvalidInputError, match="no bf16 path") as err:
+        scoring_precision("bf16", "cpu", "onnx")
+    assert err.value.param == "precision"
+    with pytest.raises(InvalidInputError, match="precision must be auto, fp32 or bf16"):
+        scoring_precision("fp16", "cpu")
+
+
+def test_bf16_scoring_gives_the_labels_and_nearly_the_scores_of_fp32(tmp_path: Path) -> None:
+    """bf16 autocast runs the encoder in torch; its probabilities stay within 0.01 of fp32's."""
+    from textlatent.encoder import Encoder
+    from textlatent.onnx_encoder import OnnxEncoder
+    from textlatent.sentiment import ParallelPredictor
+
+    texts = ["a wonderful , moving film", "a dull , lifeless mess", "it 's not bad at all",
+             "the plot is thin but the actors carry it"]
+    probs = {}
+    for precision in ("fp32", "bf16"):
+        predictor = ParallelPredictor(None, workers=1, precision=precision)
+        encoder_type = OnnxEncoder if precision == "fp32" else Encoder
+        assert predictor.precision == precision and isinstance(predictor.model.encoder, encoder_type)
+        assert predictor.model.encoder.__dict__.get("autocast", False) == (precision == "bf16")
+        probs[precision] = predictor(texts)
+    assert (probs["bf16"] >= 0.5).tolist() == (probs["fp32"] >= 0.5).tolist()
+    assert np.abs(probs["bf16"] - probs["fp32"]).max() < 0.01
+    assert np.abs(probs["bf16"] - probs["fp32"]).max() > 0  # really another arithmetic
+
+
 def test_an_absent_text_column_is_a_usage_error(tmp_path: Path) -> None:
     src = write_csv(tmp_path / "in.csv", rows_of(2))
     with pytest.raises(InvalidInputError, match="no column 'review'.*--text-column"):

@@ -104,18 +104,22 @@ def eval_sentiment(
     dataset: Annotated[str, typer.Option(help="sst2-dev (GLUE dev) or sst2-test (Kim's labelled test)")]
     = "sst2-dev",
     data_dir: DataDirOption = Path("../shared/data"),
+    precision: Annotated[str, typer.Option(help="fp32 (exact), bf16 (what `score --precision bf16` computes) or "
+                                                "auto (as `score`)")] = "fp32",
     as_json: EvalJsonOption = False,
 ) -> None:
     """Accuracy, F1 and expected calibration error of a sentiment model on SST-2."""
     from textlatent.eval.loaders import require_data_dir
     from textlatent.sentiment import load_sentiment_model
+    from textlatent.sentiment.heads import scoring_precision
     from textlatent.sentiment.train import EVAL_DATASETS, evaluate_sentiment
 
     if dataset not in EVAL_DATASETS:
         raise _fail(f"--dataset must be one of {', '.join(EVAL_DATASETS)}, got {dataset!r}")
     _run(lambda: require_data_dir(data_dir))  # fail before the model loads
     settings = _State.settings()
-    head = _run(lambda: load_sentiment_model(_sentiment_model(model), device=settings.device))
+    arithmetic = _run(lambda: scoring_precision(precision, settings.device))
+    head = _run(lambda: load_sentiment_model(_sentiment_model(model), device=settings.device, precision=arithmetic))
     _print_result(_run(lambda: evaluate_sentiment(head, data_dir, dataset)), as_json)
 
 
@@ -131,7 +135,10 @@ def score(
     workers: Annotated[
         int | None, typer.Option(min=1, help="Inference processes, one thread each \\[default: CPU cores, at most 8]")
     ] = None,
-    backend: Annotated[str, typer.Option(help="auto (onnxruntime on CPU), onnx or torch")] = "auto",
+    backend: Annotated[str, typer.Option(help="auto (see --precision), onnx or torch")] = "auto",
+    precision: Annotated[str, typer.Option(
+        help="auto: bf16 autocast where the hardware computes bf16 natively (cuda; CPUs with AVX512-BF16 or "
+             "AMX), else fp32 (onnxruntime on a CPU); or fp32, bf16")] = "auto",
     prefix: Annotated[str, typer.Option(help="Prefix for the added label/score/error columns")] = "",
     overwrite: Annotated[bool, typer.Option(help="Replace OUTPUT instead of resuming it")] = False,
     as_json: EvalJsonOption = False,
@@ -149,7 +156,7 @@ def score(
     on_cpu = resolve_device(settings.device) == "cpu"
     n_workers = workers or (min(os.cpu_count() or 1, 8) if on_cpu else 1)
     predictor = _run(lambda: ParallelPredictor(spec, workers=n_workers, backend=backend, batch_size=batch_size,
-                                               device=settings.device))
+                                               device=settings.device, precision=precision))
     try:
         report = _run(lambda: score_file(input_file, output, predictor, model_id=predictor.model_id,
                                          text_column=text_column, chunk_size=chunk_size, prefix=prefix,

@@ -64,6 +64,20 @@ def resolve_device(device: str | None = "auto") -> str:
     return device
 
 
+def native_bf16_cpu() -> bool:
+    """Whether this CPU multiplies bf16 matrices natively (AVX512-BF16 or AMX), as torch reports it.
+
+    Elsewhere torch emulates bf16 on the CPU, which is slower than fp32.
+    """
+    import torch
+
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    try:
+        return any(bool(probe()) for probe in probes if probe is not None)
+    except (RuntimeError, AttributeError):  # a torch build without the probes' backing
+        return False
+
+
 def set_offline_defaults() -> None:
     """Never reach for a model hub: the weights we need are on disk."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

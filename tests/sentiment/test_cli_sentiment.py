@@ -37,6 +37,8 @@ def test_cli_errors_are_messages_with_exit_code_2(sst2_dir: Path, tmp_path: Path
     assert bad_head.exit_code == 2 and "'forest' is not one of" in bad_head.output  # refused at parse time
     bad_set = runner.invoke(app, ["eval", "sentiment", "--dataset", "imdb", "--data-dir", str(sst2_dir)])
     assert bad_set.exit_code == 2 and "sst2-dev" in bad_set.output
+    bad_precision = runner.invoke(app, ["eval", "sentiment", "--precision", "fp8", "--data-dir", str(sst2_dir)])
+    assert bad_precision.exit_code == 2 and "precision must be auto, fp32 or bf16" in bad_precision.output
     no_data = runner.invoke(app, ["eval", "sentiment", "--data-dir", str(tmp_path / "none")])
     assert no_data.exit_code == 2 and "error:" in no_data.output
     missing_input = runner.invoke(app, ["score", str(tmp_path / "nope.csv"), "-o", str(tmp_path / "o.csv"),
@@ -45,8 +47,10 @@ def test_cli_errors_are_messages_with_exit_code_2(sst2_dir: Path, tmp_path: Path
     src = tmp_path / "in.csv"
     src.write_text("text\ngood\n", encoding="utf-8")
     for args, message in ((["--workers", "2", "--backend", "bogus"], "backend must be"),
+                          (["--workers", "2", "--precision", "half"], "precision must be"),
+                          (["--workers", "2", "--backend", "onnx", "--precision", "bf16"], "no bf16 path"),
                           (["--workers", "2"], "does not exist")):
-        target = src if message == "backend must be" else tmp_path / "nope.csv"
+        target = tmp_path / "nope.csv" if message == "does not exist" else src
         result = runner.invoke(app, ["score", str(target), "-o", str(tmp_path / "o.csv"), *args])
         assert result.exit_code == 2 and message in result.output  # said in this process, no worker started
     assert not (tmp_path / "o.csv").exists()
