@@ -54,6 +54,14 @@ def validate_texts(texts: Any, *, param: str = "input") -> list[str]:
     return list(texts)
 
 
+def token_length_order(tokenizer: Any, texts: Sequence[str], max_length: int) -> np.ndarray:
+    """Indices of ``texts`` from the most tokens (after truncation to ``max_length``) to the fewest."""
+    ids = tokenizer(list(texts), add_special_tokens=True, truncation=True, max_length=max_length,
+                    return_attention_mask=False, return_token_type_ids=False, verbose=False)["input_ids"]
+    lengths = np.fromiter((len(i) for i in ids), dtype=np.int64, count=len(texts))
+    return np.argsort(-lengths, kind="stable")
+
+
 @dataclass(frozen=True)
 class EncodeResult:
     embeddings: np.ndarray  # float32 [n, d]
@@ -151,24 +159,35 @@ class Encoder:
         return self._encode(validate_texts(texts), normalize, batch_size, show_progress)
 
     def _encode(self, items: list[str], normalize: bool, batch_size: int | None, show_progress: bool) -> np.ndarray:
-        """Encode texts already checked by :func:`validate_texts`."""
+        """Encode texts already checked by :func:`validate_texts`.
+
+        sentence-transformers' own ``encode`` batches texts in order of character length; here
+        they are batched in order of token count, so a batch pads less (on SST-2 phrases,
+        about a quarter of the tokens a batch computes were padding). Same vectors.
+        """
         import contextlib
 
         import torch
+        from sentence_transformers.util import batch_to_device
+        from tqdm import tqdm
 
         device_type = "cuda" if self.device.startswith("cuda") else "cpu"
         autocast = (
             torch.autocast(device_type, dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
         )
-        with self._lock, autocast:
-            out = self.model.encode(
-                items,
-                batch_size=batch_size or self.batch_size,
-                normalize_embeddings=normalize,
-                convert_to_numpy=True,
-                show_progress_bar=show_progress,
-            )
-        return np.ascontiguousarray(out, dtype=np.float32)
+        size = batch_size or self.batch_size
+        out = np.empty((len(items), self.dim), dtype=np.float32)
+        with self._lock, torch.inference_mode(), autocast:
+            order = token_length_order(self.model.tokenizer, items, self.max_seq_length)
+            starts = range(0, len(items), size)
+            for start in tqdm(starts, desc="encoding", unit="batch", disable=not show_progress):
+                idx = order[start : start + size]
+                features = batch_to_device(self.model.preprocess([items[i] for i in idx]), self.model.device)
+                emb = self.model(features)["sentence_embedding"].float()
+                if normalize:
+                    emb = torch.nn.functional.normalize(emb, p=2, dim=1)
+                out[idx] = emb.cpu().numpy()
+        return out
 
     def encode_with_info(
         self,

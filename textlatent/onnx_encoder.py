@@ -140,9 +140,12 @@ class OnnxEncoder:
         size = batch_size or self.batch_size
         items = list(texts)
         out = np.empty((len(items), self.dim), dtype=np.float32)
-        # Longest first, like sentence-transformers, so padding inside a batch is minimal.
-        order = np.argsort([-len(t) for t in items], kind="stable")
         from tqdm import tqdm
+
+        from textlatent.encoder import token_length_order
+
+        # Most tokens first, so that a batch's texts have nearly the same length and pad little.
+        order = token_length_order(self.tokenizer, items, self.max_seq_length)
 
         starts = range(0, len(items), size)
         for start in tqdm(starts, desc="encoding", unit="batch", disable=not show_progress, file=sys.stderr):
