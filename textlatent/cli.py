@@ -161,11 +161,12 @@ class _Interruptions:
 
 
 @contextlib.contextmanager
-def _output_lock(out: Path) -> Iterator[None]:
-    """One run at a time per --out: an exclusive lock on a file named after OUT's resolved path, in
-    the cache folder (not in OUT, which then stays exactly what the run wrote, nor beside it, where
-    the parent may not be writable). The operating system releases it when the process ends, however
-    it ends. Where no lock can be taken (no fcntl, an unwritable cache), the run goes on unlocked."""
+def _output_lock(out: Path, option: str = "--out") -> Iterator[None]:
+    """One run at a time per --out (or the folder a command named by ``option`` writes into): an
+    exclusive lock on a file named after OUT's resolved path, in the cache folder (not in OUT, which
+    then stays exactly what the run wrote, nor beside it, where the parent may not be writable). The
+    operating system releases it when the process ends, however it ends. Where no lock can be taken
+    (no fcntl, an unwritable cache), the run goes on unlocked."""
     import hashlib
 
     try:
@@ -189,7 +190,7 @@ def _output_lock(out: Path) -> Iterator[None]:
         except OSError:
             handle.seek(0)
             holder = handle.read().strip()
-            raise _fail(f"--out {str(out)!r} is being written by another textlatent run"
+            raise _fail(f"{option} {str(out)!r} is being written by another textlatent run"
                         f"{f' (process {holder})' if holder.isdigit() else ''}; wait for it to end or choose "
                         "another folder") from None
         handle.seek(0)

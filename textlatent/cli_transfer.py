@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from textlatent.cli import DataDirOption, EvalJsonOption, _run, _State, app, eval_app
+from textlatent.cli import DataDirOption, EvalJsonOption, _output_lock, _run, _State, app, eval_app
 from textlatent.cli_options import finite_option, json_out
 from textlatent.cli_vae import ModelOpt, SeedOpt, StrategyOpt, TemperatureOpt, _pipeline, _strategy, _texts
 from textlatent.vae.limits import MAX_SEED
@@ -116,9 +116,10 @@ def fit_transfer_cmd(
     _run(lambda: require_data_dir(data_dir))
     pipeline = _pipeline(model)
     judge_model, judge_name = _judge(judge, pipeline)
-    axis = _run(lambda: fit_sentiment_transfer(pipeline, data_dir, judge=judge_model, judge_name=judge_name,
-                                               encoder=_similarity_encoder(pipeline), holdout=holdout, seed=seed,
-                                               candidates=candidates))
+    with _output_lock(pipeline.path, "--model"):  # not while a training run rewrites the folder
+        axis = _run(lambda: fit_sentiment_transfer(pipeline, data_dir, judge=judge_model, judge_name=judge_name,
+                                                   encoder=_similarity_encoder(pipeline), holdout=holdout,
+                                                   seed=seed, candidates=candidates))
     summary = {"model": str(pipeline.path), "default_degree": axis.default_degree, "margin": axis.margin,
                "scale": axis.scale, **{k: v for k, v in axis.info.items() if k != "selection"},
                "selection": axis.info["selection"]}

@@ -272,7 +272,7 @@ def fit_prior_cmd(
 ) -> None:
     """Fit the prior p(z) to where the encoder puts TRAIN (a full-covariance Gaussian mixture) and
     save it as MODEL/prior.json: every figure, sample and route then uses it instead of N(0, I)."""
-    from textlatent.cli import _fail
+    from textlatent.cli import _fail, _output_lock
     from textlatent.vae.data import read_sentences
     from textlatent.vae.prior import PRIOR_FILE, check_components, fit_prior
 
@@ -284,17 +284,18 @@ def fit_prior_cmd(
     _gru_folder(model, "fit-prior")
     pipeline = _pipeline(model, standard_prior=True)  # fitted against the posteriors alone; N(0, I) is a candidate
     _writable(pipeline.path)  # before the encoding and EM work, not after
-    prior, report = _run(lambda: fit_prior(pipeline, train_texts, valid_texts, sizes, draws=draws, seed=seed,
-                                           progress=True))
     target = pipeline.path / PRIOR_FILE
-    if prior is not None:
-        prior.meta["train"] = str(train)
-        _run(lambda: prior.save(pipeline.path))
-        report["saved"] = str(target)
-    else:  # N(0, I) did best on valid: the folder says so by having no prior.json
-        report["saved"] = None
-        report["removed"] = target.is_file()
-        _run(lambda: target.unlink(missing_ok=True))
+    with _output_lock(pipeline.path, "--model"):  # not while a training run rewrites the folder
+        prior, report = _run(lambda: fit_prior(pipeline, train_texts, valid_texts, sizes, draws=draws, seed=seed,
+                                               progress=True))
+        if prior is not None:
+            prior.meta["train"] = str(train)
+            _run(lambda: prior.save(pipeline.path))
+            report["saved"] = str(target)
+        else:  # N(0, I) did best on valid: the folder says so by having no prior.json
+            report["saved"] = None
+            report["removed"] = target.is_file()
+            _run(lambda: target.unlink(missing_ok=True))
     if as_json:
         typer.echo(json_out(report))
         return

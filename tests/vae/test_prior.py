@@ -232,6 +232,20 @@ def test_fit_prior_chooses_on_valid_including_the_standard_normal(prior_run):
         assert report["chosen"] == "standard" and not (model / PRIOR_FILE).exists()
 
 
+def test_fit_prior_waits_for_no_training_run_on_its_folder(prior_run):
+    """A training run writing the folder holds it: fit-prior is refused (it would fit the weights
+    being replaced) and writes nothing; once the run ends it goes ahead."""
+    from textlatent.cli import _replacing
+
+    run, model, train, valid = prior_run
+    with _replacing(model, overwrite=False):
+        r = run("fit-prior", "--model", str(model), "--train", str(train))
+        assert r.exit_code == 2 and "--model" in r.output and "being written by another textlatent run" in r.output
+        assert not (model / PRIOR_FILE).exists()
+    r = run("fit-prior", "--model", str(model), "--train", str(train))
+    assert r.exit_code == 0 and (model / PRIOR_FILE).is_file(), r.output
+
+
 def test_fit_prior_refuses_bad_input_before_loading_and_changes_nothing(prior_run, tmp_path):
     run, model, train, valid = prior_run
     cases = [

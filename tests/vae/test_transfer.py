@@ -279,6 +279,12 @@ def test_cli_fit_transfer_eval(run, tiny_vae_dir, tmp_path):
     data = write_sst2_like(tmp_path / "data")
     r = run("transfer", "the cat sees the house", "--model", str(model))
     assert r.exit_code == 2 and "fit-transfer" in r.output  # no axis yet
+    from textlatent.cli import _replacing
+
+    with _replacing(model, overwrite=False):  # a training run rewriting the folder holds it
+        r = run("fit-transfer", "--model", str(model), "--data-dir", str(data), "--holdout", "30")
+        assert r.exit_code == 2 and "being written by another textlatent run" in r.output
+        assert not (model / "axes.json").exists()
 
     r = run("fit-transfer", "--model", str(model), "--data-dir", str(data), "--holdout", "30", "--json")
     assert r.exit_code == 0, r.output
