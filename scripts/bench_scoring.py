@@ -111,14 +111,14 @@ def run_measured(code: str, *args: str) -> tuple[float, float]:
 def throughput(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         src = make_csv(Path(tmp) / "in.csv", args.data_dir, args.rows)
-        # naive, then `score` as it runs by default (--precision auto), then with --precision fp32
+        # naive, then `score` as it runs by default (--precision fast), then with --precision fp32
         runs: dict[str, list[float]] = {"naive": [], "textlatent": [], "textlatent_fp32": []}
         for _ in range(args.repeats):
             for name in runs:
                 if name == "naive":
                     secs, _ = run_measured(NAIVE, str(src), f"{tmp}/naive.csv", str(args.batch_size))
                 else:
-                    precision = "fp32" if name.endswith("fp32") else "auto"
+                    precision = "fp32" if name.endswith("fp32") else "fast"
                     secs, _ = run_measured(OURS, str(src), f"{tmp}/ours.csv", str(args.batch_size),
                                            str(args.workers), precision)
                 runs[name].append(args.rows / secs)
@@ -127,7 +127,7 @@ def throughput(args: argparse.Namespace) -> dict:
 
     med = {k: statistics.median(v) for k, v in runs.items()}
     return {"rows": args.rows, "batch_size": args.batch_size, "workers": args.workers,
-            "auto_precision": scoring_precision("auto", "cpu"),
+            "fast_precision": scoring_precision("fast", "cpu"),
             "rows_per_second": {k: [round(x, 1) for x in v] for k, v in runs.items()},
             "median_rows_per_second": {k: round(v, 1) for k, v in med.items()},
             "speedup": round(med["textlatent"] / med["naive"], 2),
@@ -143,7 +143,7 @@ def memory(args: argparse.Namespace) -> dict:
                 secs, peak = run_measured(FAKE, str(src), f"{tmp}/out.csv")
             else:
                 secs, peak = run_measured(OURS, str(src), f"{tmp}/out.csv", str(args.batch_size), str(args.workers),
-                                          "auto")
+                                          "fast")
             results[rows] = round(peak, 1)
             print(f"{rows:,} rows: peak RSS {peak:.0f} MiB", file=sys.stderr)
             Path(src).unlink()

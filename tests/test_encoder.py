@@ -168,6 +168,41 @@ def test_bf16_autocast_gives_float32_vectors_close_to_fp32(encoder):
     assert cosines.min() > 0.98, cosines
 
 
+def test_batches_by_token_count_give_the_vectors_of_sentence_transformers(tmp_path):
+    """Our batching by token count is only an order: vectors equal sentence-transformers' own
+    encode, also for a model folder with a default prompt and a truncate_dim, which the batches
+    must honour; a text past the length limit is truncated alike."""
+    import shutil
+
+    from sentence_transformers import SentenceTransformer
+
+    from textlatent.encoder import Encoder, longest_first, token_lengths
+    from textlatent.models import bundled_model_path
+
+    folder = tmp_path / "prompted"
+    shutil.copytree(bundled_model_path(), folder)
+    cfg_path = folder / "config_sentence_transformers.json"
+    cfg = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
+    cfg.update(prompts={"query": "query: "}, default_prompt_name="query")
+    cfg_path.write_text(json.dumps(cfg))
+    (folder / "modules.json").write_text(json.dumps(
+        [m for m in json.loads((folder / "modules.json").read_text()) if not m["type"].endswith("Normalize")]))
+    texts = [*TEXTS, "word " * 400, "a", "two words", *TEXTS[::-1]]
+    for spec, truncate_dim in ((None, None), (folder, 128)):
+        ours = Encoder(spec, device="cpu", batch_size=3)
+        reference = SentenceTransformer(str(ours.path), device="cpu", truncate_dim=truncate_dim)
+        if truncate_dim:
+            ours.model.truncate_dim = truncate_dim
+        vecs = ours.encode(texts)
+        expected = reference.encode(texts, batch_size=64, normalize_embeddings=True)
+        assert vecs.shape == expected.shape == (len(texts), truncate_dim or 384)
+        np.testing.assert_allclose(vecs, expected, atol=2e-5)
+    assert ours.model.default_prompt_name == "query"  # the prompt was in play
+    lengths = token_lengths(ours.model.tokenizer, ["a b c d e", "a", "a b c"])
+    assert longest_first(lengths).tolist() == [0, 2, 1]
+    assert token_lengths(ours.model.tokenizer, []).shape == (0,)
+
+
 def test_unknown_precision_is_refused():
     from textlatent.encoder import Encoder
     from textlatent.errors import InvalidInputError

@@ -195,42 +195,70 @@ def test_real_bundled_head_in_process_and_in_worker_processes(tmp_path: Path) ->
     assert [float(r["score"]) for r in results[0][:2]] == pytest.approx([float(r["score"]) for r in results[1][:2]])
 
 
-def test_scoring_precision_auto_follows_the_cpu_and_refuses_what_cannot_run(monkeypatch) -> None:
+def test_precision_fast_follows_the_hardware_and_auto_the_server(monkeypatch) -> None:
     import textlatent.models as models
     from textlatent.sentiment.heads import scoring_precision
 
     monkeypatch.setattr(models, "native_bf16_cpu", lambda: True)
-    assert scoring_precision("auto", "cpu") == "bf16"
-    assert scoring_precision("auto", "cpu", "onnx") == "fp32"  # onnxruntime computes in fp32 only
+    assert scoring_precision("fast", "cpu") == "bf16"
+    assert scoring_precision("auto", "cpu") == "fp32"  # the server's meaning: bf16 on cuda only
+    assert scoring_precision("fast", "cpu", "onnx") == "fp32"  # onnxruntime computes in fp32 only
     assert scoring_precision("fp32", "cpu") == "fp32"
     monkeypatch.setattr(models, "native_bf16_cpu", lambda: False)
-    assert scoring_precision("auto", "cpu") == "fp32"
+    assert scoring_precision("fast", "cpu") == "fp32"
     assert scoring_precision("bf16", "cpu", "torch") == "bf16"  # asked for: emulated, slower, but honoured
+    monkeypatch.setattr(models, "resolve_device", lambda device: "cuda")
+    assert scoring_precision("fast", "auto") == scoring_precision("auto", "auto") == "bf16"
     with pytest.raises(InvalidInputError, match="no bf16 path") as err:
         scoring_precision("bf16", "cpu", "onnx")
     assert err.value.param == "precision"
-    with pytest.raises(InvalidInputError, match="precision must be auto, fp32 or bf16"):
+    with pytest.raises(InvalidInputError, match="precision must be one of auto, fast, fp32, bf16"):
         scoring_precision("fp16", "cpu")
 
 
-def test_bf16_scoring_gives_the_labels_and_nearly_the_scores_of_fp32(tmp_path: Path) -> None:
-    """bf16 autocast runs the encoder in torch; its probabilities stay within 0.01 of fp32's."""
+def test_bf16_scoring_gives_the_labels_and_nearly_the_scores_of_fp32() -> None:
+    """bf16 autocast, against fp32 in the same torch encoder: probabilities within 0.01, labels equal."""
     from textlatent.encoder import Encoder
-    from textlatent.onnx_encoder import OnnxEncoder
     from textlatent.sentiment import ParallelPredictor
 
     texts = ["a wonderful , moving film", "a dull , lifeless mess", "it 's not bad at all",
              "the plot is thin but the actors carry it"]
     probs = {}
     for precision in ("fp32", "bf16"):
-        predictor = ParallelPredictor(None, workers=1, precision=precision)
-        encoder_type = OnnxEncoder if precision == "fp32" else Encoder
-        assert predictor.precision == precision and isinstance(predictor.model.encoder, encoder_type)
-        assert predictor.model.encoder.__dict__.get("autocast", False) == (precision == "bf16")
+        predictor = ParallelPredictor(None, workers=1, backend="torch", device="cpu", precision=precision)
+        encoder = predictor.model.encoder
+        assert predictor.precision == precision and isinstance(encoder, Encoder)
+        assert encoder.autocast == (precision == "bf16")
         probs[precision] = predictor(texts)
     assert (probs["bf16"] >= 0.5).tolist() == (probs["fp32"] >= 0.5).tolist()
     assert np.abs(probs["bf16"] - probs["fp32"]).max() < 0.01
-    assert np.abs(probs["bf16"] - probs["fp32"]).max() > 0  # really another arithmetic
+    assert np.abs(probs["bf16"] - probs["fp32"]).max() > 1e-5  # really another arithmetic
+
+
+def test_a_run_resumes_only_in_the_arithmetic_it_began_with(tmp_path: Path) -> None:
+    src = write_csv(tmp_path / "in.csv", rows_of(12))
+    out = tmp_path / "out.csv"
+    with pytest.raises(Interrupt):
+        score(src, out, interrupting_predictor(after_calls=1), precision="bf16")
+    with pytest.raises(ConflictError, match="precision changed"):
+        score(src, out, precision="fp32")
+    report = score(src, out, precision="bf16")
+    assert report.precision == "bf16" and report.as_dict()["precision"] == "bf16"
+    assert report.skipped_resumed == 4 and len(read_csv(out)) == 12
+
+
+def test_a_record_from_before_precision_was_recorded_resumes_as_fp32(tmp_path: Path) -> None:
+    src = write_csv(tmp_path / "in.csv", rows_of(12))
+    out = tmp_path / "out.csv"
+    with pytest.raises(Interrupt):
+        score(src, out, interrupting_predictor(after_calls=1))
+    record = out.with_name(out.name + ".progress.json")
+    state = json.loads(record.read_text())
+    del state["precision"]
+    record.write_text(json.dumps(state))
+    with pytest.raises(ConflictError, match="precision changed"):
+        score(src, out, precision="bf16")
+    assert score(src, out, precision="fp32").skipped_resumed == 4
 
 
 def test_an_absent_text_column_is_a_usage_error(tmp_path: Path) -> None:

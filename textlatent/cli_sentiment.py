@@ -104,23 +104,25 @@ def eval_sentiment(
     dataset: Annotated[str, typer.Option(help="sst2-dev (GLUE dev) or sst2-test (Kim's labelled test)")]
     = "sst2-dev",
     data_dir: DataDirOption = Path("../shared/data"),
-    precision: Annotated[str, typer.Option(help="fp32 (exact), bf16 (what `score --precision bf16` computes) or "
-                                                "auto (as `score`)")] = "fp32",
+    precision: Annotated[str | None, typer.Option(
+        help="auto (bf16 autocast on cuda, fp32 on a CPU), fast (what `score` computes by default: bf16 where the "
+             "hardware does it natively), fp32 or bf16 \\[default: TEXTLATENT_PRECISION, else auto]",
+        show_default=False)] = None,
     as_json: EvalJsonOption = False,
 ) -> None:
     """Accuracy, F1 and expected calibration error of a sentiment model on SST-2."""
     from textlatent.eval.loaders import require_data_dir
+    from textlatent.models import resolve_device, resolve_precision
     from textlatent.sentiment import load_sentiment_model
-    from textlatent.sentiment.heads import scoring_precision
     from textlatent.sentiment.train import EVAL_DATASETS, evaluate_sentiment
 
     if dataset not in EVAL_DATASETS:
         raise _fail(f"--dataset must be one of {', '.join(EVAL_DATASETS)}, got {dataset!r}")
     _run(lambda: require_data_dir(data_dir))  # fail before the model loads
     settings = _State.settings()
-    arithmetic = _run(lambda: scoring_precision(precision, settings.device))
+    arithmetic = _run(lambda: resolve_precision(precision or settings.precision, resolve_device(settings.device)))
     head = _run(lambda: load_sentiment_model(_sentiment_model(model), device=settings.device, precision=arithmetic))
-    _print_result(_run(lambda: evaluate_sentiment(head, data_dir, dataset)), as_json)
+    _print_result({**_run(lambda: evaluate_sentiment(head, data_dir, dataset)), "precision": arithmetic}, as_json)
 
 
 @app.command()
@@ -137,8 +139,9 @@ def score(
     ] = None,
     backend: Annotated[str, typer.Option(help="auto (see --precision), onnx or torch")] = "auto",
     precision: Annotated[str, typer.Option(
-        help="auto: bf16 autocast where the hardware computes bf16 natively (cuda; CPUs with AVX512-BF16 or "
-             "AMX), else fp32 (onnxruntime on a CPU); or fp32, bf16")] = "auto",
+        help="fast: bf16 autocast where the hardware computes bf16 natively (cuda; CPUs with AVX512-BF16 or "
+             "AMX), else fp32 (onnxruntime on a CPU); or fp32, bf16, auto (bf16 on cuda only, as the server)")]
+    = "fast",
     prefix: Annotated[str, typer.Option(help="Prefix for the added label/score/error columns")] = "",
     overwrite: Annotated[bool, typer.Option(help="Replace OUTPUT instead of resuming it")] = False,
     as_json: EvalJsonOption = False,
@@ -159,6 +162,7 @@ def score(
                                                device=settings.device, precision=precision))
     try:
         report = _run(lambda: score_file(input_file, output, predictor, model_id=predictor.model_id,
+                                         precision=predictor.precision,
                                          text_column=text_column, chunk_size=chunk_size, prefix=prefix,
                                          overwrite=overwrite, in_flight=2 * n_workers))
     finally:

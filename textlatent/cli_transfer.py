@@ -11,9 +11,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from textlatent.cli import DataDirOption, EvalJsonOption, _output_lock, _run, _State, app, eval_app
+from textlatent.cli import DataDirOption, EvalJsonOption, _run, _State, app, eval_app
 from textlatent.cli_options import finite_option, json_out
-from textlatent.cli_vae import ModelOpt, SeedOpt, StrategyOpt, TemperatureOpt, _pipeline, _strategy, _texts
+from textlatent.cli_vae import (
+    ModelOpt,
+    SeedOpt,
+    StrategyOpt,
+    TemperatureOpt,
+    _holding,
+    _pipeline,
+    _strategy,
+    _texts,
+)
 from textlatent.vae.limits import MAX_SEED
 
 if TYPE_CHECKING:
@@ -114,9 +123,9 @@ def fit_transfer_cmd(
     from textlatent.vae.transfer_eval import fit_sentiment_transfer
 
     _run(lambda: require_data_dir(data_dir))
-    pipeline = _pipeline(model)
-    judge_model, judge_name = _judge(judge, pipeline)
-    with _output_lock(pipeline.path, "--model"):  # not while a training run rewrites the folder
+    with _holding(model or _State.settings().vae_model):  # not while a training run rewrites the folder
+        pipeline = _pipeline(model)
+        judge_model, judge_name = _judge(judge, pipeline)
         axis = _run(lambda: fit_sentiment_transfer(pipeline, data_dir, judge=judge_model, judge_name=judge_name,
                                                    encoder=_similarity_encoder(pipeline), holdout=holdout,
                                                    seed=seed, candidates=candidates))

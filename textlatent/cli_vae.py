@@ -6,6 +6,7 @@ encoder load inside each command so that ``textlatent --help`` stays instant.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
@@ -60,6 +61,17 @@ def _gru_folder(model: Path | None, what: str) -> Path | None:
     if folder is not None and is_optimus_folder(folder):
         raise _fail(f"{what} is for the GRU decoder; this model is an Optimus (SmolLM2) VAE")
     return folder
+
+
+def _holding(folder: Path | None) -> contextlib.AbstractContextManager[None]:
+    """The run lock of a model folder a command writes into (prior.json, axes.json), to be taken
+    before the model loads: a training run rewriting the folder refuses the command, and the other
+    way round. ``None`` (no model named): nothing to hold; loading will say so."""
+    if folder is None:
+        return contextlib.nullcontext()
+    from textlatent.cli import _output_lock
+
+    return _output_lock(Path(folder), "the model folder")
 
 
 def _writable(folder: Path) -> None:
@@ -272,7 +284,7 @@ def fit_prior_cmd(
 ) -> None:
     """Fit the prior p(z) to where the encoder puts TRAIN (a full-covariance Gaussian mixture) and
     save it as MODEL/prior.json: every figure, sample and route then uses it instead of N(0, I)."""
-    from textlatent.cli import _fail, _output_lock
+    from textlatent.cli import _fail
     from textlatent.vae.data import read_sentences
     from textlatent.vae.prior import PRIOR_FILE, check_components, fit_prior
 
@@ -281,11 +293,10 @@ def fit_prior_cmd(
         raise _fail("choosing among several --components needs --valid (held-out sentences)")
     train_texts = _run(lambda: read_sentences(train))  # bad files are said before the model loads
     valid_texts = _run(lambda: read_sentences(valid)) if valid is not None else None
-    _gru_folder(model, "fit-prior")
-    pipeline = _pipeline(model, standard_prior=True)  # fitted against the posteriors alone; N(0, I) is a candidate
-    _writable(pipeline.path)  # before the encoding and EM work, not after
-    target = pipeline.path / PRIOR_FILE
-    with _output_lock(pipeline.path, "--model"):  # not while a training run rewrites the folder
+    with _holding(_gru_folder(model, "fit-prior")):  # not while a training run rewrites the folder
+        pipeline = _pipeline(model, standard_prior=True)  # fitted to the posteriors alone; N(0, I) is a candidate
+        _writable(pipeline.path)  # before the encoding and EM work, not after
+        target = pipeline.path / PRIOR_FILE
         prior, report = _run(lambda: fit_prior(pipeline, train_texts, valid_texts, sizes, draws=draws, seed=seed,
                                                progress=True))
         if prior is not None:

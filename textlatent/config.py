@@ -29,8 +29,9 @@ class Settings(BaseSettings):
     device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$",
                         description="'auto' (cuda when available, else cpu), 'cpu', 'mps', 'cuda', 'cuda:1'...")
     threads: int | None = Field(None, ge=1, description="CPU threads for torch; unset leaves torch's default.")
-    precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="Encoder arithmetic: 'auto' is bf16 autocast on cuda and fp32 on the CPU."
+    precision: Literal["auto", "fast", "fp32", "bf16"] = Field(
+        "auto", description="Encoder arithmetic: 'auto' is bf16 autocast on cuda and fp32 on the CPU; 'fast' is "
+        "bf16 wherever the hardware computes it natively (cuda, CPUs with AVX512-BF16 or AMX), else fp32."
     )
     batch_size: int = Field(64, ge=1, le=4096, description="Encoder batch size.")
     max_batch: int = Field(

@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from textlatent.errors import InvalidInputError
-from textlatent.models import model_id_for, resolve_device, resolve_model_path, set_offline_defaults
+from textlatent.models import (
+    model_id_for,
+    resolve_device,
+    resolve_model_path,
+    resolve_precision,
+    set_offline_defaults,
+)
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -54,12 +60,24 @@ def validate_texts(texts: Any, *, param: str = "input") -> list[str]:
     return list(texts)
 
 
-def token_length_order(tokenizer: Any, texts: Sequence[str], max_length: int) -> np.ndarray:
-    """Indices of ``texts`` from the most tokens (after truncation to ``max_length``) to the fewest."""
-    ids = tokenizer(list(texts), add_special_tokens=True, truncation=True, max_length=max_length,
+def token_lengths(tokenizer: Any, texts: Sequence[str], max_length: int | None = None) -> np.ndarray:
+    """Tokens of each text, special tokens included (at most ``max_length`` when given). For a
+    tokenizer that is not a transformers one (a static-embedding model's, say): characters."""
+    from transformers import PreTrainedTokenizerBase
+
+    if not isinstance(tokenizer, PreTrainedTokenizerBase):
+        return np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+    if not len(texts):
+        return np.zeros(0, dtype=np.int64)
+    ids = tokenizer(list(texts), add_special_tokens=True, truncation=max_length is not None, max_length=max_length,
                     return_attention_mask=False, return_token_type_ids=False, verbose=False)["input_ids"]
-    lengths = np.fromiter((len(i) for i in ids), dtype=np.int64, count=len(texts))
-    return np.argsort(-lengths, kind="stable")
+    return np.fromiter((len(i) for i in ids), dtype=np.int64, count=len(texts))
+
+
+def longest_first(lengths: np.ndarray) -> np.ndarray:
+    """Indices from the longest to the shortest, ties in input order: consecutive slices of this
+    order make batches whose texts pad little."""
+    return np.argsort(-np.asarray(lengths), kind="stable")
 
 
 @dataclass(frozen=True)
@@ -96,10 +114,9 @@ class Encoder:
         self.model_id = model_id_for(spec)
         self.device = resolve_device(device)
         self.batch_size = batch_size
-        if precision not in ("auto", "fp32", "bf16"):
-            raise InvalidInputError(f"precision must be auto, fp32 or bf16, got {precision!r}", param="precision")
-        # bf16 autocast on GPUs (faster, vectors within ~1e-2 of fp32); exact fp32 on the CPU.
-        self.autocast = precision == "bf16" or (precision == "auto" and self.device.startswith("cuda"))
+        # auto: bf16 autocast on GPUs (faster, vectors within ~1e-2 of fp32), exact fp32 on the CPU
+        self.precision = resolve_precision(precision, self.device)
+        self.autocast = self.precision == "bf16"
         try:
             self.model: SentenceTransformer = SentenceTransformer(
                 str(self.path), device=self.device, local_files_only=True
@@ -131,17 +148,8 @@ class Encoder:
 
     def token_counts(self, texts: Sequence[str]) -> np.ndarray:
         """Token count of each text, special tokens included, before any truncation."""
-        tokenizer = self.model.tokenizer
         with self._lock:
-            enc = tokenizer(
-                list(texts),
-                add_special_tokens=True,
-                truncation=False,
-                return_attention_mask=False,
-                return_token_type_ids=False,
-                verbose=False,
-            )
-        return np.fromiter((len(ids) for ids in enc["input_ids"]), dtype=np.int64, count=len(texts))
+            return token_lengths(self.model.tokenizer, texts)
 
     def encode(
         self,
@@ -158,17 +166,18 @@ class Encoder:
         """
         return self._encode(validate_texts(texts), normalize, batch_size, show_progress)
 
-    def _encode(self, items: list[str], normalize: bool, batch_size: int | None, show_progress: bool) -> np.ndarray:
-        """Encode texts already checked by :func:`validate_texts`.
+    def _encode(self, items: list[str], normalize: bool, batch_size: int | None, show_progress: bool,
+                lengths: np.ndarray | None = None) -> np.ndarray:
+        """Encode texts already checked by :func:`validate_texts` (``lengths``: their token counts, if known).
 
-        sentence-transformers' own ``encode`` batches texts in order of character length; here
-        they are batched in order of token count, so a batch pads less (on SST-2 phrases,
-        about a quarter of the tokens a batch computes were padding). Same vectors.
+        sentence-transformers' ``encode`` batches texts in order of characters; here each batch is
+        a slice of the texts in order of tokens, encoded by its own ``encode`` call, so a batch
+        pads less (on SST-2 phrases, a quarter of the token slots were padding) and everything
+        else (prompts, truncation, ``truncate_dim``) stays sentence-transformers'. Same vectors.
         """
         import contextlib
 
         import torch
-        from sentence_transformers.util import batch_to_device
         from tqdm import tqdm
 
         device_type = "cuda" if self.device.startswith("cuda") else "cpu"
@@ -177,16 +186,15 @@ class Encoder:
         )
         size = batch_size or self.batch_size
         out = np.empty((len(items), self.dim), dtype=np.float32)
-        with self._lock, torch.inference_mode(), autocast:
-            order = token_length_order(self.model.tokenizer, items, self.max_seq_length)
-            starts = range(0, len(items), size)
-            for start in tqdm(starts, desc="encoding", unit="batch", disable=not show_progress):
+        with self._lock, autocast:
+            if lengths is None:
+                lengths = token_lengths(self.model.tokenizer, items, self.max_seq_length)
+            order = longest_first(np.minimum(lengths, self.max_seq_length))
+            for start in tqdm(range(0, len(items), size), desc="encoding", unit="batch", disable=not show_progress):
                 idx = order[start : start + size]
-                features = batch_to_device(self.model.preprocess([items[i] for i in idx]), self.model.device)
-                emb = self.model(features)["sentence_embedding"].float()
-                if normalize:
-                    emb = torch.nn.functional.normalize(emb, p=2, dim=1)
-                out[idx] = emb.cpu().numpy()
+                out[idx] = self.model.encode([items[i] for i in idx], batch_size=len(idx),
+                                             normalize_embeddings=normalize, convert_to_numpy=True,
+                                             show_progress_bar=False)
         return out
 
     def encode_with_info(
@@ -200,7 +208,7 @@ class Encoder:
         items = validate_texts(texts)
         counts = self.token_counts(items)
         limit = self.max_seq_length
-        embeddings = self._encode(items, normalize, batch_size, show_progress)
+        embeddings = self._encode(items, normalize, batch_size, show_progress, lengths=counts)
         return EncodeResult(
             embeddings=embeddings,
             token_counts=np.minimum(counts, limit),

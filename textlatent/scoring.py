@@ -215,13 +215,15 @@ def _parts_dir(output: Path) -> Path:
     return output.with_name(output.name + ".parts")
 
 
-def _input_identity(path: Path, text_column: str, model_id: str, prefix: str) -> dict[str, Any]:
+def _input_identity(path: Path, text_column: str, model_id: str, prefix: str, precision: str) -> dict[str, Any]:
     st = path.stat()
     return {"input": str(path.resolve()), "input_size": st.st_size, "input_mtime_ns": st.st_mtime_ns,
-            "text_column": text_column, "model": model_id, "prefix": prefix}
+            "text_column": text_column, "model": model_id, "prefix": prefix, "precision": precision}
 
 
-_IDENTITY_DEFAULTS = {"prefix": ""}  # keys added after records were first written: their value then
+# Records written before "precision" existed were scored in fp32 (onnxruntime, or torch on a CPU).
+# keys added after records were first written: their value then
+_IDENTITY_DEFAULTS = {"prefix": "", "precision": "fp32"}
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -372,6 +374,7 @@ class ScoreReport:
     already_complete: bool = False
     seconds: float = 0.0
     model: str = ""
+    precision: str = "fp32"
     error_examples: list[str] = field(default_factory=list)
 
     @property
@@ -383,7 +386,7 @@ class ScoreReport:
         return {"input": self.input, "output": self.output, "rows": self.rows, "scored": self.scored,
                 "errors": self.errors, "skipped_resumed": self.skipped_resumed,
                 "already_complete": self.already_complete, "seconds": round(self.seconds, 2),
-                "rows_per_second": round(self.rows_per_second, 1), "model": self.model}
+                "rows_per_second": round(self.rows_per_second, 1), "model": self.model, "precision": self.precision}
 
 
 Predictor = Callable[[list[str]], Any]  # an array of p(positive), or an object whose .result() is one
@@ -442,6 +445,7 @@ def score_file(
     predictor: Predictor,
     *,
     model_id: str,
+    precision: str = "fp32",
     text_column: str = "text",
     chunk_size: int = 2048,
     prefix: str = "",
@@ -454,6 +458,7 @@ def score_file(
 
     ``predictor(texts)`` returns p(positive) per text, or a Future of it: up to ``in_flight``
     chunks are then scored concurrently (by worker processes) while results are written in order.
+    ``precision`` names the predictor's arithmetic: a run is resumed only in the one it began with.
     """
     import time
 
@@ -463,9 +468,9 @@ def score_file(
     req = check_score_request(input_path, output_path, text_column=text_column, prefix=prefix,
                               input_format=input_format, chunk_size=chunk_size)
     src, out, fmt, header, names, read_chunks = req.src, req.out, req.fmt, req.header, req.names, req.read_chunks
-    identity = _input_identity(src, text_column, model_id, prefix)
+    identity = _input_identity(src, text_column, model_id, prefix, precision)
     progress_file = _progress_path(out)
-    report = ScoreReport(str(src), str(out), model=model_id)
+    report = ScoreReport(str(src), str(out), model=model_id, precision=precision)
 
     state: dict[str, Any] | None = None
     if progress_file.is_file() and not overwrite:

@@ -238,10 +238,17 @@ def test_fit_prior_waits_for_no_training_run_on_its_folder(prior_run):
     from textlatent.cli import _replacing
 
     run, model, train, valid = prior_run
-    with _replacing(model, overwrite=False):
+
+    def refused() -> None:
         r = run("fit-prior", "--model", str(model), "--train", str(train))
-        assert r.exit_code == 2 and "--model" in r.output and "being written by another textlatent run" in r.output
-        assert not (model / PRIOR_FILE).exists()
+        assert r.exit_code == 2 and "being written by another textlatent run" in r.output, r.output
+        assert "the model folder" in r.output and not (model / PRIOR_FILE).exists()
+
+    with _replacing(model, overwrite=False):
+        refused()
+    with pytest.raises(RuntimeError), _replacing(model, overwrite=True):  # its files set aside: refused alike
+        refused()
+        raise RuntimeError("the training run fails, and the folder's files are put back")
     r = run("fit-prior", "--model", str(model), "--train", str(train))
     assert r.exit_code == 0 and (model / PRIOR_FILE).is_file(), r.output
 

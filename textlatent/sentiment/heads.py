@@ -231,7 +231,7 @@ class FinetunedSentiment:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        from textlatent.models import resolve_device
+        from textlatent.models import resolve_device, resolve_precision
 
         self.folder = Path(folder)
         self.config = config
@@ -249,8 +249,8 @@ class FinetunedSentiment:
             raise InvalidInputError(f"{str(self.folder)!r} is not a readable fine-tuned sentiment folder "
                                     f"({type(exc).__name__}: {str(exc)[:200]})", param="model") from exc
         self.model.to(self.device).eval()
-        # bf16 autocast: 'auto' on cuda only; 'bf16' also on a CPU (see scoring_precision).
-        self._autocast = precision == "bf16" or (precision == "auto" and self.device.startswith("cuda"))
+        self.precision = resolve_precision(precision, self.device)  # auto: bf16 autocast on cuda only
+        self._autocast = self.precision == "bf16"
         self._device_type = "cuda" if self.device.startswith("cuda") else "cpu"
         self._torch = torch
 
@@ -293,7 +293,7 @@ def load_sentiment_model(
 
     ``encoder_factory(spec)`` returns an encoder for a linear head's ``encoder`` entry
     (``None`` means the bundled encoder); the default builds a fresh :class:`Encoder`.
-    ``precision`` is the encoder's (auto: bf16 autocast on cuda, fp32 on the CPU; or fp32, bf16).
+    ``precision`` as :func:`textlatent.models.resolve_precision` reads it.
     """
     path = BUNDLED_HEAD if folder is None else Path(folder).expanduser()
     if not path.exists():
@@ -335,36 +335,26 @@ def _check_backend(backend: str) -> None:
         raise InvalidInputError(f"backend must be auto, onnx or torch, got {backend!r}", param="backend")
 
 
-PRECISIONS = ("auto", "fp32", "bf16")
-
-
 def scoring_precision(precision: str, device: str, backend: str = "auto") -> str:
-    """The arithmetic batch scoring runs in: ``fp32`` or ``bf16``.
-
-    ``auto`` is bf16 wherever the hardware computes it natively: on cuda, and on CPUs with
-    AVX512-BF16 or AMX, where bf16 autocast ran the bundled encoder 1.8x faster per core than
-    fp32, with vectors at cosine >= 0.9999 of fp32's (docs/benchmarks.md). Elsewhere fp32, on
-    onnxruntime for the CPU. onnxruntime has no bf16 path, so ``--backend onnx`` means fp32.
-    """
-    from textlatent.models import native_bf16_cpu, resolve_device
+    """The arithmetic batch scoring runs in, ``fp32`` or ``bf16``: ``precision`` as
+    :func:`textlatent.models.resolve_precision` reads it (``fast``, the default of ``score``: bf16
+    where the hardware computes it natively). onnxruntime has no bf16 path: ``--backend onnx``
+    means fp32, and asking it for bf16 is an error."""
+    from textlatent.models import resolve_device, resolve_precision
 
     _check_backend(backend)
-    if precision not in PRECISIONS:
-        raise InvalidInputError(f"precision must be auto, fp32 or bf16, got {precision!r}", param="precision")
-    if backend == "onnx":
+    arithmetic = resolve_precision(precision, resolve_device(device))
+    if backend == "onnx" and arithmetic == "bf16":
         if precision == "bf16":
             raise InvalidInputError("onnxruntime has no bf16 path: use --precision bf16 with --backend torch "
                                     "(or auto), or --precision fp32 with --backend onnx", param="precision")
         return "fp32"
-    if precision != "auto":
-        return precision
-    dev = resolve_device(device)
-    return "bf16" if dev.startswith("cuda") or (dev == "cpu" and native_bf16_cpu()) else "fp32"
+    return arithmetic
 
 
 def open_for_scoring(folder: str | Path | None, *, backend: str = "auto", threads: int | None = None,
                      batch_size: int = 64, device: str = "auto",
-                     precision: str = "auto") -> LinearSentiment | FinetunedSentiment:
+                     precision: str = "fast") -> LinearSentiment | FinetunedSentiment:
     """A model tuned for throughput (see :func:`scoring_precision`): on a CPU, bf16 autocast in
     torch where the CPU computes bf16 natively, else a linear head's encoder on onnxruntime."""
     from textlatent.models import resolve_device
@@ -386,9 +376,9 @@ def open_for_scoring(folder: str | Path | None, *, backend: str = "auto", thread
                                 precision=arithmetic)
 
 
-def _init_worker(folder: str | None, backend: str, batch_size: int, precision: str) -> None:
+def _init_worker(folder: str | None, backend: str, batch_size: int, device: str, precision: str) -> None:
     global _WORKER_MODEL
-    _WORKER_MODEL = open_for_scoring(folder, backend=backend, threads=1, batch_size=batch_size,
+    _WORKER_MODEL = open_for_scoring(folder, backend=backend, threads=1, batch_size=batch_size, device=device,
                                      precision=precision)
 
 
@@ -414,7 +404,7 @@ class ParallelPredictor:
     """
 
     def __init__(self, folder: str | Path | None, *, workers: int = 1, backend: str = "auto",
-                 batch_size: int = 64, device: str = "auto", precision: str = "auto") -> None:
+                 batch_size: int = 64, device: str = "auto", precision: str = "fast") -> None:
         self.workers = workers
         self.pool: Any = None
         self.model: Any = None
@@ -430,7 +420,7 @@ class ParallelPredictor:
             self.model_id = model_name(folder_path, read_config(folder_path))
             self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                             initializer=_init_worker,
-                                            initargs=(spec, backend, batch_size, self.precision))
+                                            initargs=(spec, backend, batch_size, device, self.precision))
             # Start every worker now so a model that fails to load fails here, not mid-file.
             try:
                 list(self.pool.map(_worker_predict, [["warm-up"]] * workers))
