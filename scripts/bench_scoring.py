@@ -1,6 +1,6 @@
 """Sentiment batch scoring: `textlatent score` against the naive pipeline, and memory against rows.
 
-Throughput: both score the same CSV of SST-2 sentences with the same bundled head, model and
+Throughput: all score the same CSV of SST-2 sentences with the same bundled head, model and
 batch size. The naive pipeline is what a script would do by hand: pandas reads the file,
 sentence-transformers ``encode`` embeds every row, scikit-learn's ``predict_proba`` (the same
 logistic-regression weights) labels them, pandas writes the result. Each run is a fresh
@@ -111,14 +111,14 @@ def run_measured(code: str, *args: str) -> tuple[float, float]:
 def throughput(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         src = make_csv(Path(tmp) / "in.csv", args.data_dir, args.rows)
-        # naive, then `score` as it runs by default (--precision fast), then with --precision fp32
-        runs: dict[str, list[float]] = {"naive": [], "textlatent": [], "textlatent_fp32": []}
+        # naive, then `score` as it runs by default (--precision fast), then with --precision fp32 and int8
+        runs: dict[str, list[float]] = {"naive": [], "textlatent": [], "textlatent_fp32": [], "textlatent_int8": []}
         for _ in range(args.repeats):
             for name in runs:
                 if name == "naive":
                     secs, _ = run_measured(NAIVE, str(src), f"{tmp}/naive.csv", str(args.batch_size))
                 else:
-                    precision = "fp32" if name.endswith("fp32") else "fast"
+                    precision = name.split("_")[1] if "_" in name else "fast"
                     secs, _ = run_measured(OURS, str(src), f"{tmp}/ours.csv", str(args.batch_size),
                                            str(args.workers), precision)
                 runs[name].append(args.rows / secs)
@@ -131,7 +131,8 @@ def throughput(args: argparse.Namespace) -> dict:
             "rows_per_second": {k: [round(x, 1) for x in v] for k, v in runs.items()},
             "median_rows_per_second": {k: round(v, 1) for k, v in med.items()},
             "speedup": round(med["textlatent"] / med["naive"], 2),
-            "speedup_fp32": round(med["textlatent_fp32"] / med["naive"], 2)}
+            "speedup_fp32": round(med["textlatent_fp32"] / med["naive"], 2),
+            "speedup_int8": round(med["textlatent_int8"] / med["naive"], 2)}
 
 
 def memory(args: argparse.Namespace) -> dict:

@@ -106,22 +106,28 @@ def eval_sentiment(
     data_dir: DataDirOption = Path("../shared/data"),
     precision: Annotated[str | None, typer.Option(
         help="auto (bf16 autocast on cuda, fp32 on a CPU), fast (what `score` computes by default: bf16 where the "
-             "hardware does it natively), fp32 or bf16 \\[default: TEXTLATENT_PRECISION, else auto]",
+             "hardware does it natively), fp32, bf16, or int8 (as `score --precision int8`) "
+             "\\[default: TEXTLATENT_PRECISION, else auto]",
         show_default=False)] = None,
     as_json: EvalJsonOption = False,
 ) -> None:
     """Accuracy, F1 and expected calibration error of a sentiment model on SST-2."""
     from textlatent.eval.loaders import require_data_dir
     from textlatent.models import resolve_device, resolve_precision
-    from textlatent.sentiment import load_sentiment_model
+    from textlatent.sentiment import load_sentiment_model, open_for_scoring
     from textlatent.sentiment.train import EVAL_DATASETS, evaluate_sentiment
 
     if dataset not in EVAL_DATASETS:
         raise _fail(f"--dataset must be one of {', '.join(EVAL_DATASETS)}, got {dataset!r}")
     _run(lambda: require_data_dir(data_dir))  # fail before the model loads
     settings = _State.settings()
-    arithmetic = _run(lambda: resolve_precision(precision or settings.precision, resolve_device(settings.device)))
-    head = _run(lambda: load_sentiment_model(_sentiment_model(model), device=settings.device, precision=arithmetic))
+    spec = _sentiment_model(model)
+    if precision == "int8":  # the encoder quantised for onnxruntime, as `score --precision int8` runs it
+        arithmetic = "int8"
+        head = _run(lambda: open_for_scoring(spec, device=settings.device, precision="int8"))
+    else:
+        arithmetic = _run(lambda: resolve_precision(precision or settings.precision, resolve_device(settings.device)))
+        head = _run(lambda: load_sentiment_model(spec, device=settings.device, precision=arithmetic))
     _print_result({**_run(lambda: evaluate_sentiment(head, data_dir, dataset)), "precision": arithmetic}, as_json)
 
 
@@ -140,7 +146,8 @@ def score(
     backend: Annotated[str, typer.Option(help="auto (see --precision), onnx or torch")] = "auto",
     precision: Annotated[str, typer.Option(
         help="fast: bf16 autocast where the hardware computes bf16 natively (cuda; CPUs with AVX512-BF16 or "
-             "AMX), else fp32 (onnxruntime on a CPU); or fp32, bf16, auto (bf16 on cuda only, as the server)")]
+             "AMX), else fp32 (onnxruntime on a CPU); or fp32, bf16, auto (bf16 on cuda only, as the server), "
+             "int8 (a linear head's encoder quantised for onnxruntime: fastest on a CPU, not lossless)")]
     = "fast",
     prefix: Annotated[str, typer.Option(help="Prefix for the added label/score/error columns")] = "",
     overwrite: Annotated[bool, typer.Option(help="Replace OUTPUT instead of resuming it")] = False,

@@ -299,6 +299,9 @@ def load_sentiment_model(
     if not path.exists():
         raise NotFoundError(f"sentiment model folder {path} does not exist", param="model")
     config = read_config(path)
+    if config["kind"] == "finetune" and precision == "int8":
+        raise InvalidInputError(f"{path} is a fine-tuned classifier: --precision int8 is for linear heads (their "
+                                "encoder quantised for onnxruntime); use fast, fp32 or bf16", param="precision")
     if config["kind"] == "finetune":
         return FinetunedSentiment(path, config, device=device, batch_size=batch_size, precision=precision)
     spec = config.get("encoder")
@@ -335,14 +338,28 @@ def _check_backend(backend: str) -> None:
         raise InvalidInputError(f"backend must be auto, onnx or torch, got {backend!r}", param="backend")
 
 
+SCORING_PRECISIONS = ("auto", "fast", "fp32", "bf16", "int8")
+
+
 def scoring_precision(precision: str, device: str, backend: str = "auto") -> str:
-    """The arithmetic batch scoring runs in, ``fp32`` or ``bf16``: ``precision`` as
+    """The arithmetic batch scoring runs in, ``fp32``, ``bf16`` or ``int8``: ``precision`` as
     :func:`textlatent.models.resolve_precision` reads it (``fast``, the default of ``score``: bf16
-    where the hardware computes it natively). onnxruntime has no bf16 path: ``--backend onnx``
-    means fp32, and asking it for bf16 is an error."""
-    from textlatent.models import resolve_device, resolve_precision
+    where the hardware computes it natively), or ``int8``: a linear head's encoder quantised for
+    onnxruntime on a CPU (the fastest on VNNI CPUs, and not lossless: docs/benchmarks.md).
+    onnxruntime has no bf16 path: ``--backend onnx`` means fp32, and asking it for bf16 is an error."""
+    from textlatent.models import PRECISIONS, resolve_device, resolve_precision
 
     _check_backend(backend)
+    if precision == "int8":
+        if backend == "torch":
+            raise InvalidInputError("--precision int8 runs on onnxruntime; drop --backend torch", param="precision")
+        if resolve_device(device) != "cpu":
+            raise InvalidInputError("--precision int8 is for the CPU (onnxruntime); on a GPU use fast or bf16",
+                                    param="precision")
+        return "int8"
+    if precision not in PRECISIONS:
+        raise InvalidInputError(f"precision must be one of {', '.join(SCORING_PRECISIONS)}, got {precision!r}",
+                                param="precision")
     arithmetic = resolve_precision(precision, resolve_device(device))
     if backend == "onnx" and arithmetic == "bf16":
         if precision == "bf16":
@@ -365,12 +382,13 @@ def open_for_scoring(folder: str | Path | None, *, backend: str = "auto", thread
 
         torch.set_num_threads(threads)
     factory = None
-    use_onnx = backend == "onnx" or (backend == "auto" and resolve_device(device) == "cpu" and arithmetic == "fp32")
+    on_cpu = resolve_device(device) == "cpu"
+    use_onnx = backend == "onnx" or (backend == "auto" and on_cpu and arithmetic in ("fp32", "int8"))
     if use_onnx:
         from textlatent.onnx_encoder import OnnxEncoder
 
         def factory(spec: str | None) -> Any:
-            return OnnxEncoder(spec, threads=threads, batch_size=batch_size)
+            return OnnxEncoder(spec, threads=threads, batch_size=batch_size, int8=arithmetic == "int8")
 
     return load_sentiment_model(folder, encoder_factory=factory, device=device, batch_size=batch_size,
                                 precision=arithmetic)
