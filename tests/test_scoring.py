@@ -212,8 +212,14 @@ def test_precision_fast_follows_the_hardware_and_auto_the_server(monkeypatch) ->
     with pytest.raises(InvalidInputError, match="no bf16 path") as err:
         scoring_precision("bf16", "cpu", "onnx")
     assert err.value.param == "precision"
-    with pytest.raises(InvalidInputError, match="precision must be one of auto, fast, fp32, bf16"):
+    with pytest.raises(InvalidInputError, match="precision must be one of auto, fast, fp32, bf16, int8"):
         scoring_precision("fp16", "cpu")
+    with pytest.raises(InvalidInputError, match="int8 is for the CPU"):  # still on the monkeypatched cuda
+        scoring_precision("int8", "auto")
+    monkeypatch.setattr(models, "resolve_device", lambda device: "cpu")
+    assert scoring_precision("int8", "auto") == scoring_precision("int8", "cpu", "onnx") == "int8"
+    with pytest.raises(InvalidInputError, match="int8 runs on onnxruntime"):
+        scoring_precision("int8", "cpu", "torch")
 
 
 def test_bf16_scoring_gives_the_labels_and_nearly_the_scores_of_fp32() -> None:

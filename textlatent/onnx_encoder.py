@@ -4,10 +4,10 @@ On 2-core CPUs onnxruntime runs the MiniLM graph somewhat faster per core than e
 (see ``docs/benchmarks.md``), and a one-thread session per worker process scales across
 cores where one two-thread torch process does not. The export is made once per model
 (``torch.onnx.export``) and cached under the textlatent cache folder; vectors match the
-torch encoder to ~1e-6 cosine. Dynamic int8 quantisation was measured and rejected: on a CPU
-with AVX512-VNNI it ran 2.4x faster, but it moved vectors to cosine 0.99 (some to 0.96) of the
-originals and cost the bundled head about a point of SST-2 dev accuracy; where the CPU has
-native bf16, ``score`` runs torch with bf16 autocast instead (vectors at cosine 0.9999 of fp32's).
+torch encoder to ~1e-6 cosine. ``int8=True`` runs a dynamically quantised twin
+(:func:`quantize_onnx`): on a CPU with AVX512-VNNI about 2.3x faster per core, but not lossless
+(vectors at cosine ~0.99 of fp32's; the bundled head lost 0.23 points of SST-2 dev accuracy), so
+``score`` uses it only when asked (``--precision int8``).
 
 Only models whose sentence-transformers pipeline is Transformer → mean or CLS pooling
 (→ Normalize) are supported; others raise ``InvalidInputError`` and callers fall back to torch.

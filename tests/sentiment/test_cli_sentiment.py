@@ -49,6 +49,7 @@ def test_cli_errors_are_messages_with_exit_code_2(sst2_dir: Path, tmp_path: Path
     for args, message in ((["--workers", "2", "--backend", "bogus"], "backend must be"),
                           (["--workers", "2", "--precision", "half"], "precision must be"),
                           (["--workers", "2", "--backend", "onnx", "--precision", "bf16"], "no bf16 path"),
+                          (["--workers", "2", "--backend", "torch", "--precision", "int8"], "runs on onnxruntime"),
                           (["--workers", "2"], "does not exist")):
         target = tmp_path / "nope.csv" if message == "does not exist" else src
         result = runner.invoke(app, ["score", str(target), "-o", str(tmp_path / "o.csv"), *args])

@@ -95,6 +95,9 @@ def test_finetuned_head_loss_falls_and_the_saved_model_loads(sst2_dir: Path, tmp
     assert np.mean(losses[-3:]) < np.mean(losses[:3])
     head = load_sentiment_model(tmp_path / "ft", device="cpu")
     assert isinstance(head, FinetunedSentiment)
+    with pytest.raises(InvalidInputError, match="int8 is for linear heads") as err:  # torch model: no int8 path
+        load_sentiment_model(tmp_path / "ft", device="cpu", precision="int8")
+    assert err.value.param == "precision"
     probs = head.positive_proba(["a wonderful film", "a dreadful film"])
     assert probs.shape == (2,) and ((probs > 0) & (probs < 1)).all()
     config = json.loads((tmp_path / "ft" / "sentiment.json").read_text())
@@ -119,6 +122,20 @@ def test_onnx_encoder_gives_the_torch_encoders_vectors(encoder) -> None:
     onnx = OnnxEncoder(threads=1, batch_size=2)
     cos = (onnx.encode(texts) * encoder.encode(texts)).sum(axis=1)
     assert cos.min() > 0.99999
+
+
+def test_int8_encoder_is_cached_beside_the_export_and_stays_close_to_fp32(encoder) -> None:
+    from textlatent.onnx_encoder import OnnxEncoder, export_onnx
+
+    texts = ["a short one", "a somewhat longer sentence about the weather in spring", "ünïcödé ☃ text",
+             "one of the most delightful films of the year", "a tedious , joyless slog"]
+    int8 = OnnxEncoder(threads=1, batch_size=2, int8=True)
+    assert export_onnx(encoder.path).with_name("model.int8.onnx").is_file()
+    vecs = int8.encode(texts)
+    cos = (vecs * encoder.encode(texts)).sum(axis=1)
+    assert cos.min() > 0.9 and cos.mean() > 0.97, cos  # close, but another arithmetic: not 0.99999
+    assert cos.min() < 0.9999, cos
+    assert int8.encode([]).shape == (0, 384)
 
 
 def test_bundled_head_ships_with_the_package_and_separates_clear_cases(encoder) -> None:
