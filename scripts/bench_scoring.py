@@ -73,7 +73,8 @@ from textlatent.sentiment import ParallelPredictor
 src, out, batch, workers, precision = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 predictor = ParallelPredictor(None, workers=workers, batch_size=batch, precision=precision)
 start = time.perf_counter()
-score_file(src, out, predictor, model_id=predictor.model_id, overwrite=True, show_progress=False, in_flight=2 * workers)
+score_file(src, out, predictor, model_id=predictor.model_id, precision=predictor.precision, overwrite=True,
+           show_progress=False, in_flight=2 * workers)
 print(time.perf_counter() - start)
 predictor.close()
 """

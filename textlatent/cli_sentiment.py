@@ -113,8 +113,8 @@ def eval_sentiment(
 ) -> None:
     """Accuracy, F1 and expected calibration error of a sentiment model on SST-2."""
     from textlatent.eval.loaders import require_data_dir
-    from textlatent.models import resolve_device, resolve_precision
     from textlatent.sentiment import load_sentiment_model, open_for_scoring
+    from textlatent.sentiment.heads import SCORE_BATCH_SIZE, scoring_precision
     from textlatent.sentiment.train import EVAL_DATASETS, evaluate_sentiment
 
     if dataset not in EVAL_DATASETS:
@@ -122,13 +122,15 @@ def eval_sentiment(
     _run(lambda: require_data_dir(data_dir))  # fail before the model loads
     settings = _State.settings()
     spec = _sentiment_model(model)
-    if precision == "int8":  # the encoder quantised for onnxruntime, as `score --precision int8` runs it
-        arithmetic = "int8"
-        head = _run(lambda: open_for_scoring(spec, device=settings.device, precision="int8"))
+    arithmetic = _run(lambda: scoring_precision(precision or settings.precision, settings.device))
+    if arithmetic == "int8":  # the encoder quantised for onnxruntime, run as `score --precision int8` runs it
+        head = _run(lambda: open_for_scoring(spec, device=settings.device, precision="int8",
+                                             threads=settings.threads, batch_size=SCORE_BATCH_SIZE))
     else:
-        arithmetic = _run(lambda: resolve_precision(precision or settings.precision, resolve_device(settings.device)))
-        head = _run(lambda: load_sentiment_model(spec, device=settings.device, precision=arithmetic))
-    _print_result({**_run(lambda: evaluate_sentiment(head, data_dir, dataset)), "precision": arithmetic}, as_json)
+        head = _run(lambda: load_sentiment_model(spec, device=settings.device, precision=arithmetic,
+                                                 batch_size=SCORE_BATCH_SIZE))
+    result = _run(lambda: evaluate_sentiment(head, data_dir, dataset))
+    _print_result({**result, "precision": arithmetic, "batch_size": SCORE_BATCH_SIZE}, as_json)
 
 
 @app.command()

@@ -38,7 +38,7 @@ def test_cli_errors_are_messages_with_exit_code_2(sst2_dir: Path, tmp_path: Path
     bad_set = runner.invoke(app, ["eval", "sentiment", "--dataset", "imdb", "--data-dir", str(sst2_dir)])
     assert bad_set.exit_code == 2 and "sst2-dev" in bad_set.output
     bad_precision = runner.invoke(app, ["eval", "sentiment", "--precision", "fp8", "--data-dir", str(sst2_dir)])
-    assert bad_precision.exit_code == 2 and "precision must be one of auto, fast, fp32, bf16" in bad_precision.output
+    assert bad_precision.exit_code == 2 and "precision must be one of auto, fast, fp32, bf16, int8" in bad_precision.output
     no_data = runner.invoke(app, ["eval", "sentiment", "--data-dir", str(tmp_path / "none")])
     assert no_data.exit_code == 2 and "error:" in no_data.output
     missing_input = runner.invoke(app, ["score", str(tmp_path / "nope.csv"), "-o", str(tmp_path / "o.csv"),
@@ -54,6 +54,13 @@ def test_cli_errors_are_messages_with_exit_code_2(sst2_dir: Path, tmp_path: Path
         target = tmp_path / "nope.csv" if message == "does not exist" else src
         result = runner.invoke(app, ["score", str(target), "-o", str(tmp_path / "o.csv"), *args])
         assert result.exit_code == 2 and message in result.output  # said in this process, no worker started
+    ft = tmp_path / "ft"  # a fine-tuned folder's config: int8 is refused in this process, before any worker
+    ft.mkdir()
+    (ft / "sentiment.json").write_text('{"kind": "finetune"}')
+    result = runner.invoke(app, ["score", str(src), "-o", str(tmp_path / "o.csv"), "--workers", "2",
+                                 "--model", str(ft), "--precision", "int8"])
+    assert result.exit_code == 2 and "int8 is for linear heads" in result.output, result.output
+    assert "Traceback" not in result.output and "Exception in initializer" not in result.output
     assert not (tmp_path / "o.csv").exists()
 
 

@@ -130,7 +130,7 @@ def test_int8_encoder_is_cached_beside_the_export_and_stays_close_to_fp32(encode
     texts = ["a short one", "a somewhat longer sentence about the weather in spring", "ünïcödé ☃ text",
              "one of the most delightful films of the year", "a tedious , joyless slog"]
     int8 = OnnxEncoder(threads=1, batch_size=2, int8=True)
-    assert export_onnx(encoder.path).with_name("model.int8.onnx").is_file()
+    assert list(export_onnx(encoder.path).parent.glob("model.int8-ort*.onnx"))
     vecs = int8.encode(texts)
     cos = (vecs * encoder.encode(texts)).sum(axis=1)
     assert cos.min() > 0.9 and cos.mean() > 0.97, cos  # close, but another arithmetic: not 0.99999
@@ -185,6 +185,52 @@ def test_budget_schedule_decays_to_zero_at_the_wall_clock_budget_when_it_comes_f
     assert factor(5_500, elapsed=1.0) == pytest.approx(0.5)
     rates = [factor(s, elapsed=e) for s, e in [(10, 1), (20, 10), (30, 40), (40, 80), (50, 100)]]
     assert rates[1] == max(rates) and rates[-1] == 0.0
+
+
+def test_damaged_int8_or_fp32_cache_files_are_built_again(encoder) -> None:
+    """A garbage int8 twin is quantised again (the export it came from is kept); a garbage export
+    with no twin yet is exported again before quantising."""
+    from textlatent.onnx_encoder import OnnxEncoder, export_onnx, quantize_onnx
+
+    exported = export_onnx(encoder.path)
+    twin = quantize_onnx(exported)
+    reference = OnnxEncoder(threads=1, batch_size=2, int8=True).encode(["a short check", "another one"])
+    exported_bytes = exported.stat().st_size
+    twin.write_bytes(b"not a protobuf")
+    again = OnnxEncoder(threads=1, batch_size=2, int8=True)
+    assert twin.stat().st_size > 1_000_000 and exported.stat().st_size == exported_bytes
+    np.testing.assert_allclose(again.encode(["a short check", "another one"]), reference, atol=1e-6)
+    twin.unlink()
+    exported.write_bytes(b"not a protobuf")
+    again = OnnxEncoder(threads=1, batch_size=2, int8=True)
+    assert exported.stat().st_size > 1_000_000 and twin.stat().st_size > 1_000_000
+    np.testing.assert_allclose(again.encode(["a short check", "another one"]), reference, atol=1e-6)
+    assert not list(exported.parent.glob("*.tmp.onnx")) and not list(exported.parent.glob("*inferred*"))
+
+
+def test_two_processes_quantising_at_once_both_get_a_good_model(encoder, tmp_path, monkeypatch) -> None:
+    """Each builds in a temp file of its own and onnxruntime's shape inference runs in a folder of
+    its own: nothing is shared, and the cache ends with one good twin and no leftovers."""
+    import shutil
+    from concurrent.futures import ThreadPoolExecutor
+
+    from textlatent.onnx_encoder import export_onnx, quantize_onnx
+
+    from textlatent.cache import cache_root, model_fingerprint
+
+    shared = export_onnx(encoder.path)
+    monkeypatch.setenv("TEXTLATENT_CACHE_DIR", str(tmp_path / "cache"))
+    exported = cache_root() / "onnx" / model_fingerprint(encoder.path) / "model.onnx"  # a fresh cache: copy
+    exported.parent.mkdir(parents=True)
+    shutil.copy(shared, exported)
+    assert export_onnx(encoder.path) == exported
+    with ThreadPoolExecutor(2) as pool:
+        twins = list(pool.map(lambda _: quantize_onnx(exported), range(2)))
+    assert twins[0] == twins[1] and twins[0].stat().st_size > 1_000_000
+    import onnx
+
+    onnx.checker.check_model(str(twins[0]))
+    assert sorted(p.name for p in exported.parent.iterdir()) == sorted(["model.onnx", twins[0].name])
 
 
 def test_a_damaged_onnx_export_is_exported_again(encoder) -> None:

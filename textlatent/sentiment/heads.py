@@ -16,6 +16,7 @@ SST-2 for the bundled encoder, so ``/sentiment`` answers out of the box.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from textlatent.errors import InvalidInputError, NotFoundError
+from textlatent.models import PRECISIONS
 from textlatent.text import text_normalizer
+
+log = logging.getLogger("textlatent.sentiment")
 
 LABELS = ("negative", "positive")
 CONFIG_NAME = "sentiment.json"
@@ -281,6 +285,15 @@ class FinetunedSentiment:
 # --------------------------------------------------------------------------- loading
 
 
+SCORE_BATCH_SIZE = 32  # `score`'s batch: int8 scores depend on how rows are batched, so eval uses it too
+
+
+def _check_int8(path: Path, config: dict[str, Any], precision: str) -> None:
+    if config["kind"] == "finetune" and precision == "int8":
+        raise InvalidInputError(f"{path} is a fine-tuned classifier: --precision int8 is for linear heads (their "
+                                "encoder quantised for onnxruntime); use fast, fp32 or bf16", param="precision")
+
+
 def load_sentiment_model(
     folder: str | Path | None = None,
     *,
@@ -293,19 +306,24 @@ def load_sentiment_model(
 
     ``encoder_factory(spec)`` returns an encoder for a linear head's ``encoder`` entry
     (``None`` means the bundled encoder); the default builds a fresh :class:`Encoder`.
-    ``precision`` as :func:`textlatent.models.resolve_precision` reads it.
+    ``precision`` as :func:`textlatent.models.resolve_precision` reads it, or ``int8`` (a linear
+    head's encoder quantised for onnxruntime, :func:`scoring_precision`).
     """
     path = BUNDLED_HEAD if folder is None else Path(folder).expanduser()
     if not path.exists():
         raise NotFoundError(f"sentiment model folder {path} does not exist", param="model")
     config = read_config(path)
-    if config["kind"] == "finetune" and precision == "int8":
-        raise InvalidInputError(f"{path} is a fine-tuned classifier: --precision int8 is for linear heads (their "
-                                "encoder quantised for onnxruntime); use fast, fp32 or bf16", param="precision")
+    _check_int8(path, config, precision)
     if config["kind"] == "finetune":
         return FinetunedSentiment(path, config, device=device, batch_size=batch_size, precision=precision)
     spec = config.get("encoder")
-    if encoder_factory is None:
+    if encoder_factory is None and precision == "int8":
+        from textlatent.onnx_encoder import OnnxEncoder
+
+        def encoder_factory(s: str | None) -> Any:
+            return OnnxEncoder(s, batch_size=batch_size, int8=True)
+
+    elif encoder_factory is None:
         from textlatent.encoder import Encoder
 
         def encoder_factory(s: str | None) -> Any:
@@ -338,7 +356,7 @@ def _check_backend(backend: str) -> None:
         raise InvalidInputError(f"backend must be auto, onnx or torch, got {backend!r}", param="backend")
 
 
-SCORING_PRECISIONS = ("auto", "fast", "fp32", "bf16", "int8")
+SCORING_PRECISIONS = (*PRECISIONS, "int8")
 
 
 def scoring_precision(precision: str, device: str, backend: str = "auto") -> str:
@@ -347,7 +365,7 @@ def scoring_precision(precision: str, device: str, backend: str = "auto") -> str
     where the hardware computes it natively), or ``int8``: a linear head's encoder quantised for
     onnxruntime on a CPU (the fastest on VNNI CPUs, and not lossless: docs/benchmarks.md).
     onnxruntime has no bf16 path: ``--backend onnx`` means fp32, and asking it for bf16 is an error."""
-    from textlatent.models import PRECISIONS, resolve_device, resolve_precision
+    from textlatent.models import resolve_device, resolve_precision
 
     _check_backend(backend)
     if precision == "int8":
@@ -370,7 +388,7 @@ def scoring_precision(precision: str, device: str, backend: str = "auto") -> str
 
 
 def open_for_scoring(folder: str | Path | None, *, backend: str = "auto", threads: int | None = None,
-                     batch_size: int = 64, device: str = "auto",
+                     batch_size: int = SCORE_BATCH_SIZE, device: str = "auto",
                      precision: str = "fast") -> LinearSentiment | FinetunedSentiment:
     """A model tuned for throughput (see :func:`scoring_precision`): on a CPU, bf16 autocast in
     torch where the CPU computes bf16 natively, else a linear head's encoder on onnxruntime."""
@@ -392,6 +410,25 @@ def open_for_scoring(folder: str | Path | None, *, backend: str = "auto", thread
 
     return load_sentiment_model(folder, encoder_factory=factory, device=device, batch_size=batch_size,
                                 precision=arithmetic)
+
+
+def _build_onnx_files(config: dict[str, Any], backend: str, device: str, precision: str) -> None:
+    """Export (and quantise) a linear head's encoder for onnxruntime now, in one process, if the
+    workers will run it there: workers starting together would each build the same cache files."""
+    from textlatent.models import resolve_device, resolve_model_path
+
+    if config["kind"] == "finetune" or backend == "torch":
+        return
+    if backend == "auto" and not (resolve_device(device) == "cpu" and precision in ("fp32", "int8")):
+        return
+    from textlatent.onnx_encoder import export_onnx, quantize_onnx
+
+    try:
+        exported = export_onnx(resolve_model_path(config.get("encoder")))
+        if precision == "int8":
+            quantize_onnx(exported)
+    except Exception:  # noqa: BLE001 (a model the workers cannot run: they say why, or fall back)
+        log.debug("building the ONNX files before the workers failed", exc_info=True)
 
 
 def _init_worker(folder: str | None, backend: str, batch_size: int, device: str, precision: str) -> None:
@@ -422,7 +459,7 @@ class ParallelPredictor:
     """
 
     def __init__(self, folder: str | Path | None, *, workers: int = 1, backend: str = "auto",
-                 batch_size: int = 64, device: str = "auto", precision: str = "fast") -> None:
+                 batch_size: int = SCORE_BATCH_SIZE, device: str = "auto", precision: str = "fast") -> None:
         self.workers = workers
         self.pool: Any = None
         self.model: Any = None
@@ -435,7 +472,10 @@ class ParallelPredictor:
             from concurrent.futures.process import BrokenProcessPool
 
             folder_path = BUNDLED_HEAD if spec is None else Path(spec)
-            self.model_id = model_name(folder_path, read_config(folder_path))
+            config = read_config(folder_path)
+            _check_int8(folder_path, config, self.precision)  # said here, not in a worker's traceback
+            self.model_id = model_name(folder_path, config)
+            _build_onnx_files(config, backend, device, self.precision)  # once, before the workers start
             self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                             initializer=_init_worker,
                                             initargs=(spec, backend, batch_size, device, self.precision))
