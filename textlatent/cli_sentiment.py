@@ -149,7 +149,8 @@ def score(
     precision: Annotated[str, typer.Option(
         help="fast: bf16 autocast where the hardware computes bf16 natively (cuda; CPUs with AVX512-BF16 or "
              "AMX), else fp32 (onnxruntime on a CPU); or fp32, bf16, auto (bf16 on cuda only, as the server), "
-             "int8 (a linear head's encoder quantised for onnxruntime: fastest on a CPU, not lossless)")]
+             "int8 (a linear head's encoder quantised for onnxruntime: fastest on a CPU, lossy, and a row's score "
+             "depends on its batch)")]
     = "fast",
     prefix: Annotated[str, typer.Option(help="Prefix for the added label/score/error columns")] = "",
     overwrite: Annotated[bool, typer.Option(help="Replace OUTPUT instead of resuming it")] = False,

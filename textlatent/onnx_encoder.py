@@ -6,8 +6,9 @@ cores where one two-thread torch process does not. The export is made once per m
 (``torch.onnx.export``) and cached under the textlatent cache folder; vectors match the
 torch encoder to ~1e-6 cosine. ``int8=True`` runs a dynamically quantised twin
 (:func:`quantize_onnx`): on a CPU with AVX512-VNNI 2.2x the scoring rows/s of fp32, but not lossless
-(vectors at cosine ~0.99 of fp32's; the bundled head lost 0.23 points of SST-2 dev accuracy), so
-``score`` uses it only when asked (``--precision int8``).
+(vectors at cosine ~0.99 of fp32's; the bundled head lost 1.3 points of SST-2 dev accuracy at
+batch 32, and a row's result depends on the rows batched with it), so ``score`` uses it only when
+asked (``--precision int8``).
 
 Only models whose sentence-transformers pipeline is Transformer → mean or CLS pooling
 (→ Normalize) are supported; others raise ``InvalidInputError`` and callers fall back to torch.
