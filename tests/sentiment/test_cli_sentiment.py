@@ -38,7 +38,8 @@ def test_cli_errors_are_messages_with_exit_code_2(sst2_dir: Path, tmp_path: Path
     bad_set = runner.invoke(app, ["eval", "sentiment", "--dataset", "imdb", "--data-dir", str(sst2_dir)])
     assert bad_set.exit_code == 2 and "sst2-dev" in bad_set.output
     bad_precision = runner.invoke(app, ["eval", "sentiment", "--precision", "fp8", "--data-dir", str(sst2_dir)])
-    assert bad_precision.exit_code == 2 and "precision must be one of auto, fast, fp32, bf16, int8" in bad_precision.output
+    assert bad_precision.exit_code == 2
+    assert "precision must be one of auto, fast, fp32, bf16, int8" in bad_precision.output
     no_data = runner.invoke(app, ["eval", "sentiment", "--data-dir", str(tmp_path / "none")])
     assert no_data.exit_code == 2 and "error:" in no_data.output
     missing_input = runner.invoke(app, ["score", str(tmp_path / "nope.csv"), "-o", str(tmp_path / "o.csv"),

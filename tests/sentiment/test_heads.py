@@ -214,9 +214,8 @@ def test_two_processes_quantising_at_once_both_get_a_good_model(encoder, tmp_pat
     import shutil
     from concurrent.futures import ThreadPoolExecutor
 
-    from textlatent.onnx_encoder import export_onnx, quantize_onnx
-
     from textlatent.cache import cache_root, model_fingerprint
+    from textlatent.onnx_encoder import export_onnx, quantize_onnx
 
     shared = export_onnx(encoder.path)
     monkeypatch.setenv("TEXTLATENT_CACHE_DIR", str(tmp_path / "cache"))
