@@ -259,16 +259,19 @@ class FinetunedSentiment:
         self._torch = torch
 
     def logit_margin(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
-        """logit(positive) − logit(negative) per text, batched in length order."""
+        """logit(positive) − logit(negative) per text, batched in order of token count."""
+        from textlatent.encoder import longest_first, token_lengths
+
         torch = self._torch
         size = batch_size or self.batch_size
-        order = np.argsort([len(t) for t in texts], kind="stable")
+        normalized = [self.normalize(t) for t in texts]
+        order = longest_first(token_lengths(self.tokenizer, normalized, self.max_length))
         out = np.empty(len(texts), dtype=np.float64)
         with torch.inference_mode(), torch.autocast(self._device_type, dtype=torch.bfloat16, enabled=self._autocast):
             for start in range(0, len(texts), size):
                 idx = order[start : start + size]
                 enc = self.tokenizer(
-                    [self.normalize(texts[i]) for i in idx], padding=True, truncation=True,
+                    [normalized[i] for i in idx], padding=True, truncation=True,
                     max_length=self.max_length,
                     return_tensors="pt",
                 ).to(self.device)
@@ -392,17 +395,13 @@ def open_for_scoring(folder: str | Path | None, *, backend: str = "auto", thread
                      precision: str = "fast") -> LinearSentiment | FinetunedSentiment:
     """A model tuned for throughput (see :func:`scoring_precision`): on a CPU, bf16 autocast in
     torch where the CPU computes bf16 natively, else a linear head's encoder on onnxruntime."""
-    from textlatent.models import resolve_device
-
     arithmetic = scoring_precision(precision, device, backend)
     if threads:
         import torch
 
         torch.set_num_threads(threads)
     factory = None
-    on_cpu = resolve_device(device) == "cpu"
-    use_onnx = backend == "onnx" or (backend == "auto" and on_cpu and arithmetic in ("fp32", "int8"))
-    if use_onnx:
+    if _on_onnx(backend, device, arithmetic):
         from textlatent.onnx_encoder import OnnxEncoder
 
         def factory(spec: str | None) -> Any:
@@ -412,20 +411,26 @@ def open_for_scoring(folder: str | Path | None, *, backend: str = "auto", thread
                                 precision=arithmetic)
 
 
-def _build_onnx_files(config: dict[str, Any], backend: str, device: str, precision: str) -> None:
+def _on_onnx(backend: str, device: str, arithmetic: str) -> bool:
+    """Whether a linear head's encoder runs on onnxruntime: asked for, or fp32/int8 on a CPU."""
+    from textlatent.models import resolve_device
+
+    return backend == "onnx" or (backend == "auto" and resolve_device(device) == "cpu"
+                                 and arithmetic in ("fp32", "int8"))
+
+
+def _build_onnx_files(config: dict[str, Any], backend: str, device: str, arithmetic: str) -> None:
     """Export (and quantise) a linear head's encoder for onnxruntime now, in one process, if the
     workers will run it there: workers starting together would each build the same cache files."""
-    from textlatent.models import resolve_device, resolve_model_path
+    from textlatent.models import resolve_model_path
 
-    if config["kind"] == "finetune" or backend == "torch":
-        return
-    if backend == "auto" and not (resolve_device(device) == "cpu" and precision in ("fp32", "int8")):
+    if config["kind"] == "finetune" or not _on_onnx(backend, device, arithmetic):
         return
     from textlatent.onnx_encoder import export_onnx, quantize_onnx
 
     try:
         exported = export_onnx(resolve_model_path(config.get("encoder")))
-        if precision == "int8":
+        if arithmetic == "int8":
             quantize_onnx(exported)
     except Exception:  # noqa: BLE001 (a model the workers cannot run: they say why, or fall back)
         log.debug("building the ONNX files before the workers failed", exc_info=True)
