@@ -10,6 +10,7 @@ import typer
 
 from textlatent.cli import DataDirOption, EvalJsonOption, _fail, _print_result, _run, _State, app, eval_app
 from textlatent.cli_options import OverwriteOption, finite_option, json_out
+from textlatent.sentiment.heads import SCORE_BATCH_SIZE
 from textlatent.vae.limits import MAX_SEED
 
 sentiment_app = typer.Typer(help="Train sentiment heads over the latent space.", no_args_is_help=True)
@@ -27,7 +28,7 @@ def _sentiment_model(model: Path | None) -> str | None:
     return _State.settings().sentiment_model
 
 
-FINETUNE_ONLY = ("epochs", "max_minutes", "batch_size", "lr", "eval_steps", "group_by_length")
+FINETUNE_ONLY = ("epochs", "max_minutes", "batch_size", "lr", "eval_steps", "group_by_length", "precision")
 
 
 @sentiment_app.command("train")
@@ -56,6 +57,9 @@ def sentiment_train(
         "--group-by-length/--no-group-by-length",
         help="finetune: batch phrases of similar length together (~2.9x less padding on SST-2 train, so more "
              "steps in a CPU budget)")] = True,
+    precision: Annotated[Literal["auto", "fast", "fp32", "bf16"], typer.Option(
+        help="finetune: training arithmetic; auto = bf16 autocast on cuda, fp32 on a CPU; fast = bf16 wherever "
+             "the hardware computes it natively (cuda, AVX512-BF16 or AMX CPUs)")] = "auto",
     overwrite: OverwriteOption = False,
     as_json: EvalJsonOption = False,
 ) -> None:
@@ -89,7 +93,7 @@ def sentiment_train(
             result = _run(lambda: train_finetuned(out, data_dir, base=encoder, epochs=epochs, max_minutes=budget,
                                                   batch_size=batch_size, learning_rate=lr, eval_steps=eval_steps,
                                                   seed=seed, device=settings.device, normalize=normalize,
-                                                  group_by_length=group_by_length))
+                                                  group_by_length=group_by_length, precision=precision))
     if as_json:
         typer.echo(json_out(result))
     else:
@@ -114,7 +118,7 @@ def eval_sentiment(
     """Accuracy, F1 and expected calibration error of a sentiment model on SST-2."""
     from textlatent.eval.loaders import require_data_dir
     from textlatent.sentiment import load_sentiment_model, open_for_scoring
-    from textlatent.sentiment.heads import SCORE_BATCH_SIZE, scoring_precision
+    from textlatent.sentiment.heads import scoring_precision
     from textlatent.sentiment.train import EVAL_DATASETS, evaluate_sentiment
 
     if dataset not in EVAL_DATASETS:
@@ -141,7 +145,7 @@ def score(
     = "text",
     model: SentimentModelOption = None,
     chunk_size: Annotated[int, typer.Option(min=1, help="Rows read, scored and written at a time")] = 2048,
-    batch_size: Annotated[int, typer.Option(min=1, help="Encoder batch size")] = 32,
+    batch_size: Annotated[int, typer.Option(min=1, help="Encoder batch size")] = SCORE_BATCH_SIZE,
     workers: Annotated[
         int | None, typer.Option(min=1, help="Inference processes, one thread each \\[default: CPU cores, at most 8]")
     ] = None,

@@ -76,8 +76,9 @@ def test_train_refuses_before_touching_out(sst2_dir: Path, tmp_path: Path) -> No
     res = runner.invoke(app, [*args, "--out", str(out)])
     assert res.exit_code == 2 and "--overwrite" in res.output
     assert (out / "sentiment.json").read_text() == "{}"
-    res = runner.invoke(app, [*args, "--out", str(tmp_path / "a"), "--batch-size", "8", "--lr", "1e-3"])
-    assert res.exit_code == 2 and "--batch-size, --lr apply to --head finetune only" in res.output
+    res = runner.invoke(app, [*args, "--out", str(tmp_path / "a"), "--batch-size", "8", "--lr", "1e-3",
+                              "--precision", "fp32"])
+    assert res.exit_code == 2 and "--batch-size, --lr, --precision apply to --head finetune only" in res.output
     res = runner.invoke(app, [*args, "--out", str(tmp_path / "b"), "--base", str(tmp_path / "no-model")])
     assert res.exit_code == 2 and "does not exist" in res.output
     res = runner.invoke(app, ["--device", "gpu", *args, "--out", str(tmp_path / "c")])

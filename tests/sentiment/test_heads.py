@@ -88,8 +88,10 @@ def test_finetuned_head_loss_falls_and_the_saved_model_loads(sst2_dir: Path, tmp
     from textlatent.sentiment import FinetunedSentiment
     from textlatent.sentiment.train import train_finetuned
 
+    # bf16 autocast on purpose (emulated where the CPU has no native bf16): the loss must still fall
     result = train_finetuned(tmp_path / "ft", sst2_dir, max_steps=10, batch_size=8, eval_steps=10,
-                             learning_rate=1e-4, device="cpu")
+                             learning_rate=1e-4, device="cpu", precision="bf16")
+    assert result["precision"] == "bf16"
     losses = result["losses"]
     assert len(losses) >= 4
     assert np.mean(losses[-3:]) < np.mean(losses[:3])
@@ -103,6 +105,7 @@ def test_finetuned_head_loss_falls_and_the_saved_model_loads(sst2_dir: Path, tmp
     config = json.loads((tmp_path / "ft" / "sentiment.json").read_text())
     assert config["steps"] == 10 and config["selected_on"] == "SST-2 GLUE dev"
     assert config["group_by_length"] is True and config["normalize"] == "treebank"
+    assert config["precision"] == "bf16"
     assert result["train_seconds"] > 0 and 0 <= result["eval_seconds"] <= result["train_seconds"]
     assert not list((tmp_path / "ft" / "checkpoints").glob("checkpoint-*"))
     # like the linear head, it reads text through its stored normaliser; older folders read it as given

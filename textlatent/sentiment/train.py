@@ -125,6 +125,7 @@ def train_finetuned(
     name: str | None = None,
     group_by_length: bool = True,
     normalize: str | None = "treebank",
+    precision: str = "auto",
 ) -> dict[str, Any]:
     """Fine-tune the encoder with a classification head on SST-2 train; keep the best dev checkpoint.
 
@@ -135,6 +136,12 @@ def train_finetuned(
     of 66), so random batches are ~2.9x padding and length-grouped ones ~1.05x, which is how many
     more steps a CPU budget reaches (docs/benchmarks.md). ``normalize`` is the text normaliser
     applied to everything the head reads, in training and whenever it scores, as for the linear head.
+    ``precision`` is the training arithmetic as :func:`~textlatent.models.resolve_precision` reads it:
+    the default ``auto`` is bf16 autocast (weights and optimiser state stay fp32) on cuda and fp32 on a
+    CPU; ``fast`` is bf16 wherever the hardware computes it natively (cuda, AVX512-BF16 or AMX CPUs);
+    or ``fp32``, ``bf16``. On an AVX512-BF16 CPU a bf16 step took ~0.82x the fp32 time, and the CLI's default
+    run with ``fast`` ended its 3 epochs in 21 minutes at dev 88.65 (docs/benchmarks.md): faster, but no
+    better a head than fp32's, so a CPU trains in fp32 unless asked.
     """
     import torch
     from datasets import Dataset
@@ -148,7 +155,7 @@ def train_finetuned(
     )
 
     from textlatent.eval.loaders import load_sst2
-    from textlatent.models import resolve_device, resolve_model_path
+    from textlatent.models import resolve_device, resolve_model_path, resolve_precision
     from textlatent.text import text_normalizer
 
     norm = text_normalizer(normalize)
@@ -160,6 +167,7 @@ def train_finetuned(
     set_seed(seed)
     dev_type = resolve_device(device)
     cuda = dev_type.startswith("cuda")
+    arithmetic = resolve_precision(precision, dev_type)
     base_path = resolve_model_path(base)
     tokenizer = AutoTokenizer.from_pretrained(str(base_path), local_files_only=True)
     model = AutoModelForSequenceClassification.from_pretrained(
@@ -200,7 +208,7 @@ def train_finetuned(
         metric_for_best_model="accuracy",
         greater_is_better=True,
         logging_steps=max(1, min(50, eval_steps // 5)),
-        bf16=cuda,
+        bf16=arithmetic == "bf16",
         use_cpu=not cuda,
         seed=seed,
         data_seed=seed,
@@ -260,6 +268,7 @@ def train_finetuned(
         "train_seconds": round(float(train_output.metrics.get("train_runtime", float("nan"))), 1),
         "eval_seconds": round(eval_seconds, 1),
         "device": dev_type,
+        "precision": arithmetic,
         "torch_threads": torch.get_num_threads(),
     }
     write_config(folder, config)
@@ -275,7 +284,8 @@ def train_finetuned(
     return {"out": str(folder), "kind": "finetune", "steps": config["steps"], "losses": losses,
             "train_seconds": config["train_seconds"], "eval_seconds": config["eval_seconds"],
             "temperature": config["temperature"],
-            "stopped_by_time_budget": config["stopped_by_time_budget"], "dev": dev_metrics,
+            "stopped_by_time_budget": config["stopped_by_time_budget"], "precision": arithmetic,
+            "dev": dev_metrics,
             "wall_seconds": config["wall_seconds"]}
 
 
