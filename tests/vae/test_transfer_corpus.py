@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _script():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("build_transfer_corpus", ROOT / "scripts" / "build_transfer_corpus.py")
+    path = ROOT / "scripts" / "build_transfer_corpus.py"
+    spec = importlib.util.spec_from_file_location("build_transfer_corpus", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
