@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from textlatent.vae.limits import MAX_SEED, MAX_STEPS
+from textlatent.vae.limits import MAX_DEGREE, MAX_SEED, MAX_STEPS
 
 Strategy = Literal["greedy", "sample", "beam"]
 
@@ -85,7 +85,7 @@ class TransferRequest(DecodingOptions):
     target: str = Field(description="'positive' or 'negative'.")
     degree: float | None = Field(
         None, strict=True,
-        description="How far, 0-10: 0 is the reconstruction, 1 a typical sentence of the target class on "
+        description=f"How far, 0-{MAX_DEGREE:g}: 0 is the reconstruction, 1 a typical sentence of the target class on "
                     "the latent classifier, 2 twice as far; omitted: the degree fitted for the model.")
     candidates: int = Field(
         1, strict=True,

@@ -23,7 +23,7 @@ from textlatent.cli_vae import (
     _strategy,
     _texts,
 )
-from textlatent.vae.limits import MAX_SEED
+from textlatent.vae.limits import MAX_DEGREE, MAX_SEED
 
 if TYPE_CHECKING:
     from textlatent.vae.ops import VAEPipeline
@@ -37,7 +37,7 @@ JudgeOpt = Annotated[
 CandidatesOpt = Annotated[int, typer.Option(
     min=1, max=32, help="Decode each move this many times (greedy + samples) and keep the candidate whose own "
                         "posterior mean is nearest the moved z (round-trip reranking); 1 = greedy only")]
-DegreeOpt = Annotated[float | None, finite_option("--degree", min=0.0, max=10.0, show_default=False,
+DegreeOpt = Annotated[float | None, finite_option("--degree", min=0.0, max=MAX_DEGREE, show_default=False,
                                                   help="0 = reconstruction, 1 = a typical sentence of the target "
                                                        "class, 2 = twice as far \\[default: the model's fitted one]")]
 
@@ -146,7 +146,7 @@ def fit_transfer_cmd(
 def eval_transfer_cmd(
     model: ModelOpt = None,
     judge: JudgeOpt = None,
-    degree: Annotated[list[float] | None, finite_option("--degree", min=0.0, max=10.0, show_default=False,
+    degree: Annotated[list[float] | None, finite_option("--degree", min=0.0, max=MAX_DEGREE, show_default=False,
                                                        help="Degree(s) to score (repeat the option) \\[default: the "
                                                             "model's fitted one]; degree 0 is always added")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N dev sentences")] = None,

@@ -76,7 +76,7 @@ def test_degree_zero_is_the_reconstruction_and_default_degree_is_used(transfer_c
     (BODY | {"attribute": "formality"}, "attribute"),
     (BODY | {"target": "happy"}, "target"),
     (BODY | {"degree": -1}, "degree"),
-    (BODY | {"degree": 10.5}, "degree"),
+    (BODY | {"degree": 16.5}, "degree"),
     (BODY | {"text": ""}, "text"),
     (BODY | {"text": "   "}, "text"),
     ({k: v for k, v in BODY.items() if k != "target"}, None),

@@ -107,7 +107,7 @@ def test_positive_target_moves_the_latent_logit_up(axis_pipeline, axis):
 @pytest.mark.parametrize(("kwargs", "param"), [
     ({"target": "happy"}, "target"),
     ({"degree": -0.5}, "degree"),
-    ({"degree": 11}, "degree"),
+    ({"degree": 16.5}, "degree"),
     ({"degree": float("nan")}, "degree"),
     ({"texts": ["  "]}, "text"),
     ({"texts": []}, "texts"),
@@ -340,7 +340,7 @@ def test_cli_fit_transfer_eval(run, tiny_vae_dir, tmp_path):
 def test_cli_bad_inputs(run, tmp_path):
     r = run("transfer", "the cat", "--target", "happy", "--model", str(tmp_path))
     assert r.exit_code == 2 and "target must be one of" in r.output
-    r = run("transfer", "the cat", "--degree", "12", "--model", str(tmp_path))
+    r = run("transfer", "the cat", "--degree", "17", "--model", str(tmp_path))
     assert r.exit_code == 2
     r = run("transfer", "the cat", "--candidates", "0", "--model", str(tmp_path))
     assert r.exit_code == 2 and "candidates" in r.output

@@ -4,3 +4,5 @@ torch), so the CLI can declare them in its options without loading the library a
 MAX_Z_ABS = 1e3  # largest |component| of a z a client may send (priors are N(0, I) or fitted near it)
 MAX_SEED = 2**31 - 1  # largest decoding or sampling seed
 MAX_STEPS = 50  # most points on an interpolation path
+MAX_DEGREE = 16.0  # furthest style-transfer move, in margins of the latent classifier: a 128-d latent needed
+# more than 8 on the held-out slice (docs/benchmarks.md, style transfer, session 16)

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from textlatent.errors import InvalidInputError, ModelUnavailableError, NotFoundError
-from textlatent.vae.limits import MAX_SEED
+from textlatent.vae.limits import MAX_DEGREE, MAX_SEED
 from textlatent.vae.ops import LatentModel, Strategy
 
 log = logging.getLogger("textlatent.vae.transfer")
@@ -46,7 +46,6 @@ log = logging.getLogger("textlatent.vae.transfer")
 AXES_FILE = "axes.json"
 ATTRIBUTES = ("sentiment",)
 TARGETS = {"sentiment": ("negative", "positive")}
-MAX_DEGREE = 10.0
 MAX_CANDIDATES = 32
 RERANK_TEMPERATURE = 0.5  # the sampled candidates' softmax temperature: on the held-out train slice 0.5
 # beat 0.8 on flip rate, similarity and fluency alike (docs/benchmarks.md)
