@@ -124,3 +124,29 @@ def test_weight_drop_masks_the_recurrent_weights_in_training_only():
     grad = dropped.gru.weight_hh_l0.grad
     assert grad is not None and 0 < (grad != 0).float().mean() < 1
     assert dropped.gru.weight_hh_l0.requires_grad and "weight_hh_l0" in dict(dropped.gru.named_parameters())
+
+
+def _repetitive(model: TextVAE, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every step prefer word 7, then 8, 9, 10 … (<eos> last): plain greedy decoding loops on 7."""
+    def log_probs(features: torch.Tensor) -> torch.Tensor:
+        logits = torch.full((features.shape[0], 40), -10.0)
+        logits[:, 4:] = -torch.arange(36, dtype=torch.float32) / 10
+        logits[:, 7] = 5.0
+        return torch.log_softmax(logits, dim=-1)
+
+    monkeypatch.setattr(model, "log_probs", log_probs)
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_no_repeat_ngram_blocks_repeated_ngrams_in_greedy_and_sampled_decodes(model, monkeypatch, n):
+    _repetitive(model, monkeypatch)
+    z = torch.randn(2, 4)
+    plain = model.generate(z, max_len=10)
+    assert plain == [[7] * 10, [7] * 10]  # the loop the option is there to break
+    for strategy in ("greedy", "sample"):
+        torch.manual_seed(1)
+        out = model.generate(z, strategy=strategy, temperature=0.5, max_len=10, no_repeat_ngram=n)
+        for ids in out:
+            grams = [tuple(ids[i:i + n]) for i in range(len(ids) - n + 1)]
+            assert len(grams) == len(set(grams)) and len(ids) == 10, ids
+    assert model.generate(z, max_len=10, no_repeat_ngram=n)[0][: n - 1] == [7] * (n - 1)  # first choices kept

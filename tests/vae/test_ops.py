@@ -86,3 +86,26 @@ def test_bad_inputs_are_named(tiny_pipeline):
 def test_a_folder_that_is_not_a_vae(tmp_path):
     with pytest.raises(NotFoundError, match="not a trained VAE folder"):
         ops.VAEPipeline(tmp_path)
+
+
+def test_pipeline_refuses_a_meaningless_no_repeat_ngram(tmp_path):
+    from textlatent.vae.ops import VAEPipeline
+
+    for bad in (1, -2):
+        with pytest.raises(InvalidInputError, match="no_repeat_ngram must be 0") as err:
+            VAEPipeline(tmp_path, no_repeat_ngram=bad)
+        assert err.value.param == "no_repeat_ngram"
+
+
+def test_pipeline_decodes_without_repeated_trigrams_unless_asked(tiny_vae_dir, encoder):
+    from textlatent.vae.ops import NO_REPEAT_NGRAM, VAEPipeline
+
+    z = np.random.default_rng(0).normal(size=(16, VAEPipeline(tiny_vae_dir, encoder=encoder).latent_dim)) * 3
+    blocked = VAEPipeline(tiny_vae_dir, encoder=encoder).decode(z.astype(np.float32))
+    plain = VAEPipeline(tiny_vae_dir, encoder=encoder, no_repeat_ngram=0).decode(z.astype(np.float32))
+    assert NO_REPEAT_NGRAM == 3
+    for text in blocked:
+        words = text.split()
+        grams = [tuple(words[i:i + 3]) for i in range(len(words) - 2)]
+        assert len(grams) == len(set(grams)), text
+    assert blocked != plain  # the tiny model does loop when left alone

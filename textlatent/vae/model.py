@@ -223,9 +223,12 @@ class TextVAE(PosteriorHead, nn.Module):
     @torch.no_grad()
     def generate(
         self, z: torch.Tensor, *, strategy: str = "greedy", temperature: float = 1.0, beam_size: int = 5,
-        max_len: int | None = None,
+        max_len: int | None = None, no_repeat_ngram: int = 0,
     ) -> list[list[int]]:
-        """Token ids (without ``<eos>``) for each row of ``z``."""
+        """Token ids (without ``<eos>``) for each row of ``z``.
+
+        ``no_repeat_ngram`` n ≥ 2 (greedy and sample): a word that would complete an n-gram the
+        sentence already holds is never chosen, as transformers' ``no_repeat_ngram_size``."""
         max_len = max_len or self.config.max_len
         if strategy == "beam":
             return [self._beam(z[i:i + 1], beam_size, max_len) for i in range(z.shape[0])]
@@ -238,6 +241,8 @@ class TextVAE(PosteriorHead, nn.Module):
             out, hidden = self.gru(self._step_inputs(words, z), hidden)
             logits = self.log_probs(self._features(out, z)[:, -1])
             logits[:, [self.PAD, self.BOS]] = -math.inf
+            if no_repeat_ngram >= 2:
+                block_repeated_ngrams(logits, result, no_repeat_ngram, done)
             if strategy == "sample":
                 nxt = torch.multinomial(F.softmax(logits / max(temperature, 1e-4), dim=-1), 1).squeeze(1)
             else:
@@ -281,6 +286,17 @@ class TextVAE(PosteriorHead, nn.Module):
         if not finished:
             finished = [(s / max(len(q), 1), q) for s, q, _ in beams]
         return max(finished, key=lambda f: f[0])[1]
+
+
+def block_repeated_ngrams(logits: torch.Tensor, sequences: list[list[int]], n: int, done: torch.Tensor) -> None:
+    """Set to −inf, in place, each row's words that would repeat one of its n-grams (rows not ``done``)."""
+    for i, seq in enumerate(sequences):
+        if bool(done[i]) or len(seq) < n - 1:
+            continue
+        prefix = seq[len(seq) - n + 1:]
+        banned = [seq[j + n - 1] for j in range(len(seq) - n + 1) if seq[j:j + n - 1] == prefix]
+        if banned:
+            logits[i, banned] = -math.inf
 
 
 def adaptive_cutoffs(vocab_size: int) -> list[int]:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 Strategy = Literal["greedy", "sample", "beam"]
 STRATEGIES = ("greedy", "sample", "beam")
+NO_REPEAT_NGRAM = 3  # greedy and sampled GRU decodes never repeat a trigram (VAEPipeline)
 
 
 @runtime_checkable
@@ -76,10 +77,15 @@ class VAEPipeline(PosteriorPipeline):
 
     ``encoder`` may be passed in to share an already loaded MiniLM (the API's), as long as
     it is the one the VAE was trained on; a VAE trained with ``--train-encoder`` loads its
-    own fine-tuned copy from ``<dir>/encoder``."""
+    own fine-tuned copy from ``<dir>/encoder``.
+
+    Greedy and sampled decodes never repeat a trigram (``no_repeat_ngram``, 0 turns it off): the
+    GRU's greedy decodes otherwise loop ("it 's very slow , slow , slow , slow …"), and on the held-out
+    train slice of the style-transfer protocol blocking them raised both the flip rate and the content
+    similarity (docs/benchmarks.md, style transfer, session 16). Beam search is left as it is."""
 
     def __init__(self, path: str | Path, *, device: str = "cpu", encoder: Encoder | None = None,
-                 standard_prior: bool = False) -> None:
+                 standard_prior: bool = False, no_repeat_ngram: int = NO_REPEAT_NGRAM) -> None:
         import torch
 
         from textlatent.encoder import Encoder
@@ -87,6 +93,10 @@ class VAEPipeline(PosteriorPipeline):
         from textlatent.vae.data import Vocab
         from textlatent.vae.model import TextVAE, VAEConfig
 
+        if no_repeat_ngram < 0 or no_repeat_ngram == 1:
+            raise InvalidInputError(f"no_repeat_ngram must be 0 (off) or at least 2, got {no_repeat_ngram}",
+                                    param="no_repeat_ngram")
+        self.no_repeat_ngram = no_repeat_ngram
         self.path = Path(path).expanduser()
         config_file, weights = self.path / "config.json", self.path / "model.pt"
         if not config_file.is_file() or not weights.is_file():
@@ -139,7 +149,8 @@ class VAEPipeline(PosteriorPipeline):
         check_decoding(strategy, temperature, beam_size, seed)
         with self._lock, torch.no_grad(), seeded_rng(seed, self.device):
             ids = self.model.generate(torch.from_numpy(z_arr).to(self.device), strategy=strategy,
-                                      temperature=temperature, beam_size=beam_size)
+                                      temperature=temperature, beam_size=beam_size,
+                                      no_repeat_ngram=self.no_repeat_ngram)
         return [self.vocab.decode(s) for s in ids]
 
     def prior_sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
