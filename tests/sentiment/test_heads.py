@@ -106,6 +106,9 @@ def test_finetuned_head_loss_falls_and_the_saved_model_loads(sst2_dir: Path, tmp
     assert config["steps"] == 10 and config["selected_on"] == "SST-2 GLUE dev"
     assert config["group_by_length"] is True and config["normalize"] == "treebank"
     assert config["precision"] == "bf16"
+    # the figure stored is the saved head's own (fp32 here), the one `eval sentiment` reproduces
+    assert config["dev_accuracy"] == pytest.approx(result["dev"]["accuracy"])
+    assert 0.0 <= config["dev_accuracy_at_selection"] <= 1.0
     assert result["train_seconds"] > 0 and 0 <= result["eval_seconds"] <= result["train_seconds"]
     assert not list((tmp_path / "ft" / "checkpoints").glob("checkpoint-*"))
     # like the linear head, it reads text through its stored normaliser; older folders read it as given
@@ -116,6 +119,14 @@ def test_finetuned_head_loss_falls_and_the_saved_model_loads(sst2_dir: Path, tmp
     (tmp_path / "ft" / "sentiment.json").write_text(json.dumps(config))
     old = load_sentiment_model(tmp_path / "ft", device="cpu").positive_proba(pair)
     assert abs(old[0] - old[1]) > 1e-5
+
+
+def test_finetuned_head_refuses_an_unknown_precision_before_making_its_folder(sst2_dir: Path, tmp_path: Path) -> None:
+    from textlatent.sentiment.train import train_finetuned
+
+    with pytest.raises(InvalidInputError, match="precision must be one of") as err:
+        train_finetuned(tmp_path / "ft", sst2_dir, max_steps=1, precision="fp16", device="cpu")
+    assert err.value.param == "precision" and not (tmp_path / "ft").exists()
 
 
 def test_onnx_encoder_gives_the_torch_encoders_vectors(encoder) -> None:

@@ -91,7 +91,7 @@ def test_a_folder_that_is_not_a_vae(tmp_path):
 def test_pipeline_refuses_a_meaningless_no_repeat_ngram(tmp_path):
     from textlatent.vae.ops import VAEPipeline
 
-    for bad in (1, -2):
+    for bad in (1, -2, 2.0, True):
         with pytest.raises(InvalidInputError, match="no_repeat_ngram must be 0") as err:
             VAEPipeline(tmp_path, no_repeat_ngram=bad)
         assert err.value.param == "no_repeat_ngram"

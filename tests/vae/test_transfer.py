@@ -293,6 +293,7 @@ def test_cli_fit_transfer_eval(run, tiny_vae_dir, tmp_path):
     assert fitted["default_degree"] in [row["degree"] for row in fitted["selection"]]
     assert fitted["heldout"] == 30 and (model / "axes.json").is_file()
     assert fitted["candidates"] == 1 and all(row["candidates"] == 1 for row in fitted["selection"])
+    assert fitted["no_repeat_ngram"] == 3  # how the degree was chosen: the decoding is recorded with it
     greedy_table = fitted["selection"]
 
     # the degree can be chosen for reranked decoding instead; bad counts are refused at parse time
@@ -330,6 +331,7 @@ def test_cli_fit_transfer_eval(run, tiny_vae_dir, tmp_path):
     assert [row["degree"] for row in result["by_degree"]] == [0.0, 1.0, 3.0]
     assert {"flip_rate", "content_similarity", "fluency", "judge", "baseline_reconstruction"} <= set(result)
     assert result["fluency"] is None  # --no-fluency
+    assert result["no_repeat_ngram"] == 3
 
     r = run("eval", "transfer", "--model", str(model), "--data-dir", str(data), "--no-fluency", "--degree", "2",
             "--no-baselines", "--limit", "4")

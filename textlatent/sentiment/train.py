@@ -159,15 +159,14 @@ def train_finetuned(
     from textlatent.text import text_normalizer
 
     norm = text_normalizer(normalize)
+    dev_type = resolve_device(device)
+    arithmetic = resolve_precision(precision, dev_type)  # a bad value is refused before --out is made
     train = load_sst2(data_dir, "train", "glue")
     dev = load_sst2(data_dir, "dev", "glue")
     assert train.labels is not None and dev.labels is not None
     folder = _prepare_out(out)
     start = time.perf_counter()
     set_seed(seed)
-    dev_type = resolve_device(device)
-    cuda = dev_type.startswith("cuda")
-    arithmetic = resolve_precision(precision, dev_type)
     base_path = resolve_model_path(base)
     tokenizer = AutoTokenizer.from_pretrained(str(base_path), local_files_only=True)
     model = AutoModelForSequenceClassification.from_pretrained(
@@ -209,7 +208,7 @@ def train_finetuned(
         greater_is_better=True,
         logging_steps=max(1, min(50, eval_steps // 5)),
         bf16=arithmetic == "bf16",
-        use_cpu=not cuda,
+        use_cpu=not dev_type.startswith("cuda"),
         seed=seed,
         data_seed=seed,
         train_sampling_strategy="group_by_length" if group_by_length else "random",
@@ -275,11 +274,14 @@ def train_finetuned(
     head = FinetunedSentiment(folder, config, device=dev_type)
     margins = head.logit_margin(dev.texts)
     config["temperature"] = fit_temperature(margins, np.asarray(dev.labels))
-    config["dev_accuracy"] = float(best_dev.get("eval_accuracy", float("nan")))
-    config["wall_seconds"] = round(time.perf_counter() - start, 1)
-    write_config(folder, config)
     head.temperature = config["temperature"]
     dev_metrics = accuracy_f1(head.positive_proba(dev.texts), dev.labels)
+    # the saved head as it scores (fp32 on a CPU); under bf16 training the trainer's own evaluation,
+    # which chose the checkpoint, ran in bf16 and can differ by a sentence or two
+    config["dev_accuracy"] = float(dev_metrics["accuracy"])
+    config["dev_accuracy_at_selection"] = float(best_dev.get("eval_accuracy", float("nan")))
+    config["wall_seconds"] = round(time.perf_counter() - start, 1)
+    write_config(folder, config)
     losses = [float(e["loss"]) for e in trainer.state.log_history if "loss" in e]
     return {"out": str(folder), "kind": "finetune", "steps": config["steps"], "losses": losses,
             "train_seconds": config["train_seconds"], "eval_seconds": config["eval_seconds"],

@@ -93,7 +93,8 @@ class VAEPipeline(PosteriorPipeline):
         from textlatent.vae.data import Vocab
         from textlatent.vae.model import TextVAE, VAEConfig
 
-        if no_repeat_ngram < 0 or no_repeat_ngram == 1:
+        whole = isinstance(no_repeat_ngram, int) and not isinstance(no_repeat_ngram, bool)
+        if not whole or no_repeat_ngram == 1 or no_repeat_ngram < 0:
             raise InvalidInputError(f"no_repeat_ngram must be 0 (off) or at least 2, got {no_repeat_ngram}",
                                     param="no_repeat_ngram")
         self.no_repeat_ngram = no_repeat_ngram

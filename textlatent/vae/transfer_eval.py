@@ -190,6 +190,7 @@ def fit_sentiment_transfer(model: LatentModel, data_dir: str | Path, *, judge: A
     axis.info.update({"data": "sst2/kim_stsa/stsa.binary.train", "heldout": holdout, "seed": seed,
                       "candidates": candidates,
                       "judge": judge_name, "selection": table, "fit_seconds": round(time.perf_counter() - start, 1),
+                      "no_repeat_ngram": getattr(model, "no_repeat_ngram", None),  # None: no such option
                       "degree_rule": "max over the grid of flip_rate × content_similarity on the held-out train "
                                      "slice"})
     save_axis(model, axis)
@@ -244,5 +245,6 @@ def evaluate_transfer(model: LatentModel, axis: LatentAxis, texts: Sequence[str]
     baseline = next((r for r in by_degree if r["degree"] == 0.0), None)
     return {"sentences": len(texts), "by_degree": by_degree, "baseline_reconstruction": baseline,
             "sources": sources, "latent_heldout_accuracy": axis.info.get("heldout_accuracy"),
+            "no_repeat_ngram": getattr(model, "no_repeat_ngram", None),
             "fluency_sentences": None if fluency is None else min(len(texts), fluency_limit or len(texts)),
             "seconds": round(time.perf_counter() - start, 1)}
