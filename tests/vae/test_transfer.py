@@ -228,7 +228,10 @@ def test_score_outputs_counts_empty_outputs_as_failures(encoder):
 
 
 def test_degree_selection_rule():
-    from textlatent.vae.transfer_eval import heldout_split, selection_score
+    from textlatent.vae.limits import MAX_DEGREE
+    from textlatent.vae.transfer_eval import DEGREE_GRID, heldout_split, selection_score
+
+    assert max(DEGREE_GRID) <= MAX_DEGREE and min(DEGREE_GRID) > 0  # every degree it tries can be served
 
     assert selection_score(0.8, 0.6) == pytest.approx(0.48)
     assert selection_score(0.59, 0.30) > selection_score(0.47, 0.31)  # flip rate counts when similarity is flat

@@ -242,7 +242,7 @@ class TextVAE(PosteriorHead, nn.Module):
             logits = self.log_probs(self._features(out, z)[:, -1])
             logits[:, [self.PAD, self.BOS]] = -math.inf
             if no_repeat_ngram >= 2:
-                block_repeated_ngrams(logits, result, no_repeat_ngram, done)
+                block_repeated_ngrams(logits, result, no_repeat_ngram, done.tolist())
             if strategy == "sample":
                 nxt = torch.multinomial(F.softmax(logits / max(temperature, 1e-4), dim=-1), 1).squeeze(1)
             else:
@@ -288,10 +288,11 @@ class TextVAE(PosteriorHead, nn.Module):
         return max(finished, key=lambda f: f[0])[1]
 
 
-def block_repeated_ngrams(logits: torch.Tensor, sequences: list[list[int]], n: int, done: torch.Tensor) -> None:
-    """Set to −inf, in place, each row's words that would repeat one of its n-grams (rows not ``done``)."""
+def block_repeated_ngrams(logits: torch.Tensor, sequences: list[list[int]], n: int, done: list[bool]) -> None:
+    """Set to −inf, in place, each row's words that would repeat one of its n-grams (rows not ``done``;
+    a plain list, so a GPU batch syncs once per step, not once per row)."""
     for i, seq in enumerate(sequences):
-        if bool(done[i]) or len(seq) < n - 1:
+        if done[i] or len(seq) < n - 1:
             continue
         prefix = seq[len(seq) - n + 1:]
         banned = [seq[j + n - 1] for j in range(len(seq) - n + 1) if seq[j:j + n - 1] == prefix]
