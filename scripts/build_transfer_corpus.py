@@ -85,16 +85,7 @@ def build(data_dir: str | Path, out: str | Path, *, holdout: int = 500, seed: in
 
 
 def main(argv: list[str] | None = None) -> None:
-    from textlatent.cli_options import positive_int
-
-    def non_negative_int(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
-        return value
+    from textlatent.cli_options import non_negative_int, positive_int
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="../shared/data")

@@ -43,14 +43,23 @@ def finite_option(*param_decls: str, **kwargs: Any) -> Any:
     return typer.Option(*param_decls, callback=finite, **kwargs)
 
 
-def positive_int(text: str) -> int:
-    """``argparse`` type for the benchmark scripts' counts (rows, repeats, steps, sizes): an integer ≥ 1."""
+def _at_least(text: str, minimum: int) -> int:
     import argparse
 
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """``argparse`` type for the benchmark scripts' counts (rows, repeats, steps, sizes): an integer ≥ 1."""
+    return _at_least(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """``argparse`` type for the scripts' seeds and offsets: an integer ≥ 0."""
+    return _at_least(text, 0)

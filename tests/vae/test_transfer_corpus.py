@@ -71,7 +71,7 @@ def test_corpus_refuses_bad_requests_with_a_message_and_writes_nothing(tmp_path:
     _data(tmp_path / "data")
     cases = [(["--data-dir", str(tmp_path / "data"), "--holdout", "50"], "held-out slice"),
              (["--data-dir", str(tmp_path / "nowhere")], "nowhere"),
-             (["--data-dir", str(tmp_path / "data"), "--seed", "-3"], "expected 0 or more")]
+             (["--data-dir", str(tmp_path / "data"), "--seed", "-3"], "must be at least 0")]
     for args, message in cases:
         with pytest.raises(SystemExit) as err:
             _script().main([*args, "--out", str(tmp_path / "out")])
