@@ -13,7 +13,8 @@ Strategy = Literal["greedy", "sample", "beam"]
 
 class DecodingOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt option is an error, not ignored
-    strategy: Strategy = Field("greedy", description="greedy (argmax), sample (at `temperature`) or beam.")
+    strategy: Strategy = Field("greedy", description="greedy (argmax), sample (at `temperature`) or beam; the GRU "
+                                                     "decoder's greedy and sampled sentences never repeat a trigram.")
     temperature: float = Field(1.0, gt=0, le=10, description="Softmax temperature when strategy is 'sample'.")
     beam_size: int = Field(5, ge=1, le=20, description="Beams when strategy is 'beam'.")
     seed: int | None = Field(None, ge=0, le=MAX_SEED,
