@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,10 @@ import numpy as np
 log = logging.getLogger("textlatent.cache")
 
 MIN_TEXTS = 1000  # below this, encoding is cheaper than a cache file (and tests leave no files behind)
+# np.load parses each file's header with ast.literal_eval, and CPython 3.11 before 3.11.8 can raise a spurious
+# "SystemError: AST constructor recursion depth mismatch" when threads build ASTs at once (cpython gh-106905;
+# seen in this project's threaded cache test). Loads are short next to encoding, so they take turns.
+_LOAD_LOCK = threading.Lock()
 
 
 def cache_root() -> Path:
@@ -89,7 +94,8 @@ def cached_embeddings(
     path = root / f"{model_id}-{model_key}-{texts_fingerprint(ids, texts)}.npy"
     if path.is_file():
         try:
-            emb = np.load(path)
+            with _LOAD_LOCK:
+                emb = np.load(path)
         except (OSError, ValueError, EOFError):  # damaged (a crash before the data reached the disk): rebuild
             log.warning("embedding cache entry %s is unreadable; encoding again", path.name)
             emb = None
