@@ -55,11 +55,13 @@ def build(data_dir: str | Path, out: str | Path, *, holdout: int = 500, seed: in
     kim = load_sst2(data_dir, "train", "kim").texts
     fit_idx, held_idx = heldout_split(len(kim), holdout, seed)
     held = [kim[i] for i in held_idx]
-    held_set = {" ".join(comparable(h)) for h in held}
+    held_tokens = [comparable(h) for h in held]
+    held_joined = [" ".join(t) for t in held_tokens]
+    held_set = set(held_joined)
     # Kim's train file repeats a few short sentences ("too bad ."); a copy outside the slice is left out too
     fit = [kim[i] for i in fit_idx if " ".join(comparable(kim[i])) not in held_set]
-    held_padded = [" " + " ".join(comparable(h)) + " " for h in held]
-    held_grams = {tuple(t[i:i + OVERLAP]) for t in map(comparable, held) for i in range(len(t) - OVERLAP + 1)}
+    held_padded = [f" {h} " for h in held_joined]
+    held_grams = {tuple(t[i:i + OVERLAP]) for t in held_tokens for i in range(len(t) - OVERLAP + 1)}
     fit_set = {" ".join(comparable(t)) for t in fit}
 
     def kept(phrase: str) -> bool:

@@ -241,15 +241,16 @@ class TextVAE(PosteriorHead, nn.Module):
             out, hidden = self.gru(self._step_inputs(words, z), hidden)
             logits = self.log_probs(self._features(out, z)[:, -1])
             logits[:, [self.PAD, self.BOS]] = -math.inf
+            finished = done.tolist()  # read once per step (one device sync), for the block and the appends
             if no_repeat_ngram >= 2:
-                block_repeated_ngrams(logits, result, no_repeat_ngram, done.tolist())
+                block_repeated_ngrams(logits, result, no_repeat_ngram, finished)
             if strategy == "sample":
                 nxt = torch.multinomial(F.softmax(logits / max(temperature, 1e-4), dim=-1), 1).squeeze(1)
             else:
                 nxt = logits.argmax(dim=-1)
-            for i in range(B):
-                if not done[i] and int(nxt[i]) != self.EOS:
-                    result[i].append(int(nxt[i]))
+            for i, word in enumerate(nxt.tolist()):
+                if not finished[i] and word != self.EOS:
+                    result[i].append(word)
             done |= nxt == self.EOS
             if bool(done.all()):
                 break
