@@ -7,7 +7,7 @@ Argument parsing and printing only; the work is in :mod:`textlatent.vae.transfer
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
@@ -113,6 +113,9 @@ def fit_transfer_cmd(
     holdout: Annotated[int, typer.Option(min=1, help="Train sentences held out to choose the default degree")]
     = 500,
     candidates: CandidatesOpt = 1,
+    axis: Annotated[Literal["logistic", "mean"], typer.Option(
+        "--axis", help="The axis direction: 'logistic' (a logistic regression's weights on the latent means) or "
+                       "'mean' (the difference of the two classes' mean latent vectors)")] = "logistic",
     seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of the held-out split and the axis fit")]
     = 0,
     as_json: EvalJsonOption = False,
@@ -126,20 +129,20 @@ def fit_transfer_cmd(
     with _holding(model or _State.settings().vae_model):  # not while a training run rewrites the folder
         pipeline = _pipeline(model)
         judge_model, judge_name = _judge(judge, pipeline)
-        axis = _run(lambda: fit_sentiment_transfer(pipeline, data_dir, judge=judge_model, judge_name=judge_name,
+        fitted = _run(lambda: fit_sentiment_transfer(pipeline, data_dir, judge=judge_model, judge_name=judge_name,
                                                    encoder=_similarity_encoder(pipeline), holdout=holdout,
-                                                   seed=seed, candidates=candidates))
-    summary = {"model": str(pipeline.path), "default_degree": axis.default_degree, "margin": axis.margin,
-               "scale": axis.scale, **{k: v for k, v in axis.info.items() if k != "selection"},
-               "selection": axis.info["selection"]}
+                                                   seed=seed, candidates=candidates, axis_method=axis))
+    summary = {"model": str(pipeline.path), "default_degree": fitted.default_degree, "margin": fitted.margin,
+               "scale": fitted.scale, **{k: v for k, v in fitted.info.items() if k != "selection"},
+               "selection": fitted.info["selection"]}
     if as_json:
         typer.echo(json_out(summary))
         return
-    for row in axis.info["selection"]:
+    for row in fitted.info["selection"]:
         typer.echo(f"degree {row['degree']:<4g} flip {row['flip_rate']:.3f}  similarity "
                    f"{row['content_similarity']:.3f}  score {row['score']:.3f}")
-    typer.echo(f"saved {pipeline.path / 'axes.json'}: default degree {axis.default_degree:g}, latent accuracy "
-               f"(held-out train) {axis.info['heldout_accuracy']:.3f}")
+    typer.echo(f"saved {pipeline.path / 'axes.json'}: default degree {fitted.default_degree:g}, latent accuracy "
+               f"(held-out train) {fitted.info['heldout_accuracy']:.3f}")
 
 
 @eval_app.command("transfer")

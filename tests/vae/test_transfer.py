@@ -48,6 +48,37 @@ def test_fit_axis_recovers_a_planted_direction():
 def test_fit_axis_needs_both_classes():
     with pytest.raises(InvalidInputError, match="both classes"):
         style.fit_axis(np.zeros((4, 3)), [1, 1, 1, 1])
+    with pytest.raises(InvalidInputError, match="both classes"):
+        style.fit_axis(np.zeros((4, 3)), [1, 1, 1, 1], method="mean")
+
+
+def test_mean_axis_follows_the_class_means_not_the_most_discriminative_direction():
+    # The classes differ on average along x (by 2) but are separated most sharply along y, where each
+    # class is narrow: logistic regression leans on y, the class-mean axis stays on x.
+    rng = np.random.default_rng(0)
+    n = 4000
+    y = rng.integers(0, 2, n)
+    x0 = 2.0 * y + 3.0 * rng.standard_normal(n)  # a large gap in a wide spread
+    x1 = 0.2 * y + 0.05 * rng.standard_normal(n)  # a small gap in a narrow spread
+    z = np.stack([x0, x1, rng.standard_normal(n)], axis=1)
+    mean = style.fit_axis(z, y, method="mean")
+    logistic = style.fit_axis(z, y)
+    gap = z[y == 1].mean(0) - z[y == 0].mean(0)
+    assert mean.direction == pytest.approx(gap / np.linalg.norm(gap))
+    assert abs(mean.direction[0]) > 0.99 and abs(logistic.direction[1]) > 0.9
+    assert mean.info["method"] == "mean" and logistic.info["method"] == "logistic"
+    # the scale and bias are a real classifier along that direction: degrees keep their meaning
+    assert mean.scale > 0 and mean.info["fit_accuracy"] > 0.6
+    assert mean.margin == pytest.approx(np.abs(mean.logit(z)).mean())
+    assert mean.proba(z[y == 1]).mean() > mean.proba(z[y == 0]).mean()
+
+
+def test_fit_axis_refuses_an_unknown_method_and_equal_means():
+    with pytest.raises(InvalidInputError, match="axis method") as err:
+        style.fit_axis(np.eye(4), [0, 1, 0, 1], method="lda")
+    assert err.value.param == "axis"
+    with pytest.raises(InvalidInputError, match="same mean"):
+        style.fit_axis(np.array([[1.0, 0.0], [-1.0, 0.0], [1.0, 0.0], [-1.0, 0.0]]), [0, 0, 1, 1], method="mean")
 
 
 def test_target_logit_follows_the_documented_degree():
@@ -309,6 +340,16 @@ def test_cli_fit_transfer_eval(run, tiny_vae_dir, tmp_path):
     assert json.loads((model / "axes.json").read_text())["sentiment"]["info"]["candidates"] == 3
     r = run("fit-transfer", "--model", str(model), "--data-dir", str(data), "--candidates", "33")
     assert r.exit_code == 2 and "candidates" in r.output
+
+    # the class-mean axis: chosen on the command line, recorded in the file
+    r = run("fit-transfer", "--model", str(model), "--data-dir", str(data), "--holdout", "30", "--axis", "mean",
+            "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout.strip().splitlines()[-1])["method"] == "mean"
+    assert json.loads((model / "axes.json").read_text())["sentiment"]["info"]["method"] == "mean"
+    before = (model / "axes.json").read_text()
+    r = run("fit-transfer", "--model", str(model), "--data-dir", str(data), "--axis", "lda")
+    assert r.exit_code == 2 and "--axis" in r.output and (model / "axes.json").read_text() == before
 
     r = run("transfer", "the cat sees the house", "a dog sells fresh bread", "--model", str(model),
             "--target", "negative", "--degree", "2", "--json")

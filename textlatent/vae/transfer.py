@@ -155,29 +155,58 @@ def check_degree(degree: Any) -> float:
 # ---------------------------------------------------------------------------- fitting and storage
 
 
-def fit_axis(mu: np.ndarray, labels: Sequence[int], attribute: str = "sentiment", *, c: float = 1.0,
-             seed: int = 0) -> LatentAxis:
-    """Logistic regression of ``labels`` (0/1) on ``mu``; its normalised weights are the axis.
+AXIS_METHODS = ("logistic", "mean")
 
-    scikit-learn's L2-regularised logistic regression (lbfgs): on tens of thousands of
-    32-d points the regulariser hardly matters, and the fit takes a second."""
+
+def check_axis_method(method: Any) -> str:
+    if method not in AXIS_METHODS:
+        raise InvalidInputError(f"the axis method must be one of {', '.join(AXIS_METHODS)}, got {method!r}",
+                                param="axis")
+    return str(method)
+
+
+def fit_axis(mu: np.ndarray, labels: Sequence[int], attribute: str = "sentiment", *, c: float = 1.0,
+             seed: int = 0, method: str = "logistic") -> LatentAxis:
+    """The attribute axis from ``mu`` and ``labels`` (0/1), by one of two methods (``method``):
+
+    * ``logistic``: scikit-learn's L2-regularised logistic regression (lbfgs) of the labels on
+      ``mu``; its normalised weight vector is the axis. The most *discriminative* direction: it
+      leans on components whose spread within a class is small, which a decoder may hardly read.
+    * ``mean``: the difference of the two classes' mean ``mu``, normalised: the direction in which
+      the classes' sentences actually differ on average. A one-dimensional logistic regression of the
+      labels on the projection ``u·mu`` then gives the scale and bias, so ``degree`` keeps its
+      meaning (multiples of a typical sentence's margin) under either method.
+
+    On the held-out train slice a 128-d inverter flips the judge at degree 2-3 along the class-mean
+    axis, against 12-16 along the logistic one (docs/benchmarks.md)."""
     from sklearn.linear_model import LogisticRegression
 
+    method = check_axis_method(method)
     x = np.asarray(mu, dtype=np.float64)
     y = np.asarray(labels)
     if x.ndim != 2 or x.shape[0] != y.shape[0] or x.shape[0] < 2:
         raise InvalidInputError("need one latent vector per label, at least two", param="labels")
     if set(np.unique(y).tolist()) != {0, 1}:
         raise InvalidInputError("labels must hold both classes, 0 and 1", param="labels")
-    clf = LogisticRegression(C=c, max_iter=1000, random_state=seed).fit(x, y)
-    w = clf.coef_[0].astype(np.float64)
+    if method == "mean":
+        gap = x[y == 1].mean(axis=0) - x[y == 0].mean(axis=0)
+        norm = float(np.linalg.norm(gap))
+        if not norm > 0.0:
+            raise InvalidInputError("the two classes have the same mean latent vector: no direction to move along",
+                                    param="labels")
+        direction = gap / norm
+        clf = LogisticRegression(C=c, max_iter=1000, random_state=seed).fit((x @ direction)[:, None], y)
+        w = float(clf.coef_[0, 0]) * direction
+    else:
+        clf = LogisticRegression(C=c, max_iter=1000, random_state=seed).fit(x, y)
+        w = clf.coef_[0].astype(np.float64)
     scale = float(np.linalg.norm(w))
     if scale == 0.0:
         raise InvalidInputError("the latent classifier found no direction (all weights zero)", param="labels")
     logits = x @ w + float(clf.intercept_[0])
     return LatentAxis(attribute, w / scale, scale, float(clf.intercept_[0]), float(np.abs(logits).mean()),
                       info={"fit_sentences": int(x.shape[0]), "fit_accuracy": float(((logits > 0) == y).mean()),
-                            "c": c})
+                            "c": c, "method": method})
 
 
 def axes_path(model: LatentModel | str | Path) -> Path:

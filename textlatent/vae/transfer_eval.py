@@ -31,6 +31,7 @@ from textlatent.vae.ops import LatentModel
 from textlatent.vae.transfer import (
     TARGETS,
     LatentAxis,
+    check_axis_method,
     check_candidates,
     check_degree,
     fit_axis,
@@ -167,19 +168,21 @@ def select_degree(model: LatentModel, axis: LatentAxis, texts: Sequence[str], la
 
 def fit_sentiment_transfer(model: LatentModel, data_dir: str | Path, *, judge: Any, judge_name: str, encoder: Any,
                            holdout: int = HOLDOUT, seed: int = 0, grid: Sequence[float] = DEGREE_GRID,
-                           candidates: int = 1, progress: bool = True) -> LatentAxis:
-    """Fit the sentiment axis on SST-2 train (minus the held-out slice), pick its default degree on
-    the slice (for moves decoded with ``candidates``, see :func:`select_degree`), save both to the
-    model's ``axes.json`` and return the axis."""
+                           candidates: int = 1, axis_method: str = "logistic", progress: bool = True) -> LatentAxis:
+    """Fit the sentiment axis on SST-2 train (minus the held-out slice) by ``axis_method`` (see
+    :func:`~textlatent.vae.transfer.fit_axis`), pick its default degree on the slice (for moves
+    decoded with ``candidates``, see :func:`select_degree`), save both to the model's ``axes.json``
+    and return the axis."""
     from textlatent.eval.loaders import load_sst2
 
     check_candidates(candidates)
+    check_axis_method(axis_method)
     start = time.perf_counter()
     data = load_sst2(data_dir, "train", "kim")
     assert data.labels is not None
     fit_idx, held_idx = heldout_split(len(data), holdout, seed)
     mu = posterior_means(model, [data.texts[i] for i in fit_idx], progress=progress)
-    axis = fit_axis(mu, [data.labels[i] for i in fit_idx], "sentiment", seed=seed)
+    axis = fit_axis(mu, [data.labels[i] for i in fit_idx], "sentiment", seed=seed, method=axis_method)
     held_texts = [data.texts[i] for i in held_idx]
     held_labels = [data.labels[i] for i in held_idx]
     held_mu = posterior_means(model, held_texts)
