@@ -329,23 +329,34 @@ def test_cli_fit_transfer_eval(run, tiny_vae_dir, tmp_path):
     assert fitted["candidates"] == 1 and all(row["candidates"] == 1 for row in fitted["selection"])
     assert fitted["no_repeat_ngram"] == 3  # how the degree was chosen: the decoding is recorded with it
     greedy_table = fitted["selection"]
+    # by default both axis methods are fitted, and the one whose best degree scores higher is kept
+    from textlatent.vae.transfer_eval import DEGREE_GRID
+
+    assert fitted["axis_rule"] == "auto" and len(greedy_table) == 2 * len(DEGREE_GRID)
+    scores = {m: max(row["score"] for row in greedy_table if row["method"] == m) for m in ("logistic", "mean")}
+    assert fitted["method"] == max(scores, key=lambda m: (scores[m], m == "logistic"))
+    best = max(row["score"] for row in greedy_table if row["method"] == fitted["method"])
+    assert fitted["default_degree"] == min(row["degree"] for row in greedy_table
+                                           if row["method"] == fitted["method"] and row["score"] == best)
 
     # the degree can be chosen for reranked decoding instead; bad counts are refused at parse time
     r = run("fit-transfer", "--model", str(model), "--data-dir", str(data), "--holdout", "30", "--candidates", "3",
-            "--json")
+            "--axis", "logistic", "--json")
     assert r.exit_code == 0, r.output
     reranked = json.loads(r.stdout.strip().splitlines()[-1])
     assert reranked["candidates"] == 3 and all(row["candidates"] == 3 for row in reranked["selection"])
-    assert [row["degree"] for row in reranked["selection"]] == [row["degree"] for row in greedy_table]
+    assert [row["degree"] for row in reranked["selection"]] == list(DEGREE_GRID)
+    assert reranked["method"] == "logistic" and {row["method"] for row in reranked["selection"]} == {"logistic"}
     assert json.loads((model / "axes.json").read_text())["sentiment"]["info"]["candidates"] == 3
     r = run("fit-transfer", "--model", str(model), "--data-dir", str(data), "--candidates", "33")
     assert r.exit_code == 2 and "candidates" in r.output
 
     # the class-mean axis: chosen on the command line, recorded in the file
-    r = run("fit-transfer", "--model", str(model), "--data-dir", str(data), "--holdout", "30", "--axis", "mean",
-            "--json")
-    assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout.strip().splitlines()[-1])["method"] == "mean"
+    r = run("fit-transfer", "--model", str(model), "--data-dir", str(data), "--holdout", "30", "--axis", "mean")
+    assert r.exit_code == 0, r.output  # the table as text: one line per degree, then what was saved
+    assert sum(line.startswith("mean     degree") for line in r.stdout.splitlines()) == len(DEGREE_GRID)
+    assert not any(line.startswith("logistic") for line in r.stdout.splitlines())
+    assert "mean axis, default degree" in r.stdout
     assert json.loads((model / "axes.json").read_text())["sentiment"]["info"]["method"] == "mean"
     before = (model / "axes.json").read_text()
     r = run("fit-transfer", "--model", str(model), "--data-dir", str(data), "--axis", "lda")

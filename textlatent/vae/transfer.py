@@ -1,10 +1,11 @@
 """Style transfer: move a sentence's z along an attribute axis of the latent space, then decode.
 
 Why an axis of its own: the shipped sentiment head's axis lives in the 384-d MiniLM space,
-but a decoder reads the VAE's z. So a logistic regression is fitted on the posterior means μ
-of labelled sentences (SST-2 train) and its weight vector, normalised, is the axis in z-space;
-the axis, the weight norm, the bias and a typical margin are stored in the VAE folder
-(``axes.json``), next to the model they belong to.
+but a decoder reads the VAE's z. So a linear classifier is fitted on the posterior means μ
+of labelled sentences (SST-2 train) and its weight vector, normalised, is the axis in z-space:
+a logistic regression's weights, or the difference of the class means with a one-dimensional
+logistic fit along it (:func:`fit_axis`). The axis, the weight norm, the bias and a typical
+margin are stored in the VAE folder (``axes.json``), next to the model they belong to.
 
 What ``degree`` means (``d ≥ 0``, target sign ``s = +1`` for positive, ``−1`` for negative).
 With ``ℓ(z) = w·z + b`` the latent classifier's logit and ``m`` the margin (the mean ``|ℓ(μ)|``
