@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from textlatent.vae.limits import MAX_DEGREE, MAX_SEED, MAX_STEPS
+from textlatent.vae.ops import MAX_NO_REPEAT_NGRAM
 
 Strategy = Literal["greedy", "sample", "beam"]
 
@@ -14,11 +15,17 @@ Strategy = Literal["greedy", "sample", "beam"]
 class DecodingOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt option is an error, not ignored
     strategy: Strategy = Field("greedy", description="greedy (argmax), sample (at `temperature`) or beam; the GRU "
-                                                     "decoder's greedy and sampled sentences never repeat a trigram.")
+                                                     "decoder's greedy and sampled sentences never repeat a trigram "
+                                                     "unless `no_repeat_ngram` says otherwise.")
     temperature: float = Field(1.0, gt=0, le=10, description="Softmax temperature when strategy is 'sample'.")
     beam_size: int = Field(5, ge=1, le=20, description="Beams when strategy is 'beam'.")
     seed: int | None = Field(None, ge=0, le=MAX_SEED,
                              description="Seed for 'sample' (and for the prior draw of /latent/sample).")
+    no_repeat_ngram: int | None = Field(
+        None, ge=0, le=MAX_NO_REPEAT_NGRAM,
+        description="n > 1: no n-gram occurs twice in a sentence; 0: repeats allowed; null: the model's default "
+                    "(3 for the GRU decoder, which applies it to greedy and sampled decodes; 0 for SmolLM2, which "
+                    "applies it to every strategy, over its own tokens).")
 
 
 class LatentModelInfo(BaseModel):

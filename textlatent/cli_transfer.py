@@ -15,6 +15,7 @@ from textlatent.cli import DataDirOption, EvalJsonOption, _run, _State, app, eva
 from textlatent.cli_options import finite_option, json_out
 from textlatent.cli_vae import (
     ModelOpt,
+    NoRepeatOpt,
     SeedOpt,
     StrategyOpt,
     TemperatureOpt,
@@ -85,6 +86,7 @@ def transfer_cmd(
     seed: SeedOpt = None,
     candidates: CandidatesOpt = 1,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
+    no_repeat_ngram: NoRepeatOpt = None,
 ) -> None:
     """Move each sentence along the VAE's sentiment axis towards TARGET and decode it.
 
@@ -92,7 +94,7 @@ def transfer_cmd(
     from textlatent.vae.transfer import check_attribute, check_target, load_axis, transfer
 
     _run(lambda: check_target(check_attribute("sentiment"), target))  # fail before the model loads
-    pipeline = _pipeline(model)
+    pipeline = _pipeline(model, no_repeat_ngram=no_repeat_ngram)
     axis = _run(lambda: load_axis(pipeline, "sentiment", latent_dim=pipeline.latent_dim))
     items = _texts(texts)
     results = _run(lambda: transfer(pipeline, axis, items, target, degree, strategy=_strategy(strategy),
@@ -120,6 +122,7 @@ def fit_transfer_cmd(
     seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of the held-out split and the axis fit")]
     = 0,
     as_json: EvalJsonOption = False,
+    no_repeat_ngram: NoRepeatOpt = None,
 ) -> None:
     """Fit the sentiment axis in the VAE's latent space on SST-2 train; choose its default degree
     on a held-out slice of train; write both to MODEL/axes.json."""
@@ -128,7 +131,7 @@ def fit_transfer_cmd(
 
     _run(lambda: require_data_dir(data_dir))
     with _holding(model or _State.settings().vae_model):  # not while a training run rewrites the folder
-        pipeline = _pipeline(model)
+        pipeline = _pipeline(model, no_repeat_ngram=no_repeat_ngram)
         judge_model, judge_name = _judge(judge, pipeline)
         fitted = _run(lambda: fit_sentiment_transfer(pipeline, data_dir, judge=judge_model, judge_name=judge_name,
                                                    encoder=_similarity_encoder(pipeline), holdout=holdout,
@@ -161,6 +164,7 @@ def eval_transfer_cmd(
     candidates: CandidatesOpt = 1,
     data_dir: DataDirOption = Path("../shared/data"),
     as_json: EvalJsonOption = False,
+    no_repeat_ngram: NoRepeatOpt = None,
 ) -> None:
     """Style transfer on SST-2 dev: flip rate (by the judge), content similarity (MiniLM cosine),
     fluency (SmolLM2 perplexity), beside the sources and the degree-0 reconstructions."""
@@ -171,7 +175,7 @@ def eval_transfer_cmd(
     _run(lambda: require_data_dir(data_dir))
     dev = _run(lambda: load_sst2(data_dir, "dev", "glue"))
     texts, labels = dev.texts[:limit], (dev.labels or [])[:limit]
-    pipeline = _pipeline(model)
+    pipeline = _pipeline(model, no_repeat_ngram=no_repeat_ngram)
     axis = _run(lambda: load_axis(pipeline, "sentiment", latent_dim=pipeline.latent_dim))
     judge_model, judge_name = _judge(judge, pipeline)
     scorer = _run(lambda: SmolLMPerplexity(device=_State.settings().device)) if fluency else None

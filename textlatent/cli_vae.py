@@ -29,6 +29,10 @@ StrategyOpt = Annotated[Literal["greedy", "sample", "beam"], typer.Option(help="
 TemperatureOpt = Annotated[float, finite_option(help="Softmax temperature for --strategy sample")]
 SeedOpt = Annotated[int | None, typer.Option(min=0, max=MAX_SEED, show_default=False,
                                              help="Seed for --strategy sample: the same seed, the same sentences")]
+NoRepeatOpt = Annotated[int | None, typer.Option(
+    "--no-repeat-ngram", min=0, show_default=False,
+    help="N > 1: no N-gram occurs twice in a sentence; 0: repeats allowed \\[default: the model's own: 3 for the "
+         "GRU decoder (greedy and sampled decodes), 0 for SmolLM2]")]
 
 
 def _run(fn: Any) -> Any:
@@ -37,8 +41,13 @@ def _run(fn: Any) -> Any:
     return run(fn)
 
 
-def _pipeline(model: Path | None, *, standard_prior: bool = False) -> Any:
+def _pipeline(model: Path | None, *, standard_prior: bool = False, no_repeat_ngram: int | None = None) -> Any:
+    """The latent model of ``--model`` (or the setting); ``no_repeat_ngram`` replaces its decoding default."""
     from textlatent.cli import _fail, _State
+    from textlatent.vae.ops import check_no_repeat_ngram
+
+    if no_repeat_ngram is not None:  # refused before the model loads
+        _run(lambda: check_no_repeat_ngram(no_repeat_ngram))
 
     settings = _State.settings()  # applies --threads
     path = model or settings.vae_model
@@ -47,8 +56,11 @@ def _pipeline(model: Path | None, *, standard_prior: bool = False) -> Any:
                     "train`)")
     from textlatent.vae.service import load_latent_model
 
-    return _run(lambda: load_latent_model(path, device=settings.device,  # GRU or Optimus folder
-                                          standard_prior=standard_prior))
+    pipeline = _run(lambda: load_latent_model(path, device=settings.device,  # GRU or Optimus folder
+                                              standard_prior=standard_prior))
+    if no_repeat_ngram is not None:
+        pipeline.no_repeat_ngram = no_repeat_ngram
+    return pipeline
 
 
 def _gru_folder(model: Path | None, what: str) -> Path | None:
@@ -331,11 +343,12 @@ def sample_cmd(
     temperature: TemperatureOpt = 1.0,
     seed: Annotated[int | None, typer.Option(min=0, max=MAX_SEED, show_default=False,
                                              help="Seed for z and for --strategy sample")] = None,
+    no_repeat_ngram: NoRepeatOpt = None,
 ) -> None:
     """Decode z drawn from the model's prior (N(0, I), or its fitted prior): one sentence per line."""
     from textlatent.vae.ops import sample
 
-    pipeline = _pipeline(model)
+    pipeline = _pipeline(model, no_repeat_ngram=no_repeat_ngram)
     _, texts = _run(lambda: sample(pipeline, n, seed=seed, strategy=_strategy(strategy), temperature=temperature))
     for text in texts:
         typer.echo(text)
@@ -348,11 +361,12 @@ def reconstruct_cmd(
     strategy: StrategyOpt = "greedy",
     temperature: TemperatureOpt = 1.0,
     seed: SeedOpt = None,
+    no_repeat_ngram: NoRepeatOpt = None,
 ) -> None:
     """decode(μ(x)) for each sentence: input and reconstruction, tab-separated."""
     from textlatent.vae.ops import reconstruct
 
-    pipeline = _pipeline(model)
+    pipeline = _pipeline(model, no_repeat_ngram=no_repeat_ngram)
     items = _texts(texts)
     outputs = _run(lambda: reconstruct(pipeline, items, strategy=_strategy(strategy), temperature=temperature,
                                        seed=seed))
@@ -369,11 +383,12 @@ def interpolate_cmd(
     strategy: StrategyOpt = "greedy",
     temperature: TemperatureOpt = 1.0,
     seed: SeedOpt = None,
+    no_repeat_ngram: NoRepeatOpt = None,
 ) -> None:
     """Sentences along the straight line from μ(A) to μ(B)."""
     from textlatent.vae.ops import interpolate
 
-    pipeline = _pipeline(model)
+    pipeline = _pipeline(model, no_repeat_ngram=no_repeat_ngram)
     _, texts = _run(lambda: interpolate(pipeline, a, b, steps, strategy=_strategy(strategy), temperature=temperature,
                                         seed=seed))
     for i, text in enumerate(texts):
@@ -389,11 +404,12 @@ def analogy_cmd(
     strategy: StrategyOpt = "greedy",
     temperature: TemperatureOpt = 1.0,
     seed: SeedOpt = None,
+    no_repeat_ngram: NoRepeatOpt = None,
 ) -> None:
     """A is to B as C is to …: decode(μ(C) + μ(B) − μ(A))."""
     from textlatent.vae.ops import analogy
 
-    pipeline = _pipeline(model)
+    pipeline = _pipeline(model, no_repeat_ngram=no_repeat_ngram)
     _, text = _run(lambda: analogy(pipeline, a, b, c, strategy=_strategy(strategy), temperature=temperature,
                                    seed=seed))
     typer.echo(text)

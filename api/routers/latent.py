@@ -77,7 +77,7 @@ def decode(body: DecodeRequest, latent: LatentService = Depends(get_latent)) -> 
     z = ops.check_z(body.z, model.latent_dim)
     latent.check_count(z.shape[0], "z", strategy=body.strategy, beam_size=body.beam_size)
     texts = model.decode(z, strategy=body.strategy, temperature=body.temperature, beam_size=body.beam_size,
-                         seed=body.seed)
+                         seed=body.seed, no_repeat_ngram=body.no_repeat_ngram)
     return TextsResponse(model=model.name, texts=texts)
 
 
@@ -86,7 +86,7 @@ def sample(body: SampleRequest, latent: LatentService = Depends(get_latent)) -> 
     latent.check_count(body.n, "n", strategy=body.strategy, beam_size=body.beam_size)
     model = latent.model()
     z, texts = ops.sample(model, body.n, seed=body.seed, strategy=body.strategy, temperature=body.temperature,
-                          beam_size=body.beam_size)
+                          beam_size=body.beam_size, no_repeat_ngram=body.no_repeat_ngram)
     return PointsResponse(model=model.name, texts=texts, z=_rows(z))
 
 
@@ -96,7 +96,8 @@ def interpolate(body: InterpolateRequest, latent: LatentService = Depends(get_la
     latent.check_count(body.steps, "steps", strategy=body.strategy, beam_size=body.beam_size)
     model = latent.model()
     z, texts = ops.interpolate(model, body.a, body.b, body.steps, strategy=body.strategy,
-                               temperature=body.temperature, beam_size=body.beam_size, seed=body.seed)
+                               temperature=body.temperature, beam_size=body.beam_size, seed=body.seed,
+                               no_repeat_ngram=body.no_repeat_ngram)
     return PointsResponse(model=model.name, texts=texts, z=_rows(z))
 
 
@@ -104,7 +105,7 @@ def interpolate(body: InterpolateRequest, latent: LatentService = Depends(get_la
 def analogy(body: AnalogyRequest, latent: LatentService = Depends(get_latent)) -> AnalogyResponse:
     model = latent.model()
     z, text = ops.analogy(model, body.a, body.b, body.c, strategy=body.strategy, temperature=body.temperature,
-                          beam_size=body.beam_size, seed=body.seed)
+                          beam_size=body.beam_size, seed=body.seed, no_repeat_ngram=body.no_repeat_ngram)
     return AnalogyResponse(model=model.name, text=text, z=[round(float(x), 6) for x in z])
 
 
@@ -121,7 +122,7 @@ def transfer(body: TransferRequest, latent: LatentService = Depends(get_latent))
     axis = style.load_axis(model, attribute, latent_dim=model.latent_dim)
     [moved] = style.transfer(model, axis, [body.text], body.target, body.degree, strategy=body.strategy,
                              temperature=body.temperature, beam_size=body.beam_size, seed=body.seed,
-                             candidates=body.candidates)
+                             no_repeat_ngram=body.no_repeat_ngram, candidates=body.candidates)
     return TransferResponse(model=model.name, attribute=attribute, target=moved.target, source=moved.source,
                             output=moved.output, degree=moved.degree, p_before=round(moved.p_before, 6),
                             p_after=round(moved.p_after, 6), z=[round(float(x), 6) for x in moved.z])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from tests.api.helpers import assert_error
@@ -93,6 +94,19 @@ def test_decode_one_vector_or_many_with_each_strategy(latent_client):
     assert a == b
 
 
+def test_decoding_can_allow_or_forbid_repeated_ngrams_per_request(latent_client, vae_dir, encoder):
+    from textlatent.vae.ops import VAEPipeline
+
+    z = (np.random.default_rng(0).normal(size=(16, 8)) * 3).astype(np.float32)
+    want = {n: VAEPipeline(vae_dir, encoder=encoder, no_repeat_ngram=n).decode(z) for n in (0, 2, 3)}
+    assert want[0] != want[3]  # the tiny model loops when left alone
+    for n, texts in want.items():
+        r = latent_client.post("/latent/decode", json={"z": z.tolist(), "no_repeat_ngram": n})
+        assert r.status_code == 200, r.text
+        assert r.json()["texts"] == texts
+    assert latent_client.post("/latent/decode", json={"z": z.tolist()}).json()["texts"] == want[3]  # the default
+
+
 def test_sample(latent_client):
     body = latent_client.post("/latent/sample", json={"n": 3, "seed": 0}).json()
     assert len(body["texts"]) == len(body["z"]) == 3
@@ -124,6 +138,10 @@ def test_analogy(latent_client):
     ("/latent/decode", {"z": [0.0] * 8, "strategy": "nucleus"}, 422, "strategy"),
     ("/latent/decode", {"z": [0.0] * 8, "temperature": 0}, 422, "temperature"),
     ("/latent/decode", {"z": [0.0] * 8, "beam_size": 50}, 422, "beam_size"),
+    ("/latent/decode", {"z": [0.0] * 8, "no_repeat_ngram": 1}, 422, "no_repeat_ngram"),
+    ("/latent/decode", {"z": [0.0] * 8, "no_repeat_ngram": 11}, 422, "no_repeat_ngram"),
+    ("/latent/sample", {"n": 1, "no_repeat_ngram": -1}, 422, "no_repeat_ngram"),
+    ("/latent/interpolate", {"a": "x y", "b": "y z", "no_repeat_ngram": 1}, 422, "no_repeat_ngram"),
     ("/latent/decode", {}, 422, "z"),
     ("/latent/interpolate", {"a": "x y", "b": "y z", "steps": 1}, 422, "steps"),
     ("/latent/interpolate", {"a": "x y", "b": "y z", "steps": 51}, 422, "steps"),

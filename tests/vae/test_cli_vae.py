@@ -117,6 +117,16 @@ def test_train_eval_and_use(run, corpus_files, tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     assert r.stdout.count("\n") == 1  # one decoded sentence (a tiny model may decode an empty one)
 
+    # repeated n-grams: the model's default (3 for the GRU), or the command's
+    plain = run("sample", "-n", "8", "--seed", "2", "--no-repeat-ngram", "0")
+    assert plain.exit_code == 0, plain.output
+    from textlatent.vae import ops
+
+    _, texts = ops.sample(ops.VAEPipeline(out, no_repeat_ngram=0), 8, seed=2)
+    assert plain.stdout.splitlines() == texts
+    for bad in ("1", "11", "-1"):
+        r = run("reconstruct", "the cat sees the house", "--no-repeat-ngram", bad)
+        assert r.exit_code == 2 and ("no_repeat_ngram" in r.output or "--no-repeat-ngram" in r.output), r.output
     r = run("interpolate", "a", "b", "--steps", "1")
     assert r.exit_code == 2 and "steps" in r.output
     r = run("sample", "--strategy", "nucleus")

@@ -109,3 +109,18 @@ def test_pipeline_decodes_without_repeated_trigrams_unless_asked(tiny_vae_dir, e
         grams = [tuple(words[i:i + 3]) for i in range(len(words) - 2)]
         assert len(grams) == len(set(grams)), text
     assert blocked != plain  # the tiny model does loop when left alone
+
+
+def test_each_decode_may_set_its_own_no_repeat_ngram(tiny_vae_dir, encoder):
+    from textlatent.vae.ops import VAEPipeline
+
+    blocking = VAEPipeline(tiny_vae_dir, encoder=encoder)
+    plain = VAEPipeline(tiny_vae_dir, encoder=encoder, no_repeat_ngram=0)
+    z = (np.random.default_rng(0).normal(size=(16, blocking.latent_dim)) * 3).astype(np.float32)
+    assert blocking.decode(z, no_repeat_ngram=0) == plain.decode(z)  # off for this call only
+    assert plain.decode(z, no_repeat_ngram=3) == blocking.decode(z)
+    assert blocking.decode(z) != plain.decode(z) and blocking.no_repeat_ngram == 3  # the default is untouched
+    for bad in (1, 11, -1, 2.5, True):
+        with pytest.raises(InvalidInputError, match="no_repeat_ngram must be 0") as err:
+            blocking.decode(z, no_repeat_ngram=bad)
+        assert err.value.param == "no_repeat_ngram"

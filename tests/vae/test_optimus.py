@@ -151,6 +151,24 @@ def test_latent_model_decodes_with_every_strategy(pipeline):
         pipeline.decode(mu, strategy="nucleus")  # type: ignore[arg-type]
 
 
+def test_optimus_blocks_repeated_ngrams_only_when_asked(pipeline, monkeypatch):
+    seen: list[dict] = []
+    generate = pipeline.model.lm.generate
+
+    def spy(*args, **kw):
+        seen.append(kw)
+        return generate(*args, **kw)
+
+    monkeypatch.setattr(pipeline.model.lm, "generate", spy)
+    mu, _ = pipeline.encode(["the cat sees the house"])
+    assert pipeline.no_repeat_ngram == 0  # SmolLM2's figures were measured without it
+    pipeline.decode(mu)
+    pipeline.decode(mu, strategy="beam", beam_size=2, no_repeat_ngram=2)
+    assert "no_repeat_ngram_size" not in seen[0] and seen[1]["no_repeat_ngram_size"] == 2
+    with pytest.raises(InvalidInputError, match="no_repeat_ngram"):
+        pipeline.decode(mu, no_repeat_ngram=1)
+
+
 def test_evaluation_uses_the_word_denominator(pipeline):
     from textlatent.vae.optimus_train import evaluate_optimus
 

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 Strategy = Literal["greedy", "sample", "beam"]
 STRATEGIES = ("greedy", "sample", "beam")
 NO_REPEAT_NGRAM = 3  # greedy and sampled GRU decodes never repeat a trigram (VAEPipeline)
+MAX_NO_REPEAT_NGRAM = 10
 
 
 @runtime_checkable
@@ -44,8 +45,9 @@ class LatentModel(Protocol):
         ...
 
     def decode(self, z: np.ndarray, *, strategy: Strategy = "greedy", temperature: float = 1.0,
-               beam_size: int = 5, seed: int | None = None) -> list[str]:
-        """One sentence per row of ``z`` (``[n, latent_dim]``)."""
+               beam_size: int = 5, seed: int | None = None, no_repeat_ngram: int | None = None) -> list[str]:
+        """One sentence per row of ``z`` (``[n, latent_dim]``); ``no_repeat_ngram`` n > 0 forbids any
+        n-gram to occur twice in a sentence, 0 allows it, None keeps the model's own default."""
         ...
 
 
@@ -93,11 +95,7 @@ class VAEPipeline(PosteriorPipeline):
         from textlatent.vae.data import Vocab
         from textlatent.vae.model import TextVAE, VAEConfig
 
-        whole = isinstance(no_repeat_ngram, int) and not isinstance(no_repeat_ngram, bool)
-        if not whole or no_repeat_ngram == 1 or no_repeat_ngram < 0:
-            raise InvalidInputError(f"no_repeat_ngram must be 0 (off) or at least 2, got {no_repeat_ngram}",
-                                    param="no_repeat_ngram")
-        self.no_repeat_ngram = no_repeat_ngram
+        self.no_repeat_ngram = check_no_repeat_ngram(no_repeat_ngram)
         self.path = Path(path).expanduser()
         config_file, weights = self.path / "config.json", self.path / "model.pt"
         if not config_file.is_file() or not weights.is_file():
@@ -143,15 +141,15 @@ class VAEPipeline(PosteriorPipeline):
         self._lock = threading.Lock()  # the decoder's generation is not re-entrant across threads
 
     def decode(self, z: np.ndarray, *, strategy: Strategy = "greedy", temperature: float = 1.0,
-               beam_size: int = 5, seed: int | None = None) -> list[str]:
+               beam_size: int = 5, seed: int | None = None, no_repeat_ngram: int | None = None) -> list[str]:
         import torch
 
         z_arr = check_z(z, self.latent_dim)
         check_decoding(strategy, temperature, beam_size, seed)
+        n = self.no_repeat_ngram if no_repeat_ngram is None else check_no_repeat_ngram(no_repeat_ngram)
         with self._lock, torch.no_grad(), seeded_rng(seed, self.device):
             ids = self.model.generate(torch.from_numpy(z_arr).to(self.device), strategy=strategy,
-                                      temperature=temperature, beam_size=beam_size,
-                                      no_repeat_ngram=self.no_repeat_ngram)
+                                      temperature=temperature, beam_size=beam_size, no_repeat_ngram=n)
         return [self.vocab.decode(s) for s in ids]
 
     def prior_sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -231,6 +229,15 @@ def check_seed(seed: int | None) -> None:
     """A decoding or sampling seed: none, or an integer in [0, MAX_SEED]."""
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
         raise InvalidInputError(f"seed must be an integer between 0 and {MAX_SEED}, got {seed!r}", param="seed")
+
+
+def check_no_repeat_ngram(n: Any) -> int:
+    """0 (repeats allowed) or a whole n from 2 to MAX_NO_REPEAT_NGRAM (no n-gram twice in a sentence)."""
+    whole = isinstance(n, int) and not isinstance(n, bool)
+    if not whole or n == 1 or not 0 <= n <= MAX_NO_REPEAT_NGRAM:
+        raise InvalidInputError(f"no_repeat_ngram must be 0 (off) or a whole number from 2 to {MAX_NO_REPEAT_NGRAM}, "
+                                f"got {n!r}", param="no_repeat_ngram")
+    return int(n)
 
 
 def check_decoding(strategy: str, temperature: float, beam_size: int, seed: int | None = None) -> None:

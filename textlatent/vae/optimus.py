@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import pickle
 import threading
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -36,7 +37,7 @@ from torch.nn import functional as F
 
 from textlatent.errors import InvalidInputError, NotFoundError
 from textlatent.vae.model import PosteriorHead
-from textlatent.vae.ops import PosteriorPipeline, Strategy, check_decoding, check_z, seeded_rng
+from textlatent.vae.ops import PosteriorPipeline, Strategy, check_decoding, check_no_repeat_ngram, check_z, seeded_rng
 
 if TYPE_CHECKING:
     from textlatent.encoder import Encoder
@@ -187,17 +188,23 @@ class OptimusVAE(PosteriorHead, nn.Module):
 
     @torch.no_grad()
     def generate(self, z: torch.Tensor, *, strategy: str = "greedy", temperature: float = 1.0,
-                 beam_size: int = 5, max_len: int | None = None) -> list[list[int]]:
-        """Token ids (end token dropped) for each row of ``z``, through ``lm.generate``."""
+                 beam_size: int = 5, max_len: int | None = None, no_repeat_ngram: int = 0) -> list[list[int]]:
+        """Token ids (end token dropped) for each row of ``z``, through ``lm.generate``
+        (``no_repeat_ngram`` > 0: transformers' ``no_repeat_ngram_size``, over SmolLM2 tokens)."""
         prefix = self.prefix(z).to(self.lm.get_input_embeddings().weight.dtype)
         kw: dict[str, Any] = {"max_new_tokens": max_len or self.config.max_len, "eos_token_id": self.stop_ids,
                               "pad_token_id": self.eos_id, "do_sample": strategy == "sample", "num_beams": 1}
+        if no_repeat_ngram:
+            kw["no_repeat_ngram_size"] = no_repeat_ngram
         if strategy == "sample":
             kw.update(temperature=float(temperature), top_k=0, top_p=1.0)
         elif strategy == "beam":
             kw.update(num_beams=beam_size, early_stopping=True)
         attention = torch.ones(prefix.shape[:2], dtype=torch.long, device=prefix.device)
-        out = self.lm.generate(inputs_embeds=prefix, attention_mask=attention, **kw)
+        with warnings.catch_warnings():  # n-grams counted over the generated tokens only is what is meant here:
+            # the prompt is z's prefix vectors, which have no token ids
+            warnings.filterwarnings("ignore", message="Passing `no_repeat_ngram_size` with `inputs_embeds`")
+            out = self.lm.generate(inputs_embeds=prefix, attention_mask=attention, **kw)
         result = []
         for row in out.tolist():
             seq = []
@@ -243,9 +250,13 @@ class OptimusPipeline(PosteriorPipeline):
 
     kind = KIND
 
-    def __init__(self, path: str | Path, *, device: str = "cpu", encoder: Encoder | None = None) -> None:
+    def __init__(self, path: str | Path, *, device: str = "cpu", encoder: Encoder | None = None,
+                 no_repeat_ngram: int = 0) -> None:
         from textlatent.encoder import Encoder
         from textlatent.models import resolve_device
+
+        # off by default: SmolLM2 does not loop as the GRU does, and its figures were measured without it
+        self.no_repeat_ngram = check_no_repeat_ngram(no_repeat_ngram)
 
         self.path = Path(path).expanduser()
         config_file, weights = self.path / "config.json", self.path / "head.pt"
@@ -281,14 +292,17 @@ class OptimusPipeline(PosteriorPipeline):
         self._lock = threading.Lock()  # generation is not re-entrant across threads
 
     def decode(self, z: np.ndarray, *, strategy: Strategy = "greedy", temperature: float = 1.0,
-               beam_size: int = 5, seed: int | None = None, batch_size: int = 32) -> list[str]:
+               beam_size: int = 5, seed: int | None = None, no_repeat_ngram: int | None = None,
+               batch_size: int = 32) -> list[str]:
         z_arr = check_z(z, self.latent_dim)
         check_decoding(strategy, temperature, beam_size, seed)
+        n = self.no_repeat_ngram if no_repeat_ngram is None else check_no_repeat_ngram(no_repeat_ngram)
         texts: list[str] = []
         with self._lock, torch.no_grad(), seeded_rng(seed, self.device):
             for start in range(0, len(z_arr), batch_size):
                 zb = torch.from_numpy(z_arr[start:start + batch_size]).to(self.device)
-                ids = self.model.generate(zb, strategy=strategy, temperature=temperature, beam_size=beam_size)
+                ids = self.model.generate(zb, strategy=strategy, temperature=temperature, beam_size=beam_size,
+                                          no_repeat_ngram=n)
                 # whitespace normalised: one line per sentence, whatever the LM put between words
                 texts.extend(" ".join(str(self.model.tokenizer.decode(s, skip_special_tokens=True)).split())
                              for s in ids)
