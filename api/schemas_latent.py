@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from textlatent.vae.limits import MAX_DEGREE, MAX_SEED, MAX_STEPS
-from textlatent.vae.ops import MAX_NO_REPEAT_NGRAM
+from textlatent.vae.limits import MAX_DEGREE, MAX_NO_REPEAT_NGRAM, MAX_SEED, MAX_STEPS
 
 Strategy = Literal["greedy", "sample", "beam"]
 
@@ -25,7 +24,15 @@ class DecodingOptions(BaseModel):
         None, ge=0, le=MAX_NO_REPEAT_NGRAM,
         description="n > 1: no n-gram occurs twice in a sentence; 0: repeats allowed; null: the model's default "
                     "(3 for the GRU decoder, which applies it to greedy and sampled decodes; 0 for SmolLM2, which "
-                    "applies it to every strategy, over its own tokens).")
+                    "applies it to every strategy, over its own tokens). 1 is refused.")
+
+    @field_validator("no_repeat_ngram")
+    @classmethod
+    def _not_one(cls, value: int | None) -> int | None:
+        if value == 1:  # refused before any model work, on every route
+            raise ValueError(f"must be 0 (repeats allowed) or from 2 to {MAX_NO_REPEAT_NGRAM}; 1 (no word twice) is "
+                             "not offered")
+        return value
 
 
 class LatentModelInfo(BaseModel):

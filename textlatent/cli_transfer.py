@@ -134,8 +134,8 @@ def fit_transfer_cmd(
         pipeline = _pipeline(model, no_repeat_ngram=no_repeat_ngram)
         judge_model, judge_name = _judge(judge, pipeline)
         fitted = _run(lambda: fit_sentiment_transfer(pipeline, data_dir, judge=judge_model, judge_name=judge_name,
-                                                   encoder=_similarity_encoder(pipeline), holdout=holdout,
-                                                   seed=seed, candidates=candidates, axis_method=axis))
+                                                     encoder=_similarity_encoder(pipeline), holdout=holdout,
+                                                     seed=seed, candidates=candidates, axis_method=axis))
     summary = {"model": str(pipeline.path), "default_degree": fitted.default_degree, "margin": fitted.margin,
                "scale": fitted.scale, **{k: v for k, v in fitted.info.items() if k != "selection"},
                "selection": fitted.info["selection"]}
@@ -185,13 +185,19 @@ def eval_transfer_cmd(
                                             fluency=scorer, fluency_limit=fluency_limit, baselines=baselines,
                                             progress=True, candidates=candidates))
     main = next(r for r in result["by_degree"] if r["degree"] == float(degrees[0]))
+    fitted_with = axis.info.get("no_repeat_ngram")  # the decoding the default degree was chosen under
+    if fitted_with is not None and fitted_with != result["no_repeat_ngram"]:
+        typer.echo(f"note: the default degree was chosen with no_repeat_ngram={fitted_with}; this run decodes with "
+                   f"{result['no_repeat_ngram']}", err=True)
     summary = {"model": str(pipeline.path), "judge": judge_name, "data": "sst2/glue/dev.tsv",
+               "axis_method": axis.info.get("method", "logistic"), "axis_no_repeat_ngram": fitted_with,
                "default_degree": axis.default_degree, "degree": main["degree"], "flip_rate": main["flip_rate"],
                "content_similarity": main["content_similarity"], "fluency": main.get("fluency"), **result}
     if as_json:
         typer.echo(json_out(summary))
         return
-    typer.echo(f"{'degree':>7} {'flip':>6} {'sim':>6} {'ppl':>8}  (judge: {judge_name})")
+    typer.echo(f"{'degree':>7} {'flip':>6} {'sim':>6} {'ppl':>8}  (judge: {judge_name}; "
+               f"{summary['axis_method']} axis)")
     rows = [("source", result["sources"])] if result["sources"] else []
     rows += [(f"{r['degree']:g}", r) for r in result["by_degree"]]
     for name, r in rows:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 import typer
 
 from textlatent.cli_options import OverwriteOption, finite_option, json_out
-from textlatent.vae.limits import MAX_SEED
+from textlatent.vae.limits import MAX_NO_REPEAT_NGRAM, MAX_SEED
 
 if TYPE_CHECKING:
     from textlatent.vae.ops import Strategy
@@ -30,9 +30,9 @@ TemperatureOpt = Annotated[float, finite_option(help="Softmax temperature for --
 SeedOpt = Annotated[int | None, typer.Option(min=0, max=MAX_SEED, show_default=False,
                                              help="Seed for --strategy sample: the same seed, the same sentences")]
 NoRepeatOpt = Annotated[int | None, typer.Option(
-    "--no-repeat-ngram", min=0, show_default=False,
-    help="N > 1: no N-gram occurs twice in a sentence; 0: repeats allowed \\[default: the model's own: 3 for the "
-         "GRU decoder (greedy and sampled decodes), 0 for SmolLM2]")]
+    "--no-repeat-ngram", min=0, max=MAX_NO_REPEAT_NGRAM, show_default=False,
+    help=f"N from 2 to {MAX_NO_REPEAT_NGRAM}: no N-gram occurs twice in a sentence; 0: repeats allowed \\[default: "
+         "the model's own: 3 for the GRU decoder (greedy and sampled decodes), 0 for SmolLM2]")]
 
 
 def _run(fn: Any) -> Any:

@@ -17,6 +17,7 @@ from api.schemas_latent import (
     AnalogyRequest,
     AnalogyResponse,
     DecodeRequest,
+    DecodingOptions,
     EncodeRequest,
     EncodeResponse,
     InterpolateRequest,
@@ -62,6 +63,12 @@ def model_info(latent: LatentService = Depends(get_latent)) -> LatentModelInfo:
         prior={"kind": "standard"} if prior is None else {"kind": "gaussian-mixture", "components": prior.components})
 
 
+def _ngram(body: DecodingOptions) -> dict[str, int]:
+    """``no_repeat_ngram`` for ``decode`` only when the request sets it, so a decoder that implements
+    the plain :class:`~textlatent.vae.ops.LatentModel` interface still serves the other requests."""
+    return {} if body.no_repeat_ngram is None else {"no_repeat_ngram": body.no_repeat_ngram}
+
+
 @router.post("/encode", response_model=EncodeResponse, responses=_ERRORS, summary="Texts → posterior μ, σ")
 def encode(body: EncodeRequest, latent: LatentService = Depends(get_latent)) -> EncodeResponse:
     latent.check_count(len(body.texts), "texts")
@@ -77,7 +84,7 @@ def decode(body: DecodeRequest, latent: LatentService = Depends(get_latent)) -> 
     z = ops.check_z(body.z, model.latent_dim)
     latent.check_count(z.shape[0], "z", strategy=body.strategy, beam_size=body.beam_size)
     texts = model.decode(z, strategy=body.strategy, temperature=body.temperature, beam_size=body.beam_size,
-                         seed=body.seed, no_repeat_ngram=body.no_repeat_ngram)
+                         seed=body.seed, **_ngram(body))
     return TextsResponse(model=model.name, texts=texts)
 
 
@@ -86,7 +93,7 @@ def sample(body: SampleRequest, latent: LatentService = Depends(get_latent)) -> 
     latent.check_count(body.n, "n", strategy=body.strategy, beam_size=body.beam_size)
     model = latent.model()
     z, texts = ops.sample(model, body.n, seed=body.seed, strategy=body.strategy, temperature=body.temperature,
-                          beam_size=body.beam_size, no_repeat_ngram=body.no_repeat_ngram)
+                          beam_size=body.beam_size, **_ngram(body))
     return PointsResponse(model=model.name, texts=texts, z=_rows(z))
 
 
@@ -97,7 +104,7 @@ def interpolate(body: InterpolateRequest, latent: LatentService = Depends(get_la
     model = latent.model()
     z, texts = ops.interpolate(model, body.a, body.b, body.steps, strategy=body.strategy,
                                temperature=body.temperature, beam_size=body.beam_size, seed=body.seed,
-                               no_repeat_ngram=body.no_repeat_ngram)
+                               **_ngram(body))
     return PointsResponse(model=model.name, texts=texts, z=_rows(z))
 
 
@@ -105,7 +112,7 @@ def interpolate(body: InterpolateRequest, latent: LatentService = Depends(get_la
 def analogy(body: AnalogyRequest, latent: LatentService = Depends(get_latent)) -> AnalogyResponse:
     model = latent.model()
     z, text = ops.analogy(model, body.a, body.b, body.c, strategy=body.strategy, temperature=body.temperature,
-                          beam_size=body.beam_size, seed=body.seed, no_repeat_ngram=body.no_repeat_ngram)
+                          beam_size=body.beam_size, seed=body.seed, **_ngram(body))
     return AnalogyResponse(model=model.name, text=text, z=[round(float(x), 6) for x in z])
 
 
@@ -122,7 +129,7 @@ def transfer(body: TransferRequest, latent: LatentService = Depends(get_latent))
     axis = style.load_axis(model, attribute, latent_dim=model.latent_dim)
     [moved] = style.transfer(model, axis, [body.text], body.target, body.degree, strategy=body.strategy,
                              temperature=body.temperature, beam_size=body.beam_size, seed=body.seed,
-                             no_repeat_ngram=body.no_repeat_ngram, candidates=body.candidates)
+                             candidates=body.candidates, **_ngram(body))
     return TransferResponse(model=model.name, attribute=attribute, target=moved.target, source=moved.source,
                             output=moved.output, degree=moved.degree, p_before=round(moved.p_before, 6),
                             p_after=round(moved.p_after, 6), z=[round(float(x), 6) for x in moved.z])

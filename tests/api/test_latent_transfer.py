@@ -84,6 +84,8 @@ def test_degree_zero_is_the_reconstruction_and_default_degree_is_used(transfer_c
     (BODY | {"strategy": "nucleus"}, None),
     (BODY | {"degree": "far"}, None),
     (BODY | {"candidates": 0}, "candidates"),
+    (BODY | {"no_repeat_ngram": 1}, "no_repeat_ngram"),
+    (BODY | {"no_repeat_ngram": 11}, "no_repeat_ngram"),
     (BODY | {"candidates": 33}, "candidates"),
     (BODY | {"candidates": "many"}, None),
     (BODY | {"degre": 3}, "degre"),  # a misspelt option was ignored (200 at the default degree)
@@ -103,3 +105,5 @@ def test_a_model_without_an_axis_404_says_how_to_fit_one(client_factory, trained
     client = client_factory(vae_model=trained_dir)
     err = assert_error(client.post("/latent/transfer", json=BODY), 404, param="model")
     assert "fit-transfer" in err["message"]
+    # a bad decoding option is the client's mistake whatever the server holds: refused before any model work
+    assert_error(client.post("/latent/transfer", json=BODY | {"no_repeat_ngram": 1}), 422, param="no_repeat_ngram")

@@ -124,6 +124,7 @@ def test_train_eval_and_use(run, corpus_files, tmp_path, monkeypatch):
 
     _, texts = ops.sample(ops.VAEPipeline(out, no_repeat_ngram=0), 8, seed=2)
     assert plain.stdout.splitlines() == texts
+    assert run("sample", "-n", "8", "--seed", "2").stdout != plain.stdout  # the default (3) is another decoding
     for bad in ("1", "11", "-1"):
         r = run("reconstruct", "the cat sees the house", "--no-repeat-ngram", bad)
         assert r.exit_code == 2 and ("no_repeat_ngram" in r.output or "--no-repeat-ngram" in r.output), r.output

@@ -164,7 +164,7 @@ def test_optimus_blocks_repeated_ngrams_only_when_asked(pipeline, monkeypatch):
     assert pipeline.no_repeat_ngram == 0  # SmolLM2's figures were measured without it
     pipeline.decode(mu)
     pipeline.decode(mu, strategy="beam", beam_size=2, no_repeat_ngram=2)
-    assert "no_repeat_ngram_size" not in seen[0] and seen[1]["no_repeat_ngram_size"] == 2
+    assert seen[0]["no_repeat_ngram_size"] == 0 and seen[1]["no_repeat_ngram_size"] == 2  # 0 said explicitly
     with pytest.raises(InvalidInputError, match="no_repeat_ngram"):
         pipeline.decode(mu, no_repeat_ngram=1)
 

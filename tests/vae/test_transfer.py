@@ -305,7 +305,7 @@ def run(tmp_path, encoder, monkeypatch):
     return invoke
 
 
-def test_cli_fit_transfer_eval(run, tiny_vae_dir, tmp_path):
+def test_cli_fit_transfer_eval(run, tiny_vae_dir, tmp_path, monkeypatch):
     import shutil
 
     model = tmp_path / "vae"
@@ -358,6 +358,26 @@ def test_cli_fit_transfer_eval(run, tiny_vae_dir, tmp_path):
     assert not any(line.startswith("logistic") for line in r.stdout.splitlines())
     assert "mean axis, default degree" in r.stdout
     assert json.loads((model / "axes.json").read_text())["sentiment"]["info"]["method"] == "mean"
+    # with auto, a method that cannot be fitted leaves the choice to the other one
+    import textlatent.vae.transfer_eval as te
+
+    real_fit = te.fit_axis
+
+    def no_mean(*args, method="logistic", **kw):  # noqa: ANN001, ANN002, ANN003
+        if method == "mean":
+            raise InvalidInputError("the two classes have the same mean latent vector", param="labels")
+        return real_fit(*args, method=method, **kw)
+
+    monkeypatch.setattr(te, "fit_axis", no_mean)
+    r = run("fit-transfer", "--model", str(model), "--data-dir", str(data), "--holdout", "30", "--json")
+    assert r.exit_code == 0, r.output
+    kept = json.loads(r.stdout.strip().splitlines()[-1])
+    assert kept["method"] == "logistic" and "same mean" in kept["axis_failures"][0]
+    r = run("fit-transfer", "--model", str(model), "--data-dir", str(data), "--holdout", "30", "--axis", "mean")
+    assert r.exit_code == 2 and "same mean" in r.output  # asked for by name: its failure is the answer
+    monkeypatch.undo()
+    r = run("fit-transfer", "--model", str(model), "--data-dir", str(data), "--holdout", "30", "--axis", "mean")
+    assert r.exit_code == 0, r.output
     before = (model / "axes.json").read_text()
     r = run("fit-transfer", "--model", str(model), "--data-dir", str(data), "--axis", "lda")
     assert r.exit_code == 2 and "--axis" in r.output and (model / "axes.json").read_text() == before
@@ -387,6 +407,12 @@ def test_cli_fit_transfer_eval(run, tiny_vae_dir, tmp_path):
     assert {"flip_rate", "content_similarity", "fluency", "judge", "baseline_reconstruction"} <= set(result)
     assert result["fluency"] is None  # --no-fluency
     assert result["no_repeat_ngram"] == 3
+    assert result["axis_method"] == "mean" and result["axis_no_repeat_ngram"] == 3  # the last fit above
+    r = run("eval", "transfer", "--model", str(model), "--data-dir", str(data), "--no-fluency", "--limit", "4",
+            "--no-repeat-ngram", "0", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout.strip().splitlines()[-1])["no_repeat_ngram"] == 0
+    assert "chosen with no_repeat_ngram=3; this run decodes with 0" in r.stderr
 
     r = run("eval", "transfer", "--model", str(model), "--data-dir", str(data), "--no-fluency", "--degree", "2",
             "--no-baselines", "--limit", "4")

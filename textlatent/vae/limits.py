@@ -6,3 +6,4 @@ MAX_SEED = 2**31 - 1  # largest decoding or sampling seed
 MAX_STEPS = 50  # most points on an interpolation path
 MAX_DEGREE = 16.0  # furthest style-transfer move, in margins of the latent classifier: a 128-d latent needed
 # more than 8 on the held-out slice (docs/benchmarks.md, style transfer, session 16)
+MAX_NO_REPEAT_NGRAM = 10  # largest n of `no_repeat_ngram` (decoding without repeated n-grams)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 import numpy as np
 
 from textlatent.errors import InvalidInputError, NotFoundError
-from textlatent.vae.limits import MAX_SEED, MAX_STEPS, MAX_Z_ABS
+from textlatent.vae.limits import MAX_NO_REPEAT_NGRAM, MAX_SEED, MAX_STEPS, MAX_Z_ABS
 
 if TYPE_CHECKING:
     from textlatent.encoder import Encoder
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 Strategy = Literal["greedy", "sample", "beam"]
 STRATEGIES = ("greedy", "sample", "beam")
 NO_REPEAT_NGRAM = 3  # greedy and sampled GRU decodes never repeat a trigram (VAEPipeline)
-MAX_NO_REPEAT_NGRAM = 10
 
 
 @runtime_checkable
@@ -46,8 +45,9 @@ class LatentModel(Protocol):
 
     def decode(self, z: np.ndarray, *, strategy: Strategy = "greedy", temperature: float = 1.0,
                beam_size: int = 5, seed: int | None = None, no_repeat_ngram: int | None = None) -> list[str]:
-        """One sentence per row of ``z`` (``[n, latent_dim]``); ``no_repeat_ngram`` n > 0 forbids any
-        n-gram to occur twice in a sentence, 0 allows it, None keeps the model's own default."""
+        """One sentence per row of ``z`` (``[n, latent_dim]``); ``no_repeat_ngram`` n (2 to 10) forbids
+        any n-gram to occur twice in a sentence, 0 allows it, None keeps the model's own default. The API
+        passes it only when a request sets it, so a decoder without it still serves the other requests."""
         ...
 
 

@@ -42,6 +42,10 @@ from textlatent.vae.ops import PosteriorPipeline, Strategy, check_decoding, chec
 if TYPE_CHECKING:
     from textlatent.encoder import Encoder
 
+# n-grams counted over the generated tokens only is what `no_repeat_ngram` means here: the prompt is z's prefix
+# vectors, which have no token ids. Registered once (catch_warnings around each call is not thread-safe).
+warnings.filterwarnings("ignore", message="Passing `no_repeat_ngram_size` with `inputs_embeds`")
+
 KIND = "optimus"
 BUNDLED_LM = "SmolLM2-135M-Instruct"  # resolved through textlatent.retrieval.generate_llm.local_model_dir
 LOCAL_LM = "lm"  # an LM saved inside the model folder
@@ -190,21 +194,17 @@ class OptimusVAE(PosteriorHead, nn.Module):
     def generate(self, z: torch.Tensor, *, strategy: str = "greedy", temperature: float = 1.0,
                  beam_size: int = 5, max_len: int | None = None, no_repeat_ngram: int = 0) -> list[list[int]]:
         """Token ids (end token dropped) for each row of ``z``, through ``lm.generate``
-        (``no_repeat_ngram`` > 0: transformers' ``no_repeat_ngram_size``, over SmolLM2 tokens)."""
+        (``no_repeat_ngram`` ≥ 2: transformers' ``no_repeat_ngram_size``, over SmolLM2 tokens)."""
         prefix = self.prefix(z).to(self.lm.get_input_embeddings().weight.dtype)
         kw: dict[str, Any] = {"max_new_tokens": max_len or self.config.max_len, "eos_token_id": self.stop_ids,
                               "pad_token_id": self.eos_id, "do_sample": strategy == "sample", "num_beams": 1}
-        if no_repeat_ngram:
-            kw["no_repeat_ngram_size"] = no_repeat_ngram
+        kw["no_repeat_ngram_size"] = no_repeat_ngram  # 0 given explicitly: the LM's own config cannot turn it on
         if strategy == "sample":
             kw.update(temperature=float(temperature), top_k=0, top_p=1.0)
         elif strategy == "beam":
             kw.update(num_beams=beam_size, early_stopping=True)
         attention = torch.ones(prefix.shape[:2], dtype=torch.long, device=prefix.device)
-        with warnings.catch_warnings():  # n-grams counted over the generated tokens only is what is meant here:
-            # the prompt is z's prefix vectors, which have no token ids
-            warnings.filterwarnings("ignore", message="Passing `no_repeat_ngram_size` with `inputs_embeds`")
-            out = self.lm.generate(inputs_embeds=prefix, attention_mask=attention, **kw)
+        out = self.lm.generate(inputs_embeds=prefix, attention_mask=attention, **kw)
         result = []
         for row in out.tolist():
             seq = []

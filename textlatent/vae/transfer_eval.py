@@ -32,7 +32,6 @@ from textlatent.vae.transfer import (
     AXIS_METHODS,
     TARGETS,
     LatentAxis,
-    check_axis_method,
     check_candidates,
     check_degree,
     fit_axis,
@@ -177,7 +176,10 @@ def fit_sentiment_transfer(model: LatentModel, data_dir: str | Path, *, judge: A
     from textlatent.eval.loaders import load_sst2
 
     check_candidates(candidates)
-    methods = AXIS_METHODS if axis_method == "auto" else (check_axis_method(axis_method),)
+    if axis_method != "auto" and axis_method not in AXIS_METHODS:
+        raise InvalidInputError(f"the axis method must be one of auto, {', '.join(AXIS_METHODS)}, got {axis_method!r}",
+                                param="axis")
+    methods = AXIS_METHODS if axis_method == "auto" else (axis_method,)
     start = time.perf_counter()
     data = load_sst2(data_dir, "train", "kim")
     assert data.labels is not None
@@ -188,8 +190,15 @@ def fit_sentiment_transfer(model: LatentModel, data_dir: str | Path, *, judge: A
     held_mu = posterior_means(model, held_texts)
     table: list[dict[str, Any]] = []
     best: tuple[float, LatentAxis] | None = None
+    failures: list[str] = []
     for method in methods:
-        axis = fit_axis(mu, [data.labels[i] for i in fit_idx], "sentiment", seed=seed, method=method)
+        try:
+            axis = fit_axis(mu, [data.labels[i] for i in fit_idx], "sentiment", seed=seed, method=method)
+        except InvalidInputError as exc:  # with auto, a degenerate method leaves the other one to choose
+            if len(methods) == 1:
+                raise
+            failures.append(f"{method}: {exc}")
+            continue
         axis.info["heldout_accuracy"] = float(((axis.logit(held_mu) > 0) == np.asarray(held_labels)).mean())
         axis.default_degree, rows = select_degree(model, axis, held_texts, held_labels, judge=judge, encoder=encoder,
                                                   grid=grid, mu=held_mu, candidates=candidates, progress=progress)
@@ -197,8 +206,11 @@ def fit_sentiment_transfer(model: LatentModel, data_dir: str | Path, *, judge: A
         score = max(row["score"] for row in rows)
         if best is None or score > best[0]:  # a tie keeps the first (logistic, the original axis)
             best = (score, axis)
-    assert best is not None
+    if best is None:
+        raise InvalidInputError("no axis could be fitted (" + "; ".join(failures) + ")", param="labels")
     axis = best[1]
+    if failures:
+        axis.info["axis_failures"] = failures
     axis.info.update({"data": "sst2/kim_stsa/stsa.binary.train", "heldout": holdout, "seed": seed,
                       "candidates": candidates, "axis_rule": axis_method,
                       "judge": judge_name, "selection": table, "fit_seconds": round(time.perf_counter() - start, 1),
