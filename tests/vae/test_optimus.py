@@ -151,6 +151,8 @@ def test_latent_model_decodes_with_every_strategy(pipeline):
         pipeline.decode(mu, strategy="nucleus")  # type: ignore[arg-type]
 
 
+# the product filters this once at import (textlatent.vae.optimus); pytest resets filters around each test
+@pytest.mark.filterwarnings("ignore:Passing `no_repeat_ngram_size` with `inputs_embeds`")
 def test_optimus_blocks_repeated_ngrams_only_when_asked(pipeline, monkeypatch):
     seen: list[dict] = []
     generate = pipeline.model.lm.generate
