@@ -159,10 +159,11 @@ def check_degree(degree: Any) -> float:
 AXIS_METHODS = ("logistic", "mean")
 
 
-def check_axis_method(method: Any) -> str:
-    if method not in AXIS_METHODS:
-        raise InvalidInputError(f"the axis method must be one of {', '.join(AXIS_METHODS)}, got {method!r}",
-                                param="axis")
+def check_axis_method(method: Any, *, auto: bool = False) -> str:
+    """One of :data:`AXIS_METHODS`, or also ``auto`` (fit both, keep the better) where a caller offers it."""
+    allowed = ("auto", *AXIS_METHODS) if auto else AXIS_METHODS
+    if method not in allowed:
+        raise InvalidInputError(f"the axis method must be one of {', '.join(allowed)}, got {method!r}", param="axis")
     return str(method)
 
 

@@ -32,6 +32,7 @@ from textlatent.vae.transfer import (
     AXIS_METHODS,
     TARGETS,
     LatentAxis,
+    check_axis_method,
     check_candidates,
     check_degree,
     fit_axis,
@@ -176,10 +177,7 @@ def fit_sentiment_transfer(model: LatentModel, data_dir: str | Path, *, judge: A
     from textlatent.eval.loaders import load_sst2
 
     check_candidates(candidates)
-    if axis_method != "auto" and axis_method not in AXIS_METHODS:
-        raise InvalidInputError(f"the axis method must be one of auto, {', '.join(AXIS_METHODS)}, got {axis_method!r}",
-                                param="axis")
-    methods = AXIS_METHODS if axis_method == "auto" else (axis_method,)
+    methods = AXIS_METHODS if check_axis_method(axis_method, auto=True) == "auto" else (axis_method,)
     start = time.perf_counter()
     data = load_sst2(data_dir, "train", "kim")
     assert data.labels is not None
