@@ -106,7 +106,15 @@ class TransferRequest(DecodingOptions):
         1, strict=True,
         description="Decode the moved point this many times (1-32: the chosen strategy once, then samples at "
                     "temperature 0.5) and return the candidate whose own posterior mean is nearest it "
-                    "(round-trip reranking). 1: one decode.")
+                    "(round-trip reranking). 1: one decode. See `rerank` for the other way to choose.")
+    rerank: Literal["round-trip", "content"] = Field(
+        "round-trip",
+        description="How one of the candidates is chosen. 'round-trip': as `candidates` says. 'content': the point "
+                    "is moved to degree × 1/4, 2/4, 3/4 and 1, each decoded `candidates` times, and the candidate "
+                    "kept is the one nearest the source (MiniLM cosine) among those the latent classifier puts at "
+                    "p(target) ≥ 0.9 (else the one with the highest p(target)); `degree` in the answer says which "
+                    "move it came from. Four times the decoding, and the choice optimises the very similarity that "
+                    "`textlatent eval transfer` reports.")
 
 
 class TransferResponse(BaseModel):

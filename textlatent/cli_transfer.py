@@ -38,6 +38,11 @@ JudgeOpt = Annotated[
 CandidatesOpt = Annotated[int, typer.Option(
     min=1, max=32, help="Decode each move this many times (greedy + samples) and keep the candidate whose own "
                         "posterior mean is nearest the moved z (round-trip reranking); 1 = greedy only")]
+RerankOpt = Annotated[Literal["round-trip", "content"], typer.Option(
+    "--rerank", help="How to choose among candidates: 'round-trip' (the one whose own posterior mean is nearest the "
+                     "moved z) or 'content' (decode at degree x 1/4, 2/4, 3/4, 1, CANDIDATES each, and keep the one "
+                     "nearest the source, by MiniLM cosine, among those the latent classifier puts at p(target) >= "
+                     "0.9)")]
 DegreeOpt = Annotated[float | None, finite_option("--degree", min=0.0, max=MAX_DEGREE, show_default=False,
                                                   help="0 = reconstruction, 1 = a typical sentence of the target "
                                                        "class, 2 = twice as far \\[default: the model's fitted one]")]
@@ -85,6 +90,7 @@ def transfer_cmd(
     temperature: TemperatureOpt = 1.0,
     seed: SeedOpt = None,
     candidates: CandidatesOpt = 1,
+    rerank: RerankOpt = "round-trip",
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
     no_repeat_ngram: NoRepeatOpt = None,
 ) -> None:
@@ -98,7 +104,7 @@ def transfer_cmd(
     axis = _run(lambda: load_axis(pipeline, "sentiment", latent_dim=pipeline.latent_dim))
     items = _texts(texts)
     results = _run(lambda: transfer(pipeline, axis, items, target, degree, strategy=_strategy(strategy),
-                                    candidates=candidates, temperature=temperature, seed=seed))
+                                    candidates=candidates, rerank=rerank, temperature=temperature, seed=seed))
     for r in results:
         if as_json:
             typer.echo(json_out({"source": r.source, "output": r.output, "target": r.target, "degree": r.degree,
@@ -115,6 +121,7 @@ def fit_transfer_cmd(
     holdout: Annotated[int, typer.Option(min=1, help="Train sentences held out to choose the default degree")]
     = 500,
     candidates: CandidatesOpt = 1,
+    rerank: RerankOpt = "round-trip",
     axis: Annotated[Literal["auto", "logistic", "mean"], typer.Option(
         "--axis", help="The axis direction: 'logistic' (a logistic regression's weights on the latent means), "
                        "'mean' (the difference of the two classes' mean latent vectors), or 'auto' (both, keeping "
@@ -135,7 +142,8 @@ def fit_transfer_cmd(
         judge_model, judge_name = _judge(judge, pipeline)
         fitted = _run(lambda: fit_sentiment_transfer(pipeline, data_dir, judge=judge_model, judge_name=judge_name,
                                                      encoder=_similarity_encoder(pipeline), holdout=holdout,
-                                                     seed=seed, candidates=candidates, axis_method=axis))
+                                                     seed=seed, candidates=candidates, rerank=rerank,
+                                                     axis_method=axis))
     summary = {"model": str(pipeline.path), "default_degree": fitted.default_degree, "margin": fitted.margin,
                "scale": fitted.scale, **{k: v for k, v in fitted.info.items() if k != "selection"},
                "selection": fitted.info["selection"]}
@@ -162,6 +170,7 @@ def eval_transfer_cmd(
     fluency_limit: Annotated[int | None, typer.Option(min=1, help="Perplexity on the first N outputs of each "
                                                               "set only \\[default: all]")] = None,
     candidates: CandidatesOpt = 1,
+    rerank: RerankOpt = "round-trip",
     data_dir: DataDirOption = Path("../shared/data"),
     as_json: EvalJsonOption = False,
     no_repeat_ngram: NoRepeatOpt = None,
@@ -183,7 +192,7 @@ def eval_transfer_cmd(
     result = _run(lambda: evaluate_transfer(pipeline, axis, texts, labels, judge=judge_model,
                                             encoder=_similarity_encoder(pipeline), degrees=degrees,
                                             fluency=scorer, fluency_limit=fluency_limit, baselines=baselines,
-                                            progress=True, candidates=candidates))
+                                            progress=True, candidates=candidates, rerank=rerank))
     main = next(r for r in result["by_degree"] if r["degree"] == float(degrees[0]))
     fitted_with = axis.info.get("no_repeat_ngram")  # the decoding the default degree was chosen under
     if fitted_with is not None and fitted_with != result["no_repeat_ngram"]:
@@ -191,7 +200,8 @@ def eval_transfer_cmd(
                    f"{result['no_repeat_ngram']}", err=True)
     summary = {"model": str(pipeline.path), "judge": judge_name, "data": "sst2/glue/dev.tsv",
                "axis_method": axis.info.get("method", "logistic"), "axis_no_repeat_ngram": fitted_with,
-               "default_degree": axis.default_degree, "degree": main["degree"], "flip_rate": main["flip_rate"],
+               "default_degree": axis.default_degree, "degree": main["degree"], "candidates": candidates,
+               "rerank": rerank, "flip_rate": main["flip_rate"],
                "content_similarity": main["content_similarity"], "fluency": main.get("fluency"), **result}
     if as_json:
         typer.echo(json_out(summary))

@@ -124,12 +124,13 @@ def transfer(body: TransferRequest, latent: LatentService = Depends(get_latent))
     if body.degree is not None:
         style.check_degree(body.degree)
     style.check_candidates(body.candidates)
-    latent.check_count(body.candidates, "candidates", strategy=body.strategy, beam_size=body.beam_size)
+    decodes = body.candidates * (style.CONTENT_STEPS if body.rerank == "content" else 1)
+    latent.check_count(decodes, "candidates", strategy=body.strategy, beam_size=body.beam_size)
     model = latent.model()
     axis = style.load_axis(model, attribute, latent_dim=model.latent_dim)
     [moved] = style.transfer(model, axis, [body.text], body.target, body.degree, strategy=body.strategy,
                              temperature=body.temperature, beam_size=body.beam_size, seed=body.seed,
-                             candidates=body.candidates, **_ngram(body))
+                             candidates=body.candidates, rerank=body.rerank, **_ngram(body))
     return TransferResponse(model=model.name, attribute=attribute, target=moved.target, source=moved.source,
                             output=moved.output, degree=moved.degree, p_before=round(moved.p_before, 6),
                             p_after=round(moved.p_after, 6), z=[round(float(x), 6) for x in moved.z])

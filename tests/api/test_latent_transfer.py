@@ -54,6 +54,27 @@ def test_reranked_transfer_answers_for_the_same_moved_point(transfer_client):
     assert transfer_client.post("/latent/transfer", json=BODY | {"candidates": 6}).json() == r.json()  # seeded
 
 
+def test_content_reranked_transfer_says_which_move_it_kept(transfer_client, axis_dir):
+    from textlatent.vae.transfer import load_axis
+
+    r = transfer_client.post("/latent/transfer", json=BODY | {"candidates": 3, "rerank": "content"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["degree"] in (0.5, 1.0, 1.5, 2.0)
+    axis = load_axis(axis_dir)
+    mu = transfer_client.post("/latent/encode", json={"texts": [BODY["text"]]}).json()["mu"][0]
+    z, _, _ = axis.shift([mu], 1.0, body["degree"])
+    assert body["z"] == pytest.approx(z[0].tolist(), abs=1e-4)  # the point the kept output was decoded from
+    assert transfer_client.post("/latent/transfer", json=BODY | {"candidates": 3, "rerank": "content"}).json() == body
+
+
+def test_content_rerank_counts_four_decodes_per_candidate(client_factory, axis_dir):
+    client = client_factory(vae_model=axis_dir, max_batch=8)
+    assert client.post("/latent/transfer", json=BODY | {"candidates": 2, "rerank": "content"}).status_code == 200
+    r = client.post("/latent/transfer", json=BODY | {"candidates": 3, "rerank": "content"})
+    assert_error(r, 413, param="candidates")
+
+
 def test_the_largest_seed_works_with_candidates(transfer_client):
     """Candidates 2..n are decoded with seed + k, wrapped: a client's largest valid seed is not refused."""
     r = transfer_client.post("/latent/transfer", json=BODY | {"candidates": 3, "seed": 2**31 - 1})
@@ -88,6 +109,7 @@ def test_degree_zero_is_the_reconstruction_and_default_degree_is_used(transfer_c
     (BODY | {"no_repeat_ngram": 11}, "no_repeat_ngram"),
     (BODY | {"candidates": 33}, "candidates"),
     (BODY | {"candidates": "many"}, None),
+    (BODY | {"rerank": "judge"}, "rerank"),
     (BODY | {"degre": 3}, "degre"),  # a misspelt option was ignored (200 at the default degree)
     (BODY | {"degree": True}, "degree"),
 ])

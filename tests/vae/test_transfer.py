@@ -198,6 +198,73 @@ def test_reranked_transfer_on_the_tiny_vae_is_deterministic(axis_pipeline, axis)
     assert all(np.array_equal(m.z, p.z) for m, p in zip(a, plain, strict=True))  # the same moved point
 
 
+class _FakeEmbedding:
+    """A model for content reranking: z's first coordinate says which move a decode came from ('m1' …);
+    the seed picks the candidate; ``embed`` and ``encode_embeddings`` map a sentence to known points."""
+
+    name, latent_dim = "fake", 2
+
+    def __init__(self, by_move: dict[tuple[int, int | None], str], vectors: dict[str, list[float]],
+                 means: dict[str, list[float]]) -> None:
+        self.by_move, self.vectors, self.means = by_move, vectors, means
+        self._mu_of = {tuple(round(x, 4) for x in v): means[k] for k, v in vectors.items()}
+
+    def decode(self, z, *, strategy="greedy", temperature=1.0, beam_size=5, seed=None):  # noqa: ANN001
+        return [self.by_move.get((abs(round(float(row[0]))), seed), "") for row in z]  # either direction
+
+    def embed(self, texts):  # noqa: ANN001
+        return np.asarray([self.vectors.get(t, [0.0, 0.0, 1.0]) for t in texts], dtype=np.float32)
+
+    def encode_embeddings(self, emb):  # noqa: ANN001
+        mu = np.asarray([self._mu_of.get(tuple(round(float(x), 4) for x in row), [-9.0, 0.0]) for row in emb],
+                        np.float32)
+        return mu, np.zeros_like(mu)
+
+
+def test_content_rerank_keeps_the_nearest_source_among_candidates_on_the_target_side():
+    # the axis is z's first coordinate (margin 1), so degree 4 moves a source at 0 to 1, 2, 3 and 4
+    axis = style.LatentAxis("sentiment", np.array([1.0, 0.0]), scale=1.0, bias=0.0, margin=1.0)
+    vectors = {"close-but-negative": [1.0, 0.0, 0.0], "close-positive": [0.9, 0.1, 0.0],
+               "far-positive": [0.0, 1.0, 0.0], "weak": [0.95, 0.0, 0.05]}
+    means = {"close-but-negative": [-3.0, 0.0], "close-positive": [3.0, 0.0], "far-positive": [5.0, 0.0],
+             "weak": [1.0, 0.0]}  # p(positive) 0.05, 0.95, 0.99, 0.73
+    fake = _FakeEmbedding({(1, None): "close-but-negative", (2, 1): "far-positive", (3, None): "",
+                           (4, 1): "close-positive"}, vectors, means)
+    source = np.array([[1.0, 0.0, 0.0]])
+    mu, up = np.zeros((1, 2), np.float32), np.array([1.0])
+    outputs, step = style.content_rerank(fake, axis, source, mu, up, 4.0, 2)
+    assert outputs == ["close-positive"] and list(step) == [3]  # the nearest at p ≥ 0.9, found on the 4th move
+    outputs, step = style.content_rerank(fake, axis, source, mu, up, 4.0, 2, threshold=0.999)
+    assert outputs == ["far-positive"] and list(step) == [1]  # none passes: the highest p(target)
+    only_weak = _FakeEmbedding({(1, None): "weak", (2, None): ""}, vectors, means)
+    outputs, _ = style.content_rerank(only_weak, axis, source, mu, up, 4.0, 1)
+    assert outputs == ["weak"]  # an empty candidate is never preferred, even when nothing passes
+    outputs, _ = style.content_rerank(fake, axis, source, np.zeros((1, 2), np.float32), -up, 4.0, 2)
+    assert outputs == ["close-but-negative"]  # towards negative the same candidates rank the other way
+    with pytest.raises(InvalidInputError, match="embeds sentences") as info:
+        style.content_rerank(_FakeLatent({}, {None: [""]}), axis, source, mu, up, 4.0, 2)
+    assert info.value.param == "rerank"
+
+
+def test_content_reranked_transfer_on_the_tiny_vae(axis_pipeline, axis):
+    texts = ["the cat sees the house", "a dog likes fresh bread"]
+    moved = style.transfer(axis_pipeline, axis, texts, "positive", 2.0, candidates=3, rerank="content")
+    again = style.transfer(axis_pipeline, axis, texts, "positive", 2.0, candidates=3, rerank="content")
+    assert [m.output for m in moved] == [m.output for m in again]  # seeded samples
+    mu, _ = axis_pipeline.encode(texts)
+    for i, m in enumerate(moved):
+        assert m.degree in (0.5, 1.0, 1.5, 2.0)  # which move the kept output came from
+        z, _, after = axis.shift(mu[i:i + 1], 1.0, m.degree)
+        assert np.allclose(m.z, z[0], atol=1e-6)
+        assert m.p_after == pytest.approx(1 / (1 + np.exp(-after[0])))
+    zero = style.transfer(axis_pipeline, axis, texts, "positive", 0.0, candidates=3, rerank="content")
+    assert [m.output for m in zero] == [m.output for m in style.transfer(axis_pipeline, axis, texts, "positive", 0.0,
+                                                                          candidates=3)]  # nothing moves at 0
+    with pytest.raises(InvalidInputError, match="rerank must be one of") as info:
+        style.transfer(axis_pipeline, axis, texts, "positive", 2.0, rerank="judge")
+    assert info.value.param == "rerank"
+
+
 # ---------------------------------------------------------------------------- evaluation
 
 
@@ -243,6 +310,13 @@ def test_evaluate_transfer_reranks_the_moves_but_not_the_baseline(axis_pipeline,
     plain = evaluate_transfer(axis_pipeline, axis, texts, planted_labels(texts), judge=judge, encoder=encoder,
                               degrees=[2.0], baselines=False)
     assert plain["by_degree"][0]["candidates"] == 1
+    content = evaluate_transfer(axis_pipeline, axis, texts, planted_labels(texts), judge=judge, encoder=encoder,
+                                degrees=[2.0], candidates=2, rerank="content")
+    assert [(r["degree"], r["candidates"], r["rerank"]) for r in content["by_degree"]] == [(0.0, 1, None),
+                                                                                         (2.0, 2, "content")]
+    with pytest.raises(InvalidInputError, match="rerank"):
+        evaluate_transfer(axis_pipeline, axis, texts, planted_labels(texts), judge=judge, encoder=encoder,
+                          degrees=[2.0], rerank="closest")
 
 
 def test_score_outputs_counts_empty_outputs_as_failures(encoder):
@@ -415,6 +489,16 @@ def test_cli_fit_transfer_eval(run, tiny_vae_dir, tmp_path, monkeypatch):
     assert "chosen with no_repeat_ngram=3; this run decodes with 0" in r.stderr
 
     r = run("eval", "transfer", "--model", str(model), "--data-dir", str(data), "--no-fluency", "--degree", "2",
+            "--limit", "4", "--candidates", "2", "--rerank", "content", "--json")
+    assert r.exit_code == 0, r.output
+    content = json.loads(r.stdout.strip().splitlines()[-1])
+    assert (content["candidates"], content["rerank"], content["by_degree"][1]["rerank"]) == (2, "content", "content")
+    r = run("transfer", "the cat sees the house", "--model", str(model), "--degree", "2", "--candidates", "2",
+            "--rerank", "content", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout.strip())["degree"] in (0.5, 1.0, 1.5, 2.0)
+
+    r = run("eval", "transfer", "--model", str(model), "--data-dir", str(data), "--no-fluency", "--degree", "2",
             "--no-baselines", "--limit", "4")
     assert r.exit_code == 0, r.output
     assert [line.split()[0] for line in r.stdout.strip().splitlines()[1:]] == ["2"]  # no source or degree-0 rows
@@ -427,6 +511,8 @@ def test_cli_bad_inputs(run, tmp_path):
     assert r.exit_code == 2
     r = run("transfer", "the cat", "--candidates", "0", "--model", str(tmp_path))
     assert r.exit_code == 2 and "candidates" in r.output
+    r = run("transfer", "the cat", "--rerank", "judge", "--model", str(tmp_path))
+    assert r.exit_code == 2 and "rerank" in r.output
     r = run("transfer", "the cat")
     assert r.exit_code == 2 and "TEXTLATENT_VAE_MODEL" in r.output
     r = run("transfer", "the cat", "--model", str(tmp_path))

@@ -66,11 +66,14 @@ class PosteriorPipeline:
         return self.encoder.encode(validate_texts(list(texts), param="texts"))
 
     def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        return self.encode_embeddings(self.embed(texts))
+
+    def encode_embeddings(self, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(μ, log σ²) of sentences already embedded by ``embed``."""
         import torch
 
-        emb = torch.from_numpy(self.embed(texts)).to(self.device)
         with torch.no_grad():
-            mu, logvar = self.model.encode(emb)
+            mu, logvar = self.model.encode(torch.from_numpy(np.asarray(emb, dtype=np.float32)).to(self.device))
         return mu.float().cpu().numpy(), logvar.float().cpu().numpy()
 
 

@@ -35,6 +35,7 @@ from textlatent.vae.transfer import (
     check_axis_method,
     check_candidates,
     check_degree,
+    check_rerank,
     fit_axis,
     posterior_means,
     save_axis,
@@ -144,9 +145,11 @@ def selection_score(flip_rate: float, similarity: float) -> float:
 
 def select_degree(model: LatentModel, axis: LatentAxis, texts: Sequence[str], labels: Sequence[int], *,
                   judge: Any, encoder: Any, grid: Sequence[float] = DEGREE_GRID, mu: np.ndarray | None = None,
-                  candidates: int = 1, progress: bool = False) -> tuple[float, list[dict[str, Any]]]:
+                  candidates: int = 1, rerank: str = "round-trip",
+                  progress: bool = False) -> tuple[float, list[dict[str, Any]]]:
     """The grid degree with the highest :func:`selection_score` on ``texts`` (ties: the smaller degree),
-    each move decoded as :func:`transfer_from_means` does with ``candidates`` (1: the plain decode).
+    each move decoded as :func:`transfer_from_means` does with ``candidates`` and ``rerank`` (1 and
+    round-trip: the plain decode).
 
     Meant for held-out *training* sentences; fluency is left out of the choice (scoring it
     under SmolLM2 for every grid point costs more than the choice is worth on a CPU)."""
@@ -158,9 +161,9 @@ def select_degree(model: LatentModel, axis: LatentAxis, texts: Sequence[str], la
     table = []
     for degree in tqdm(list(grid), desc="degrees", disable=not progress):
         outs = [t.output for t in transfer_from_means(model, axis, texts, mu, targets, check_degree(degree),
-                                                      candidates=candidates)]
+                                                      candidates=candidates, rerank=rerank)]
         scores = score_outputs(texts, outs, targets, judge=judge, encoder=encoder, source_emb=src)
-        row = {"degree": float(degree), "candidates": candidates, **scores}
+        row = {"degree": float(degree), "candidates": candidates, "rerank": rerank, **scores}
         row["score"] = selection_score(row["flip_rate"], row["content_similarity"])
         table.append(row)
     best = max(table, key=lambda r: (r["score"], -r["degree"]))
@@ -169,7 +172,8 @@ def select_degree(model: LatentModel, axis: LatentAxis, texts: Sequence[str], la
 
 def fit_sentiment_transfer(model: LatentModel, data_dir: str | Path, *, judge: Any, judge_name: str, encoder: Any,
                            holdout: int = HOLDOUT, seed: int = 0, grid: Sequence[float] = DEGREE_GRID,
-                           candidates: int = 1, axis_method: str = "auto", progress: bool = True) -> LatentAxis:
+                           candidates: int = 1, rerank: str = "round-trip", axis_method: str = "auto",
+                           progress: bool = True) -> LatentAxis:
     """Fit the sentiment axis on SST-2 train (minus the held-out slice) by ``axis_method`` (see
     :func:`~textlatent.vae.transfer.fit_axis`; ``auto`` fits both and keeps the one whose best degree
     scores higher), pick its default degree on the slice (for moves decoded with ``candidates``, see
@@ -177,6 +181,7 @@ def fit_sentiment_transfer(model: LatentModel, data_dir: str | Path, *, judge: A
     from textlatent.eval.loaders import load_sst2
 
     check_candidates(candidates)
+    check_rerank(rerank)
     methods = AXIS_METHODS if check_axis_method(axis_method, auto=True) == "auto" else (axis_method,)
     start = time.perf_counter()
     data = load_sst2(data_dir, "train", "kim")
@@ -199,7 +204,8 @@ def fit_sentiment_transfer(model: LatentModel, data_dir: str | Path, *, judge: A
             continue
         axis.info["heldout_accuracy"] = float(((axis.logit(held_mu) > 0) == np.asarray(held_labels)).mean())
         axis.default_degree, rows = select_degree(model, axis, held_texts, held_labels, judge=judge, encoder=encoder,
-                                                  grid=grid, mu=held_mu, candidates=candidates, progress=progress)
+                                                  grid=grid, mu=held_mu, candidates=candidates, rerank=rerank,
+                                                  progress=progress)
         table += [{"method": method, **row} for row in rows]
         score = max(row["score"] for row in rows)
         if best is None or score > best[0]:  # a tie keeps the first (logistic, the original axis)
@@ -210,7 +216,7 @@ def fit_sentiment_transfer(model: LatentModel, data_dir: str | Path, *, judge: A
     if failures:
         axis.info["axis_failures"] = failures
     axis.info.update({"data": "sst2/kim_stsa/stsa.binary.train", "heldout": holdout, "seed": seed,
-                      "candidates": candidates, "axis_rule": axis_method,
+                      "candidates": candidates, "rerank": rerank, "axis_rule": axis_method,
                       "judge": judge_name, "selection": table, "fit_seconds": round(time.perf_counter() - start, 1),
                       "no_repeat_ngram": getattr(model, "no_repeat_ngram", None),  # None: no such option
                       "degree_rule": "max over the grid (and, with --axis auto, the axis methods) of flip_rate × "
@@ -226,13 +232,15 @@ def evaluate_transfer(model: LatentModel, axis: LatentAxis, texts: Sequence[str]
                       judge: Any, encoder: Any, degrees: Sequence[float],
                       fluency: Callable[[Sequence[str]], float] | None = None, fluency_limit: int | None = None,
                       baselines: bool = True, progress: bool = False, examples: int = 5,
-                      candidates: int = 1) -> dict[str, Any]:
+                      candidates: int = 1, rerank: str = "round-trip") -> dict[str, Any]:
     """Each text moved to the label opposite its gold label, at each degree, plus the honest baselines:
     the sources themselves and the degree-0 reconstructions, scored the same way.
 
     ``candidates`` > 1 decodes each move that many times and keeps the round-trip nearest
-    (:func:`~textlatent.vae.transfer.round_trip_rerank`); the degree-0 baseline stays the plain
-    greedy reconstruction decode(μ).
+    (:func:`~textlatent.vae.transfer.round_trip_rerank`), or with ``rerank="content"`` the one nearest
+    the source on the target side over moves up to each degree
+    (:func:`~textlatent.vae.transfer.content_rerank`); the degree-0 baseline stays the plain greedy
+    reconstruction decode(μ).
 
     ``baselines=False`` skips the sources and degree 0 (when another run already scored them).
     ``fluency_limit`` scores perplexity on the first N outputs of each set only (SmolLM2 is the
@@ -241,6 +249,8 @@ def evaluate_transfer(model: LatentModel, axis: LatentAxis, texts: Sequence[str]
 
     if not texts or len(texts) != len(labels):
         raise InvalidInputError("need one label per text, at least one text", param="data")
+    check_candidates(candidates)
+    check_rerank(rerank)
     start = time.perf_counter()
     if fluency is not None and fluency_limit is not None:
         scorer, n = fluency, fluency_limit
@@ -257,10 +267,13 @@ def evaluate_transfer(model: LatentModel, axis: LatentAxis, texts: Sequence[str]
     wanted = {*map(float, degrees)} | ({0.0} if baselines else set())
     for degree in tqdm(sorted(wanted), desc="degrees", disable=not progress):
         n_cand = 1 if degree == 0.0 and baselines else candidates
-        moved = transfer_from_means(model, axis, texts, mu, targets, check_degree(degree), candidates=n_cand)
+        moved = transfer_from_means(model, axis, texts, mu, targets, check_degree(degree), candidates=n_cand,
+                                    rerank=rerank)
         outs = [t.output for t in moved]
         scores = score_outputs(texts, outs, targets, judge=judge, encoder=encoder, fluency=fluency, source_emb=src)
-        row = {"degree": degree, "candidates": n_cand, **scores,
+        used = rerank if degree > 0.0 else "round-trip"  # nothing moves at degree 0: no target side to keep
+        row = {"degree": degree, "candidates": n_cand, "rerank": used if n_cand > 1 or used == "content" else None,
+               **scores,
                "latent_p_target": float(np.mean([t.p_after for t in moved])),
                "examples": [{"source": t.source, "target": t.target, "output": t.output} for t in moved[:examples]]}
         by_degree.append(row)
