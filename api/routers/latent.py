@@ -28,6 +28,7 @@ from api.schemas_latent import (
     TransferRequest,
     TransferResponse,
 )
+from textlatent.errors import PayloadTooLargeError
 from textlatent.vae import ops
 from textlatent.vae import transfer as style
 from textlatent.vae.service import LatentService
@@ -124,8 +125,12 @@ def transfer(body: TransferRequest, latent: LatentService = Depends(get_latent))
     if body.degree is not None:
         style.check_degree(body.degree)
     style.check_candidates(body.candidates)
-    decodes = body.candidates * (style.CONTENT_STEPS if body.rerank == "content" else 1)
-    latent.check_count(decodes, "candidates", strategy=body.strategy, beam_size=body.beam_size)
+    latent.check_count(body.candidates, "candidates", strategy=body.strategy, beam_size=body.beam_size)
+    if body.rerank == "content" and body.candidates * style.CONTENT_STEPS > latent.settings.max_batch:
+        raise PayloadTooLargeError(f"content reranking decodes {style.CONTENT_STEPS} moves x {body.candidates} "
+                                   f"candidates = {body.candidates * style.CONTENT_STEPS}; the limit is "
+                                   f"{latent.settings.max_batch} (TEXTLATENT_MAX_BATCH): ask for fewer candidates",
+                                   param="candidates")
     model = latent.model()
     axis = style.load_axis(model, attribute, latent_dim=model.latent_dim)
     [moved] = style.transfer(model, axis, [body.text], body.target, body.degree, strategy=body.strategy,

@@ -72,7 +72,8 @@ def test_content_rerank_counts_four_decodes_per_candidate(client_factory, axis_d
     client = client_factory(vae_model=axis_dir, max_batch=8)
     assert client.post("/latent/transfer", json=BODY | {"candidates": 2, "rerank": "content"}).status_code == 200
     r = client.post("/latent/transfer", json=BODY | {"candidates": 3, "rerank": "content"})
-    assert_error(r, 413, param="candidates")
+    err = assert_error(r, 413, param="candidates")
+    assert "content reranking decodes 4 moves x 3 candidates = 12" in err["message"]
 
 
 def test_the_largest_seed_works_with_candidates(transfer_client):
