@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from textlatent.vae.limits import MAX_DEGREE, MAX_NO_REPEAT_NGRAM, MAX_SEED, MAX_STEPS
+from textlatent.vae.limits import CONTENT_THRESHOLD, MAX_DEGREE, MAX_NO_REPEAT_NGRAM, MAX_SEED, MAX_STEPS
 
 Strategy = Literal["greedy", "sample", "beam"]
 
@@ -112,9 +112,13 @@ class TransferRequest(DecodingOptions):
         description="How one of the candidates is chosen. 'round-trip': as `candidates` says. 'content': the point "
                     "is moved to degree × 1/4, 2/4, 3/4 and 1, each decoded `candidates` times, and the candidate "
                     "kept is the one nearest the source (MiniLM cosine) among those the latent classifier puts at "
-                    "p(target) ≥ 0.9 (else the one with the highest p(target)); `degree` in the answer says which "
-                    "move it came from. Four times the decoding, and the choice optimises the very similarity that "
-                    "`textlatent eval transfer` reports.")
+                    "p(target) ≥ `min_p_target` (else the one with the highest p(target)); `degree` in the answer "
+                    "says which move it came from. Four times the decoding, and the choice optimises the very "
+                    "similarity that `textlatent eval transfer` reports.")
+    min_p_target: float = Field(
+        CONTENT_THRESHOLD, ge=0.5, le=0.99,
+        description="With rerank 'content': the latent classifier's p(target) a candidate needs to be kept for its "
+                    "closeness to the source (0.5-0.99); lower keeps more of the source, higher flips more often.")
 
 
 class TransferResponse(BaseModel):

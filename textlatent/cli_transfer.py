@@ -24,7 +24,7 @@ from textlatent.cli_vae import (
     _strategy,
     _texts,
 )
-from textlatent.vae.limits import MAX_DEGREE, MAX_SEED
+from textlatent.vae.limits import CONTENT_THRESHOLD, MAX_DEGREE, MAX_SEED
 
 if TYPE_CHECKING:
     from textlatent.vae.ops import VAEPipeline
@@ -42,7 +42,11 @@ RerankOpt = Annotated[Literal["round-trip", "content"], typer.Option(
     "--rerank", help="How to choose among candidates: 'round-trip' (the one whose own posterior mean is nearest the "
                      "moved z) or 'content' (decode at degree x 1/4, 2/4, 3/4, 1, CANDIDATES each, and keep the one "
                      "nearest the source, by MiniLM cosine, among those the latent classifier puts at p(target) >= "
-                     "0.9)")]
+                     "--min-p-target)")]
+MinPTargetOpt = Annotated[float, finite_option(
+    "--min-p-target", min=0.5, max=0.99,
+    help="Content reranking: the latent classifier's p(target) a candidate needs to be kept for its closeness to "
+         "the source; lower keeps more of the source, higher flips more often")]
 DegreeOpt = Annotated[float | None, finite_option("--degree", min=0.0, max=MAX_DEGREE, show_default=False,
                                                   help="0 = reconstruction, 1 = a typical sentence of the target "
                                                        "class, 2 = twice as far \\[default: the model's fitted one]")]
@@ -91,6 +95,7 @@ def transfer_cmd(
     seed: SeedOpt = None,
     candidates: CandidatesOpt = 1,
     rerank: RerankOpt = "round-trip",
+    min_p_target: MinPTargetOpt = CONTENT_THRESHOLD,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
     no_repeat_ngram: NoRepeatOpt = None,
 ) -> None:
@@ -104,7 +109,8 @@ def transfer_cmd(
     axis = _run(lambda: load_axis(pipeline, "sentiment", latent_dim=pipeline.latent_dim))
     items = _texts(texts)
     results = _run(lambda: transfer(pipeline, axis, items, target, degree, strategy=_strategy(strategy),
-                                    candidates=candidates, rerank=rerank, temperature=temperature, seed=seed))
+                                    candidates=candidates, rerank=rerank, min_p_target=min_p_target,
+                                    temperature=temperature, seed=seed))
     for r in results:
         if as_json:
             typer.echo(json_out({"source": r.source, "output": r.output, "target": r.target, "degree": r.degree,
@@ -122,6 +128,7 @@ def fit_transfer_cmd(
     = 500,
     candidates: CandidatesOpt = 1,
     rerank: RerankOpt = "round-trip",
+    min_p_target: MinPTargetOpt = CONTENT_THRESHOLD,
     axis: Annotated[Literal["auto", "logistic", "mean"], typer.Option(
         "--axis", help="The axis direction: 'logistic' (a logistic regression's weights on the latent means), "
                        "'mean' (the difference of the two classes' mean latent vectors), or 'auto' (both, keeping "
@@ -143,7 +150,7 @@ def fit_transfer_cmd(
         fitted = _run(lambda: fit_sentiment_transfer(pipeline, data_dir, judge=judge_model, judge_name=judge_name,
                                                      encoder=_similarity_encoder(pipeline), holdout=holdout,
                                                      seed=seed, candidates=candidates, rerank=rerank,
-                                                     axis_method=axis))
+                                                     min_p_target=min_p_target, axis_method=axis))
     summary = {"model": str(pipeline.path), "default_degree": fitted.default_degree, "margin": fitted.margin,
                "scale": fitted.scale, **{k: v for k, v in fitted.info.items() if k != "selection"},
                "selection": fitted.info["selection"]}
@@ -171,6 +178,7 @@ def eval_transfer_cmd(
                                                               "set only \\[default: all]")] = None,
     candidates: CandidatesOpt = 1,
     rerank: RerankOpt = "round-trip",
+    min_p_target: MinPTargetOpt = CONTENT_THRESHOLD,
     data_dir: DataDirOption = Path("../shared/data"),
     as_json: EvalJsonOption = False,
     no_repeat_ngram: NoRepeatOpt = None,
@@ -192,7 +200,8 @@ def eval_transfer_cmd(
     result = _run(lambda: evaluate_transfer(pipeline, axis, texts, labels, judge=judge_model,
                                             encoder=_similarity_encoder(pipeline), degrees=degrees,
                                             fluency=scorer, fluency_limit=fluency_limit, baselines=baselines,
-                                            progress=True, candidates=candidates, rerank=rerank))
+                                            progress=True, candidates=candidates, rerank=rerank,
+                                            min_p_target=min_p_target))
     main = next(r for r in result["by_degree"] if r["degree"] == float(degrees[0]))
     fitted_with = axis.info.get("no_repeat_ngram")  # the decoding the default degree was chosen under
     if fitted_with is not None and fitted_with != result["no_repeat_ngram"]:
@@ -201,7 +210,8 @@ def eval_transfer_cmd(
     summary = {"model": str(pipeline.path), "judge": judge_name, "data": "sst2/glue/dev.tsv",
                "axis_method": axis.info.get("method", "logistic"), "axis_no_repeat_ngram": fitted_with,
                "default_degree": axis.default_degree, "degree": main["degree"], "candidates": candidates,
-               "rerank": rerank, "flip_rate": main["flip_rate"],
+               "rerank": rerank, "min_p_target": min_p_target if rerank == "content" else None,
+               "flip_rate": main["flip_rate"],
                "content_similarity": main["content_similarity"], "fluency": main.get("fluency"), **result}
     if as_json:
         typer.echo(json_out(summary))

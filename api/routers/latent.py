@@ -135,7 +135,8 @@ def transfer(body: TransferRequest, latent: LatentService = Depends(get_latent))
     axis = style.load_axis(model, attribute, latent_dim=model.latent_dim)
     [moved] = style.transfer(model, axis, [body.text], body.target, body.degree, strategy=body.strategy,
                              temperature=body.temperature, beam_size=body.beam_size, seed=body.seed,
-                             candidates=body.candidates, rerank=body.rerank, **_ngram(body))
+                             candidates=body.candidates, rerank=body.rerank,
+                             min_p_target=body.min_p_target, **_ngram(body))
     return TransferResponse(model=model.name, attribute=attribute, target=moved.target, source=moved.source,
                             output=moved.output, degree=moved.degree, p_before=round(moved.p_before, 6),
                             p_after=round(moved.p_after, 6), z=[round(float(x), 6) for x in moved.z])

@@ -111,6 +111,8 @@ def test_degree_zero_is_the_reconstruction_and_default_degree_is_used(transfer_c
     (BODY | {"candidates": 33}, "candidates"),
     (BODY | {"candidates": "many"}, None),
     (BODY | {"rerank": "judge"}, "rerank"),
+    (BODY | {"rerank": "content", "min_p_target": 0.3}, "min_p_target"),
+    (BODY | {"rerank": "content", "min_p_target": 1.0}, "min_p_target"),
     (BODY | {"degre": 3}, "degre"),  # a misspelt option was ignored (200 at the default degree)
     (BODY | {"degree": True}, "degree"),
 ])

@@ -263,6 +263,14 @@ def test_content_reranked_transfer_on_the_tiny_vae(axis_pipeline, axis):
     with pytest.raises(InvalidInputError, match="rerank must be one of") as info:
         style.transfer(axis_pipeline, axis, texts, "positive", 2.0, rerank="judge")
     assert info.value.param == "rerank"
+    for bad in (0.4, 1.0, float("nan"), True, "high"):
+        with pytest.raises(InvalidInputError, match="min_p_target must be") as info:
+            style.transfer(axis_pipeline, axis, texts, "positive", 2.0, candidates=2, rerank="content",
+                           min_p_target=bad)
+        assert info.value.param == "min_p_target"
+    loose = style.transfer(axis_pipeline, axis, texts, "positive", 2.0, candidates=3, rerank="content",
+                           min_p_target=0.5)
+    assert all(m.degree in (0.5, 1.0, 1.5, 2.0) for m in loose)
 
 
 # ---------------------------------------------------------------------------- evaluation
@@ -493,6 +501,7 @@ def test_cli_fit_transfer_eval(run, tiny_vae_dir, tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     content = json.loads(r.stdout.strip().splitlines()[-1])
     assert (content["candidates"], content["rerank"], content["by_degree"][1]["rerank"]) == (2, "content", "content")
+    assert content["min_p_target"] == 0.9 and content["by_degree"][1]["min_p_target"] == 0.9
     r = run("transfer", "the cat sees the house", "--model", str(model), "--degree", "2", "--candidates", "2",
             "--rerank", "content", "--json")
     assert r.exit_code == 0, r.output
@@ -513,6 +522,8 @@ def test_cli_bad_inputs(run, tmp_path):
     assert r.exit_code == 2 and "candidates" in r.output
     r = run("transfer", "the cat", "--rerank", "judge", "--model", str(tmp_path))
     assert r.exit_code == 2 and "rerank" in r.output
+    r = run("transfer", "the cat", "--rerank", "content", "--min-p-target", "0.2", "--model", str(tmp_path))
+    assert r.exit_code == 2 and "min-p-target" in r.output
     r = run("transfer", "the cat")
     assert r.exit_code == 2 and "TEXTLATENT_VAE_MODEL" in r.output
     r = run("transfer", "the cat", "--model", str(tmp_path))

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from textlatent.errors import InvalidInputError, ModelUnavailableError, NotFoundError
-from textlatent.vae.limits import MAX_DEGREE, MAX_SEED
+from textlatent.vae.limits import CONTENT_THRESHOLD, MAX_DEGREE, MAX_SEED
 from textlatent.vae.ops import LatentModel, Strategy
 
 log = logging.getLogger("textlatent.vae.transfer")
@@ -51,9 +51,8 @@ MAX_CANDIDATES = 32
 RERANK_TEMPERATURE = 0.5  # the sampled candidates' softmax temperature: on the held-out train slice 0.5
 # beat 0.8 on flip rate, similarity and fluency alike (docs/benchmarks.md)
 RERANKS = ("round-trip", "content")
-CONTENT_STEPS = 4  # content reranking decodes at degree·j/4, j = 1 … 4: the pool of the session-18 probe
-CONTENT_THRESHOLD = 0.9  # … and keeps, among candidates at p(target) ≥ this, the nearest the source; both chosen
-# on the held-out train slice (docs/benchmarks.md, "Content reranking")
+CONTENT_STEPS = 4  # content reranking decodes at degree·j/4, j = 1 … 4 (the pool of the session-18 probe), and keeps
+# the candidate nearest the source among those at p(target) ≥ min_p_target (default CONTENT_THRESHOLD, in limits)
 DEFAULT_DEGREE = 1.0  # used until a degree is selected on held-out training sentences (`fit-transfer`)
 
 
@@ -153,6 +152,12 @@ def check_rerank(rerank: Any) -> str:
     if rerank not in RERANKS:
         raise InvalidInputError(f"rerank must be one of {', '.join(RERANKS)}, got {rerank!r}", param="rerank")
     return str(rerank)
+
+
+def check_min_p_target(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.5 <= value <= 0.99:
+        raise InvalidInputError(f"min_p_target must be a number from 0.5 to 0.99, got {value!r}", param="min_p_target")
+    return float(value)
 
 
 def check_degree(degree: Any) -> float:
@@ -310,14 +315,14 @@ def posterior_means(model: LatentModel, texts: Sequence[str], *, progress: bool 
 
 def transfer(model: LatentModel, axis: LatentAxis, texts: Sequence[str], target: str | Sequence[str],
              degree: float | None = None, *, strategy: Strategy = "greedy", candidates: int = 1,
-             rerank: str = "round-trip", **decode_kw: Any) -> list[Transfer]:
+             rerank: str = "round-trip", min_p_target: float = CONTENT_THRESHOLD, **decode_kw: Any) -> list[Transfer]:
     """Move each text's μ towards ``target`` (one label for all, or one per text) and decode.
 
     ``degree`` None uses the axis's default (chosen on held-out training sentences).
     ``candidates`` > 1 decodes that many sentences per move and keeps one: with ``rerank``
     ``"round-trip"`` the round-trip nearest (:func:`round_trip_rerank`), with ``"content"`` the one
-    nearest the source among those on the target side, over moves up to ``degree``
-    (:func:`content_rerank`)."""
+    nearest the source among those the latent classifier puts at p(target) ≥ ``min_p_target``, over
+    moves up to ``degree`` (:func:`content_rerank`)."""
     from textlatent.encoder import validate_texts
 
     items = validate_texts(texts[0], param="text") if len(texts) == 1 else validate_texts(list(texts), param="texts")
@@ -328,9 +333,10 @@ def transfer(model: LatentModel, axis: LatentAxis, texts: Sequence[str], target:
     deg = axis.default_degree if degree is None else check_degree(degree)
     check_candidates(candidates)
     check_rerank(rerank)
+    check_min_p_target(min_p_target)
     mu, _ = model.encode(items)
     return _decode_moves(model, axis, items, mu, targets, signs, deg, strategy=strategy, candidates=candidates,
-                         rerank=rerank, **decode_kw)
+                         rerank=rerank, min_p_target=min_p_target, **decode_kw)
 
 
 def round_trip_rerank(model: LatentModel, z: np.ndarray, candidates: int, *, strategy: Strategy = "greedy",
@@ -411,7 +417,8 @@ def content_rerank(model: LatentModel, axis: LatentAxis, source_emb: np.ndarray,
 
 def _decode_moves(model: LatentModel, axis: LatentAxis, items: Sequence[str], mu: np.ndarray,
                   targets: Sequence[str], signs: np.ndarray, degree: float, *, strategy: Strategy = "greedy",
-                  candidates: int = 1, rerank: str = "round-trip", **decode_kw: Any) -> list[Transfer]:
+                  candidates: int = 1, rerank: str = "round-trip", min_p_target: float = CONTENT_THRESHOLD,
+                  **decode_kw: Any) -> list[Transfer]:
     signs = np.asarray(signs, dtype=np.float64)
     if check_rerank(rerank) == "content" and degree > 0.0:  # at degree 0 nothing moves: no target side to keep
         embed = getattr(model, "embed", None)
@@ -419,7 +426,7 @@ def _decode_moves(model: LatentModel, axis: LatentAxis, items: Sequence[str], mu
             raise InvalidInputError("content reranking needs a model that embeds sentences (the VAE pipelines do)",
                                     param="rerank")
         outputs, step = content_rerank(model, axis, np.asarray(embed(list(items))), mu, signs, degree, candidates,
-                                       strategy=strategy, **decode_kw)
+                                       strategy=strategy, threshold=check_min_p_target(min_p_target), **decode_kw)
         degrees = degree * (step + 1) / CONTENT_STEPS
         z = np.empty_like(np.asarray(mu, dtype=np.float32))
         before, after = np.empty(len(items)), np.empty(len(items))
