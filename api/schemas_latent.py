@@ -116,7 +116,7 @@ class TransferRequest(DecodingOptions):
                     "says which move it came from. Four times the decoding, and the choice optimises the very "
                     "similarity that `textlatent eval transfer` reports.")
     min_p_target: float = Field(
-        CONTENT_THRESHOLD, ge=0.5, le=0.99,
+        CONTENT_THRESHOLD, ge=0.5, le=0.99, strict=True,
         description="With rerank 'content': the latent classifier's p(target) a candidate needs to be kept for its "
                     "closeness to the source (0.5-0.99); lower keeps more of the source, higher flips more often.")
 

@@ -36,8 +36,9 @@ JudgeOpt = Annotated[
                  show_default=False),
 ]
 CandidatesOpt = Annotated[int, typer.Option(
-    min=1, max=32, help="Decode each move this many times (greedy + samples) and keep the candidate whose own "
-                        "posterior mean is nearest the moved z (round-trip reranking); 1 = greedy only")]
+    min=1, max=32, help="Decode each move this many times (greedy + samples) and keep one as --rerank says "
+                        "(by default the candidate whose own posterior mean is nearest the moved z); 1 = greedy "
+                        "only")]
 RerankOpt = Annotated[Literal["round-trip", "content"], typer.Option(
     "--rerank", help="How to choose among candidates: 'round-trip' (the one whose own posterior mean is nearest the "
                      "moved z) or 'content' (decode at degree x 1/4, 2/4, 3/4, 1, CANDIDATES each, and keep the one "
@@ -101,7 +102,8 @@ def transfer_cmd(
 ) -> None:
     """Move each sentence along the VAE's sentiment axis towards TARGET and decode it.
 
-    Prints source, output and the latent classifier's p(target) before → after, tab-separated."""
+    Prints source, output and the latent classifier's p(target) before → after, tab-separated; with
+    --rerank content also the degree of the move each output came from."""
     from textlatent.vae.transfer import check_attribute, check_target, load_axis, transfer
 
     _run(lambda: check_target(check_attribute("sentiment"), target))  # fail before the model loads
@@ -116,7 +118,8 @@ def transfer_cmd(
             typer.echo(json_out({"source": r.source, "output": r.output, "target": r.target, "degree": r.degree,
                                    "p_before": round(r.p_before, 4), "p_after": round(r.p_after, 4)}))
         else:
-            typer.echo(f"{r.source}\t{r.output}\t{r.p_before:.2f} -> {r.p_after:.2f}")
+            kept = f"\tdegree {r.degree:g}" if rerank == "content" else ""
+            typer.echo(f"{r.source}\t{r.output}\t{r.p_before:.2f} -> {r.p_after:.2f}{kept}")
 
 
 @app.command("fit-transfer")
@@ -207,6 +210,10 @@ def eval_transfer_cmd(
     if fitted_with is not None and fitted_with != result["no_repeat_ngram"]:
         typer.echo(f"note: the default degree was chosen with no_repeat_ngram={fitted_with}; this run decodes with "
                    f"{result['no_repeat_ngram']}", err=True)
+    fitted_rerank = (axis.info.get("candidates", 1), axis.info.get("rerank", "round-trip"))
+    if not degree and fitted_rerank != (candidates, rerank):
+        typer.echo(f"note: the default degree was chosen with {fitted_rerank[0]} candidate(s), {fitted_rerank[1]} "
+                   f"reranking; this run uses {candidates}, {rerank}", err=True)
     summary = {"model": str(pipeline.path), "judge": judge_name, "data": "sst2/glue/dev.tsv",
                "axis_method": axis.info.get("method", "logistic"), "axis_no_repeat_ngram": fitted_with,
                "default_degree": axis.default_degree, "degree": main["degree"], "candidates": candidates,

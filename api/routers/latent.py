@@ -126,11 +126,14 @@ def transfer(body: TransferRequest, latent: LatentService = Depends(get_latent))
         style.check_degree(body.degree)
     style.check_candidates(body.candidates)
     latent.check_count(body.candidates, "candidates", strategy=body.strategy, beam_size=body.beam_size)
-    if body.rerank == "content" and body.candidates * style.CONTENT_STEPS > latent.settings.max_batch:
-        raise PayloadTooLargeError(f"content reranking decodes {style.CONTENT_STEPS} moves x {body.candidates} "
-                                   f"candidates = {body.candidates * style.CONTENT_STEPS}; the limit is "
-                                   f"{latent.settings.max_batch} (TEXTLATENT_MAX_BATCH): ask for fewer candidates",
-                                   param="candidates")
+    if body.rerank == "content" and body.degree != 0:  # at degree 0 nothing moves and content reranking is off
+        decodes = body.candidates * style.CONTENT_STEPS
+        width = body.beam_size if body.strategy == "beam" else 1  # counted as check_count counts a beam
+        if decodes * width > latent.settings.max_batch:
+            beam = f" at beam_size {width}" if width > 1 else ""
+            raise PayloadTooLargeError(f"content reranking decodes {style.CONTENT_STEPS} moves x {body.candidates} "
+                                       f"candidates = {decodes}{beam}; the limit is {latent.settings.max_batch} "
+                                       "(TEXTLATENT_MAX_BATCH): ask for fewer candidates", param="candidates")
     model = latent.model()
     axis = style.load_axis(model, attribute, latent_dim=model.latent_dim)
     [moved] = style.transfer(model, axis, [body.text], body.target, body.degree, strategy=body.strategy,

@@ -74,6 +74,11 @@ def test_content_rerank_counts_four_decodes_per_candidate(client_factory, axis_d
     r = client.post("/latent/transfer", json=BODY | {"candidates": 3, "rerank": "content"})
     err = assert_error(r, 413, param="candidates")
     assert "content reranking decodes 4 moves x 3 candidates = 12" in err["message"]
+    beam = BODY | {"candidates": 1, "rerank": "content", "strategy": "beam", "beam_size": 4}
+    err = assert_error(client.post("/latent/transfer", json=beam), 413, param="candidates")
+    assert "= 4 at beam_size 4" in err["message"]  # a beam counts as many decodes as it is wide
+    r = client.post("/latent/transfer", json=BODY | {"candidates": 3, "rerank": "content", "degree": 0})
+    assert r.status_code == 200, r.text  # nothing moves at degree 0, so nothing is reranked for content
 
 
 def test_the_largest_seed_works_with_candidates(transfer_client):

@@ -224,18 +224,29 @@ class _FakeEmbedding:
 def test_content_rerank_keeps_the_nearest_source_among_candidates_on_the_target_side():
     # the axis is z's first coordinate (margin 1), so degree 4 moves a source at 0 to 1, 2, 3 and 4
     axis = style.LatentAxis("sentiment", np.array([1.0, 0.0]), scale=1.0, bias=0.0, margin=1.0)
+    # an empty candidate is embedded as "." (MiniLM needs text): here that would be the best of all, so
+    # only the rule that an empty candidate is never kept keeps it out
     vectors = {"close-but-negative": [1.0, 0.0, 0.0], "close-positive": [0.9, 0.1, 0.0],
-               "far-positive": [0.0, 1.0, 0.0], "weak": [0.95, 0.0, 0.05]}
+               "far-positive": [0.0, 1.0, 0.0], "weak": [0.95, 0.0, 0.05], ".": [0.98, 0.0, 0.0],
+               "source": [1.0, 0.0, 0.0]}
     means = {"close-but-negative": [-3.0, 0.0], "close-positive": [3.0, 0.0], "far-positive": [5.0, 0.0],
-             "weak": [1.0, 0.0]}  # p(positive) 0.05, 0.95, 0.99, 0.73
+             "weak": [1.0, 0.0], ".": [6.0, 0.0], "source": [-3.0, 0.0]}  # p(positive) 0.05, 0.95, 0.99, 0.73, 0.998
     fake = _FakeEmbedding({(1, None): "close-but-negative", (2, 1): "far-positive", (3, None): "",
                            (4, 1): "close-positive"}, vectors, means)
     source = np.array([[1.0, 0.0, 0.0]])
     mu, up = np.zeros((1, 2), np.float32), np.array([1.0])
-    outputs, step = style.content_rerank(fake, axis, source, mu, up, 4.0, 2)
-    assert outputs == ["close-positive"] and list(step) == [3]  # the nearest at p ≥ 0.9, found on the 4th move
-    outputs, step = style.content_rerank(fake, axis, source, mu, up, 4.0, 2, threshold=0.999)
-    assert outputs == ["far-positive"] and list(step) == [1]  # none passes: the highest p(target)
+    outputs, kept = style.content_rerank(fake, axis, source, mu, up, 4.0, 2)
+    assert outputs == ["close-positive"] and list(kept) == [4.0]  # the nearest at p ≥ 0.9, found on the 4th move
+    outputs, kept = style.content_rerank(fake, axis, source, mu, up, 4.0, 2, threshold=0.999)
+    assert outputs == ["far-positive"] and list(kept) == [2.0]  # none passes: the highest p(target)
+    # the same through transfer(): the answer is the move the kept output came from, not the degree asked for
+    [moved] = style.transfer_from_means(fake, axis, ["source"], mu, ["positive"], 4.0, candidates=2,
+                                        rerank="content")
+    assert (moved.output, moved.degree, float(moved.z[0])) == ("close-positive", 4.0, pytest.approx(4.0))
+    [moved] = style.transfer_from_means(fake, axis, ["source"], mu, ["positive"], 4.0, candidates=2,
+                                        rerank="content", min_p_target=0.99)
+    assert (moved.output, moved.degree, float(moved.z[0])) == ("far-positive", 2.0, pytest.approx(2.0))
+    assert moved.p_after == pytest.approx(1 / (1 + np.exp(-2.0)))
     only_weak = _FakeEmbedding({(1, None): "weak", (2, None): ""}, vectors, means)
     outputs, _ = style.content_rerank(only_weak, axis, source, mu, up, 4.0, 1)
     assert outputs == ["weak"]  # an empty candidate is never preferred, even when nothing passes
@@ -502,6 +513,11 @@ def test_cli_fit_transfer_eval(run, tiny_vae_dir, tmp_path, monkeypatch):
     content = json.loads(r.stdout.strip().splitlines()[-1])
     assert (content["candidates"], content["rerank"], content["by_degree"][1]["rerank"]) == (2, "content", "content")
     assert content["min_p_target"] == 0.9 and content["by_degree"][1]["min_p_target"] == 0.9
+    assert "candidate(s)" not in r.stderr  # a degree was given: nothing to say about the fitted one
+    r = run("eval", "transfer", "--model", str(model), "--data-dir", str(data), "--no-fluency", "--no-baselines",
+            "--limit", "2", "--candidates", "2", "--rerank", "content")
+    assert r.exit_code == 0, r.output
+    assert "chosen with 1 candidate(s), round-trip reranking; this run uses 2, content" in r.stderr
     r = run("transfer", "the cat sees the house", "--model", str(model), "--degree", "2", "--candidates", "2",
             "--rerank", "content", "--json")
     assert r.exit_code == 0, r.output

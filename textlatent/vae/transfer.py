@@ -79,6 +79,10 @@ class LatentAxis:
         """p(second label | z) under the latent classifier."""
         return np.asarray(1.0 / (1.0 + np.exp(-self.logit(z))))
 
+    def p_target(self, z: np.ndarray, sign: np.ndarray | float) -> np.ndarray:
+        """p(target | z): the second label's for ``sign`` +1, the first's for −1."""
+        return np.asarray(1.0 / (1.0 + np.exp(-np.asarray(sign, dtype=np.float64) * self.logit(z))))
+
     def target_logit(self, logit: np.ndarray, sign: np.ndarray | float, degree: float) -> np.ndarray:
         """ℓ' of the module docstring: where each sentence's logit ends up at ``degree``."""
         logit = np.asarray(logit, dtype=np.float64)
@@ -332,7 +336,8 @@ def transfer(model: LatentModel, axis: LatentAxis, texts: Sequence[str], target:
     signs = np.array([check_target(axis.attribute, t) for t in targets])
     deg = axis.default_degree if degree is None else check_degree(degree)
     check_candidates(candidates)
-    check_rerank(rerank)
+    if check_rerank(rerank) == "content":
+        content_embedder(model)  # before any work
     check_min_p_target(min_p_target)
     mu, _ = model.encode(items)
     return _decode_moves(model, axis, items, mu, targets, signs, deg, strategy=strategy, candidates=candidates,
@@ -378,6 +383,16 @@ def _candidate_pool(model: LatentModel, z: np.ndarray, candidates: int, strategy
     return pool
 
 
+def content_embedder(model: LatentModel) -> tuple[Any, Any]:
+    """The model's ``embed`` (sentence → embedding) and ``encode_embeddings`` (embedding → μ, log σ²),
+    which content reranking needs; a clear error, before any work, for a model without them."""
+    embed, encode_embeddings = getattr(model, "embed", None), getattr(model, "encode_embeddings", None)
+    if embed is None or encode_embeddings is None:
+        raise InvalidInputError("content reranking needs a model that embeds sentences (the VAE pipelines do)",
+                                param="rerank")
+    return embed, encode_embeddings
+
+
 def content_rerank(model: LatentModel, axis: LatentAxis, source_emb: np.ndarray, mu: np.ndarray,
                    signs: np.ndarray, degree: float, candidates: int, *, strategy: Strategy = "greedy",
                    rerank_temperature: float = RERANK_TEMPERATURE, steps: int = CONTENT_STEPS,
@@ -386,14 +401,13 @@ def content_rerank(model: LatentModel, axis: LatentAxis, source_emb: np.ndarray,
     times as :func:`round_trip_rerank` does; keep the candidate nearest the source (cosine of
     sentence embeddings, ``source_emb`` from the model's own ``embed``) among those whose own μ the
     latent classifier puts at p(target) ≥ ``threshold``; if none is, the one with the highest
-    p(target). Returns the outputs and, per sentence, the index of the step it came from.
+    p(target). An empty candidate is never kept unless all are empty. Returns the outputs and, per
+    sentence, the degree of the move it came from.
 
-    The sentiment judge is never consulted, but the similarity kept is the one ``eval transfer``
-    reports as ``content_similarity``: this reranker optimises that measure directly."""
-    embed, encode_embeddings = getattr(model, "embed", None), getattr(model, "encode_embeddings", None)
-    if embed is None or encode_embeddings is None:
-        raise InvalidInputError("content reranking needs a model that embeds sentences (the VAE pipelines do)",
-                                param="rerank")
+    The sentiment judge is never consulted, but when the model embeds with the bundled MiniLM (every
+    VAE trained here does) the similarity kept is the one ``eval transfer`` reports as
+    ``content_similarity``: this reranker optimises that measure directly."""
+    embed, encode_embeddings = content_embedder(model)
     check_candidates(candidates)
     src = np.asarray(source_emb, dtype=np.float64)
     src = src / np.maximum(np.linalg.norm(src, axis=1, keepdims=True), 1e-12)
@@ -407,12 +421,12 @@ def content_rerank(model: LatentModel, axis: LatentAxis, source_emb: np.ndarray,
             mu_c, _ = encode_embeddings(emb.astype(np.float32))
             emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
             pool.append(outs)
-            sims.append(np.where(kept, (emb * src).sum(axis=1), 0.0))  # an empty candidate: never preferred
-            p_target.append(np.where(kept, 1.0 / (1.0 + np.exp(-signs * axis.logit(mu_c))), 0.0))
+            sims.append(np.where(kept, (emb * src).sum(axis=1), 0.0))
+            p_target.append(np.where(kept, axis.p_target(mu_c, signs), 0.0))  # an empty one never passes
     sim, p = np.array(sims), np.array(p_target)
     ok = p >= threshold
     best = np.where(ok.any(axis=0), np.where(ok, sim, -np.inf).argmax(axis=0), p.argmax(axis=0))
-    return [pool[int(best[i])][i] for i in range(len(mu))], best // candidates
+    return [pool[int(best[i])][i] for i in range(len(mu))], degree * (best // candidates + 1) / steps
 
 
 def _decode_moves(model: LatentModel, axis: LatentAxis, items: Sequence[str], mu: np.ndarray,
@@ -421,13 +435,9 @@ def _decode_moves(model: LatentModel, axis: LatentAxis, items: Sequence[str], mu
                   **decode_kw: Any) -> list[Transfer]:
     signs = np.asarray(signs, dtype=np.float64)
     if check_rerank(rerank) == "content" and degree > 0.0:  # at degree 0 nothing moves: no target side to keep
-        embed = getattr(model, "embed", None)
-        if embed is None:
-            raise InvalidInputError("content reranking needs a model that embeds sentences (the VAE pipelines do)",
-                                    param="rerank")
-        outputs, step = content_rerank(model, axis, np.asarray(embed(list(items))), mu, signs, degree, candidates,
-                                       strategy=strategy, threshold=check_min_p_target(min_p_target), **decode_kw)
-        degrees = degree * (step + 1) / CONTENT_STEPS
+        embed, _ = content_embedder(model)
+        outputs, degrees = content_rerank(model, axis, np.asarray(embed(list(items))), mu, signs, degree, candidates,
+                                          strategy=strategy, threshold=check_min_p_target(min_p_target), **decode_kw)
         z = np.empty_like(np.asarray(mu, dtype=np.float32))
         before, after = np.empty(len(items)), np.empty(len(items))
         for d in np.unique(degrees):  # the point each kept output was decoded from

@@ -38,6 +38,7 @@ from textlatent.vae.transfer import (
     check_degree,
     check_min_p_target,
     check_rerank,
+    content_embedder,
     fit_axis,
     posterior_means,
     save_axis,
@@ -186,7 +187,8 @@ def fit_sentiment_transfer(model: LatentModel, data_dir: str | Path, *, judge: A
     from textlatent.eval.loaders import load_sst2
 
     check_candidates(candidates)
-    check_rerank(rerank)
+    if check_rerank(rerank) == "content":
+        content_embedder(model)  # before the axis is fitted
     check_min_p_target(min_p_target)
     methods = AXIS_METHODS if check_axis_method(axis_method, auto=True) == "auto" else (axis_method,)
     start = time.perf_counter()
@@ -258,7 +260,8 @@ def evaluate_transfer(model: LatentModel, axis: LatentAxis, texts: Sequence[str]
     if not texts or len(texts) != len(labels):
         raise InvalidInputError("need one label per text, at least one text", param="data")
     check_candidates(candidates)
-    check_rerank(rerank)
+    if check_rerank(rerank) == "content":
+        content_embedder(model)
     check_min_p_target(min_p_target)
     start = time.perf_counter()
     if fluency is not None and fluency_limit is not None:
