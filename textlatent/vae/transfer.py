@@ -53,6 +53,7 @@ RERANK_TEMPERATURE = 0.5  # the sampled candidates' softmax temperature: on the 
 RERANKS = ("round-trip", "content")
 CONTENT_STEPS = 4  # content reranking decodes at degree·j/4, j = 1 … 4 (the pool of the session-18 probe), and keeps
 # the candidate nearest the source among those at p(target) ≥ min_p_target (default CONTENT_THRESHOLD, in limits)
+EMBED_CHUNK = 2048  # candidates embedded per call by content reranking
 DEFAULT_DEGREE = 1.0  # used until a degree is selected on held-out training sentences (`fit-transfer`)
 
 
@@ -411,21 +412,26 @@ def content_rerank(model: LatentModel, axis: LatentAxis, source_emb: np.ndarray,
     check_candidates(candidates)
     src = np.asarray(source_emb, dtype=np.float64)
     src = src / np.maximum(np.linalg.norm(src, axis=1, keepdims=True), 1e-12)
-    pool: list[list[str]] = []
-    sims, p_target = [], []
+    pool: list[list[str]] = []  # [move × candidate][sentence]
     for j in range(1, steps + 1):
         z, _, _ = axis.shift(mu, signs, degree * j / steps)
-        for outs in _candidate_pool(model, z, candidates, strategy, rerank_temperature, decode_kw):
-            kept = np.array([bool(o.strip()) for o in outs])
-            emb = np.asarray(embed([o if o.strip() else "." for o in outs]), dtype=np.float64)
-            mu_c, _ = encode_embeddings(emb.astype(np.float32))
-            emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-            pool.append(outs)
-            sims.append(np.where(kept, (emb * src).sum(axis=1), 0.0))
-            p_target.append(np.where(kept, axis.p_target(mu_c, signs), 0.0))  # an empty one never passes
-    sim, p = np.array(sims), np.array(p_target)
-    ok = p >= threshold
-    best = np.where(ok.any(axis=0), np.where(ok, sim, -np.inf).argmax(axis=0), p.argmax(axis=0))
+        pool += _candidate_pool(model, z, candidates, strategy, rerank_temperature, decode_kw)
+    flat = [o for outs in pool for o in outs]
+    rows = np.tile(np.arange(len(mu)), len(pool))  # the sentence each candidate belongs to
+    sign = np.broadcast_to(np.asarray(signs, dtype=np.float64), (len(mu),))[rows]
+    sim, p = np.zeros(len(flat)), np.zeros(len(flat))
+    for a in range(0, len(flat), EMBED_CHUNK):  # batched across candidates, bounded in memory
+        b = min(a + EMBED_CHUNK, len(flat))
+        emb = np.asarray(embed([o if o.strip() else "." for o in flat[a:b]]), dtype=np.float64)
+        mu_c, _ = encode_embeddings(emb.astype(np.float32))
+        emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        sim[a:b] = (emb * src[rows[a:b]]).sum(axis=1)
+        p[a:b] = axis.p_target(mu_c, sign[a:b])
+    kept = np.array([bool(o.strip()) for o in flat])  # an empty candidate never passes, nor is it near
+    near = np.where(kept, sim, 0.0).reshape(len(pool), len(mu))
+    p_kept = np.where(kept, p, 0.0).reshape(len(pool), len(mu))
+    ok = p_kept >= threshold
+    best = np.where(ok.any(axis=0), np.where(ok, near, -np.inf).argmax(axis=0), p_kept.argmax(axis=0))
     return [pool[int(best[i])][i] for i in range(len(mu))], degree * (best // candidates + 1) / steps
 
 
