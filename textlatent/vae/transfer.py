@@ -78,7 +78,7 @@ class LatentAxis:
 
     def proba(self, z: np.ndarray) -> np.ndarray:
         """p(second label | z) under the latent classifier."""
-        return np.asarray(1.0 / (1.0 + np.exp(-self.logit(z))))
+        return self.p_target(z, 1.0)
 
     def p_target(self, z: np.ndarray, sign: np.ndarray | float) -> np.ndarray:
         """p(target | z): the second label's for ``sign`` +1, the first's for −1."""
@@ -336,10 +336,7 @@ def transfer(model: LatentModel, axis: LatentAxis, texts: Sequence[str], target:
         raise InvalidInputError("give one target, or one per text", param="target")
     signs = np.array([check_target(axis.attribute, t) for t in targets])
     deg = axis.default_degree if degree is None else check_degree(degree)
-    check_candidates(candidates)
-    if check_rerank(rerank) == "content":
-        content_embedder(model)  # before any work
-    check_min_p_target(min_p_target)
+    check_reranking(model, candidates, rerank, min_p_target)
     mu, _ = model.encode(items)
     return _decode_moves(model, axis, items, mu, targets, signs, deg, strategy=strategy, candidates=candidates,
                          rerank=rerank, min_p_target=min_p_target, **decode_kw)
@@ -382,6 +379,15 @@ def _candidate_pool(model: LatentModel, z: np.ndarray, candidates: int, strategy
                           **sample_kw)  # wrapped: a client's largest seed stays a valid one
              for k in range(1, candidates)]
     return pool
+
+
+def check_reranking(model: LatentModel, candidates: Any, rerank: Any, min_p_target: Any) -> None:
+    """The candidate options of a transfer, before any work: their ranges, and for content reranking
+    a model that can embed its candidates."""
+    check_candidates(candidates)
+    if check_rerank(rerank) == "content":
+        content_embedder(model)
+    check_min_p_target(min_p_target)
 
 
 def content_embedder(model: LatentModel) -> tuple[Any, Any]:

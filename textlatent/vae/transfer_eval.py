@@ -34,11 +34,8 @@ from textlatent.vae.transfer import (
     TARGETS,
     LatentAxis,
     check_axis_method,
-    check_candidates,
     check_degree,
-    check_min_p_target,
-    check_rerank,
-    content_embedder,
+    check_reranking,
     fit_axis,
     posterior_means,
     save_axis,
@@ -186,10 +183,7 @@ def fit_sentiment_transfer(model: LatentModel, data_dir: str | Path, *, judge: A
     :func:`select_degree`), save both to the model's ``axes.json`` and return the axis."""
     from textlatent.eval.loaders import load_sst2
 
-    check_candidates(candidates)
-    if check_rerank(rerank) == "content":
-        content_embedder(model)  # before the axis is fitted
-    check_min_p_target(min_p_target)
+    check_reranking(model, candidates, rerank, min_p_target)  # before the axis is fitted
     methods = AXIS_METHODS if check_axis_method(axis_method, auto=True) == "auto" else (axis_method,)
     start = time.perf_counter()
     data = load_sst2(data_dir, "train", "kim")
@@ -259,10 +253,7 @@ def evaluate_transfer(model: LatentModel, axis: LatentAxis, texts: Sequence[str]
 
     if not texts or len(texts) != len(labels):
         raise InvalidInputError("need one label per text, at least one text", param="data")
-    check_candidates(candidates)
-    if check_rerank(rerank) == "content":
-        content_embedder(model)
-    check_min_p_target(min_p_target)
+    check_reranking(model, candidates, rerank, min_p_target)
     start = time.perf_counter()
     if fluency is not None and fluency_limit is not None:
         scorer, n = fluency, fluency_limit
