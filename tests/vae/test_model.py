@@ -150,3 +150,13 @@ def test_no_repeat_ngram_blocks_repeated_ngrams_in_greedy_and_sampled_decodes(mo
             grams = [tuple(ids[i:i + n]) for i in range(len(ids) - n + 1)]
             assert len(grams) == len(set(grams)) and len(ids) == 10, ids
     assert model.generate(z, max_len=10, no_repeat_ngram=n)[0][: n - 1] == [7] * (n - 1)  # first choices kept
+
+
+@pytest.mark.parametrize("n", [0, 2])
+def test_a_row_that_finishes_early_leaves_the_others_unchanged(model, n):
+    """Finished rows leave the decoding batch: each row of a batch decodes as it would alone."""
+    z = torch.randn(24, 4) * 3
+    batch = model.generate(z, no_repeat_ngram=n)
+    lengths = {len(ids) for ids in batch}
+    assert min(lengths) < 12 and len(lengths) > 2, lengths  # the batch really shrinks on the way
+    assert batch == [model.generate(z[i:i + 1], no_repeat_ngram=n)[0] for i in range(len(z))]

@@ -235,25 +235,30 @@ class TextVAE(PosteriorHead, nn.Module):
         B = z.shape[0]
         words = torch.full((B, 1), self.BOS, dtype=torch.long, device=z.device)
         hidden = self._init_hidden(z)
-        done = torch.zeros(B, dtype=torch.bool, device=z.device)
         result: list[list[int]] = [[] for _ in range(B)]
+        live = list(range(B))  # rows still decoding: a finished row leaves the batch, so it costs nothing more
         for _ in range(max_len):
             out, hidden = self.gru(self._step_inputs(words, z), hidden)
             logits = self.log_probs(self._features(out, z)[:, -1])
             logits[:, [self.PAD, self.BOS]] = -math.inf
-            finished = done.tolist()  # read once per step (one device sync), for the block and the appends
+            seqs = [result[i] for i in live]  # the same lists: appends below reach ``result``
             if no_repeat_ngram >= 2:
-                block_repeated_ngrams(logits, result, no_repeat_ngram, finished)
+                block_repeated_ngrams(logits, seqs, no_repeat_ngram, [False] * len(live))
             if strategy == "sample":
                 nxt = torch.multinomial(F.softmax(logits / max(temperature, 1e-4), dim=-1), 1).squeeze(1)
             else:
                 nxt = logits.argmax(dim=-1)
-            for i, word in enumerate(nxt.tolist()):
-                if not finished[i] and word != self.EOS:
-                    result[i].append(word)
-            done |= nxt == self.EOS
-            if bool(done.all()):
+            going = []  # one device sync per step, for the appends and the shrink
+            for j, word in enumerate(nxt.tolist()):
+                if word != self.EOS:
+                    seqs[j].append(word)
+                    going.append(j)
+            if not going:
                 break
+            if len(going) < len(live):
+                keep = torch.tensor(going, device=z.device)
+                live = [live[j] for j in going]
+                z, hidden, nxt = z[keep], hidden[:, keep], nxt[keep]
             words = nxt.unsqueeze(1)
         return result
 
