@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from textlatent.vae.data import Vocab
-from textlatent.vae.model import TextVAE, VAEConfig, adaptive_cutoffs
+from textlatent.vae.model import TextVAE, VAEConfig, adaptive_cutoffs, sample_rows
 
 
 @pytest.fixture
@@ -160,3 +162,17 @@ def test_a_row_that_finishes_early_leaves_the_others_unchanged(model, n):
     lengths = {len(ids) for ids in batch}
     assert min(lengths) < 12 and len(lengths) > 2, lengths  # the batch really shrinks on the way
     assert batch == [model.generate(z[i:i + 1], no_repeat_ngram=n)[0] for i in range(len(z))]
+
+
+def test_sampled_words_follow_the_tempered_softmax_and_never_a_blocked_word():
+    torch.manual_seed(0)
+    logits = torch.tensor([[0.0, 1.0, 2.0, -math.inf, 0.5, -math.inf]]).repeat(200_000, 1)
+    for temperature in (0.5, 1.0):
+        counts = torch.bincount(sample_rows(logits, temperature), minlength=6).double() / len(logits)
+        expected = torch.softmax(logits[0] / temperature, dim=-1).double()
+        assert counts[3] == 0 and counts[5] == 0  # −inf: blocked words and <pad>/<bos> are never drawn
+        torch.testing.assert_close(counts, expected, atol=4e-3, rtol=0)  # ~4 standard errors at 200k draws
+    torch.manual_seed(1)
+    a = sample_rows(logits[:50], 0.7)
+    torch.manual_seed(1)
+    assert torch.equal(a, sample_rows(logits[:50], 0.7))  # the global seed decides the draws

@@ -245,7 +245,7 @@ class TextVAE(PosteriorHead, nn.Module):
             if no_repeat_ngram >= 2:
                 block_repeated_ngrams(logits, seqs, no_repeat_ngram, [False] * len(live))
             if strategy == "sample":
-                nxt = torch.multinomial(F.softmax(logits / max(temperature, 1e-4), dim=-1), 1).squeeze(1)
+                nxt = sample_rows(logits, temperature)
             else:
                 nxt = logits.argmax(dim=-1)
             going = []  # one device sync per step, for the appends and the shrink
@@ -292,6 +292,16 @@ class TextVAE(PosteriorHead, nn.Module):
         if not finished:
             finished = [(s / max(len(q), 1), q) for s, q, _ in beams]
         return max(finished, key=lambda f: f[0])[1]
+
+
+def sample_rows(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """One word per row of ``logits`` ``[B, V]``, drawn from softmax(logits / temperature), by inverse
+    CDF: a float64 running sum and one uniform per row. ``torch.multinomial`` draws the same
+    distribution but took 7x as long on CPU for 500 rows of a 19.6k vocabulary (240 ms a step).
+    A word of probability 0 (logit −inf) is never drawn: its step in the running sum is empty."""
+    cdf = F.softmax(logits / max(temperature, 1e-4), dim=-1).double().cumsum_(dim=-1)
+    u = torch.rand(cdf.shape[0], 1, dtype=cdf.dtype, device=cdf.device) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_(max=cdf.shape[1] - 1)
 
 
 def block_repeated_ngrams(logits: torch.Tensor, sequences: list[list[int]], n: int, done: list[bool]) -> None:
