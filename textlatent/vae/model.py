@@ -244,10 +244,7 @@ class TextVAE(PosteriorHead, nn.Module):
             seqs = [result[i] for i in live]  # the same lists: appends below reach ``result``
             if no_repeat_ngram >= 2:
                 block_repeated_ngrams(logits, seqs, no_repeat_ngram, [False] * len(live))
-            if strategy == "sample":
-                nxt = sample_rows(logits, temperature)
-            else:
-                nxt = logits.argmax(dim=-1)
+            nxt = sample_rows(logits, temperature) if strategy == "sample" else logits.argmax(dim=-1)
             going = []  # one device sync per step, for the appends and the shrink
             for j, word in enumerate(nxt.tolist()):
                 if word != self.EOS:
