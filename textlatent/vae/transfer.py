@@ -414,7 +414,7 @@ def content_rerank(model: LatentModel, axis: LatentAxis, source_emb: np.ndarray,
     The sentiment judge is never consulted, but when the model embeds with the bundled MiniLM (every
     VAE trained here does) the similarity kept is the one ``eval transfer`` reports as
     ``content_similarity``: this reranker optimises that measure directly."""
-    embed, encode_embeddings = content_embedder(model)
+    content_embedder(model)  # a model that cannot embed is refused before any decoding
     check_candidates(candidates)
     src = np.asarray(source_emb, dtype=np.float64)
     src = src / np.maximum(np.linalg.norm(src, axis=1, keepdims=True), 1e-12)
@@ -425,20 +425,34 @@ def content_rerank(model: LatentModel, axis: LatentAxis, source_emb: np.ndarray,
     flat = [o for outs in pool for o in outs]
     rows = np.tile(np.arange(len(mu)), len(pool))  # the sentence each candidate belongs to
     sign = np.broadcast_to(np.asarray(signs, dtype=np.float64), (len(mu),))[rows]
-    sim, p = np.zeros(len(flat)), np.zeros(len(flat))
-    for a in range(0, len(flat), EMBED_CHUNK):  # batched across candidates, bounded in memory
-        b = min(a + EMBED_CHUNK, len(flat))
-        emb = np.asarray(embed([o if o.strip() else "." for o in flat[a:b]]), dtype=np.float64)
-        mu_c, _ = encode_embeddings(emb.astype(np.float32))
-        emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-        sim[a:b] = (emb * src[rows[a:b]]).sum(axis=1)
-        p[a:b] = axis.p_target(mu_c, sign[a:b])
+    sim, p = content_scores(model, axis, flat, src[rows], sign)
     kept = np.array([bool(o.strip()) for o in flat])  # an empty candidate never passes, nor is it near
     near = np.where(kept, sim, 0.0).reshape(len(pool), len(mu))
     p_kept = np.where(kept, p, 0.0).reshape(len(pool), len(mu))
     ok = p_kept >= threshold
     best = np.where(ok.any(axis=0), np.where(ok, near, -np.inf).argmax(axis=0), p_kept.argmax(axis=0))
     return [pool[int(best[i])][i] for i in range(len(mu))], degree * (best // candidates + 1) / steps
+
+
+def content_scores(model: LatentModel, axis: LatentAxis, texts: Sequence[str], source_unit: np.ndarray,
+                   signs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each candidate text: its cosine to ``source_unit`` (the unit embedding of the sentence it
+    came from, one row per text) and the latent classifier's p(target) at its own μ. Each distinct
+    text is embedded once (sampled candidates repeat: ~11 % of a 64-per-move pool), in batches of
+    ``EMBED_CHUNK`` so memory stays bounded."""
+    embed, encode_embeddings = content_embedder(model)
+    distinct = list(dict.fromkeys(o if o.strip() else "." for o in texts))
+    where = {t: i for i, t in enumerate(distinct)}
+    unit = np.empty((len(distinct), source_unit.shape[1]))
+    logit = np.empty(len(distinct))  # the latent classifier's, towards the second label
+    for a in range(0, len(distinct), EMBED_CHUNK):
+        emb = np.asarray(embed(distinct[a:a + EMBED_CHUNK]), dtype=np.float64)
+        mu_c, _ = encode_embeddings(emb.astype(np.float32))
+        unit[a:a + len(emb)] = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        logit[a:a + len(emb)] = axis.logit(mu_c)
+    idx = np.array([where[o if o.strip() else "."] for o in texts], dtype=np.int64)
+    sim = (unit[idx] * source_unit).sum(axis=1)
+    return sim, 1.0 / (1.0 + np.exp(-np.asarray(signs, dtype=np.float64) * logit[idx]))  # as LatentAxis.p_target
 
 
 def _decode_moves(model: LatentModel, axis: LatentAxis, items: Sequence[str], mu: np.ndarray,
