@@ -6,7 +6,16 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from textlatent.vae.limits import CONTENT_THRESHOLD, MAX_DEGREE, MAX_NO_REPEAT_NGRAM, MAX_SEED, MAX_STEPS
+from textlatent.vae.limits import (
+    CONTENT_STEPS,
+    CONTENT_THRESHOLD,
+    MAX_CANDIDATES,
+    MAX_DEGREE,
+    MAX_MOVES,
+    MAX_NO_REPEAT_NGRAM,
+    MAX_SEED,
+    MAX_STEPS,
+)
 
 Strategy = Literal["greedy", "sample", "beam"]
 
@@ -104,21 +113,26 @@ class TransferRequest(DecodingOptions):
                     "the latent classifier, 2 twice as far; omitted: the degree fitted for the model.")
     candidates: int = Field(
         1, strict=True,
-        description="Decode the moved point this many times (1-32: the chosen strategy once, then samples at "
-                    "temperature 0.5) and return the candidate whose own posterior mean is nearest it "
+        description=f"Decode the moved point this many times (1-{MAX_CANDIDATES}: the chosen strategy once, then "
+                    "samples at temperature 0.5) and return the candidate whose own posterior mean is nearest it "
                     "(round-trip reranking). 1: one decode. See `rerank` for the other way to choose.")
     rerank: Literal["round-trip", "content"] = Field(
         "round-trip",
         description="How one of the candidates is chosen. 'round-trip': as `candidates` says. 'content': the point "
-                    "is moved to degree × 1/4, 2/4, 3/4 and 1, each decoded `candidates` times, and the candidate "
+                    "is moved to degree × j/`moves` for j = 1 … `moves` (4 moves: 1/4, 2/4, 3/4, 1), each decoded "
+                    "`candidates` times, and the candidate "
                     "kept is the one nearest the source (MiniLM cosine) among those the latent classifier puts at "
                     "p(target) ≥ `min_p_target` (else the one with the highest p(target)); `degree` in the answer "
-                    "says which move it came from. Four times the decoding, and the choice optimises the very "
+                    "says which move it came from. `moves` times the decoding, and the choice optimises the very "
                     "similarity that `textlatent eval transfer` reports.")
     min_p_target: float = Field(
         CONTENT_THRESHOLD, ge=0.5, le=0.99, strict=True,
         description="With rerank 'content': the latent classifier's p(target) a candidate needs to be kept for its "
                     "closeness to the source (0.5-0.99); lower keeps more of the source, higher flips more often.")
+    moves: int = Field(
+        CONTENT_STEPS, ge=1, le=MAX_MOVES, strict=True,
+        description=f"With rerank 'content': how many moves, evenly spaced up to `degree`, are decoded "
+                    f"(1-{MAX_MOVES}).")
 
 
 class TransferResponse(BaseModel):

@@ -24,7 +24,7 @@ from textlatent.cli_vae import (
     _strategy,
     _texts,
 )
-from textlatent.vae.limits import CONTENT_THRESHOLD, MAX_DEGREE, MAX_SEED
+from textlatent.vae.limits import CONTENT_STEPS, CONTENT_THRESHOLD, MAX_CANDIDATES, MAX_DEGREE, MAX_MOVES, MAX_SEED
 
 if TYPE_CHECKING:
     from textlatent.vae.ops import VAEPipeline
@@ -36,7 +36,7 @@ JudgeOpt = Annotated[
                  show_default=False),
 ]
 CandidatesOpt = Annotated[int, typer.Option(
-    min=1, max=32, help="Decode each move this many times (greedy + samples) and keep one as --rerank says "
+    min=1, max=MAX_CANDIDATES, help="Decode each move this many times (greedy + samples) and keep one as --rerank says "
                         "(by default the candidate whose own posterior mean is nearest the moved z); 1 = greedy "
                         "only")]
 RerankOpt = Annotated[Literal["round-trip", "content"], typer.Option(
@@ -48,6 +48,10 @@ MinPTargetOpt = Annotated[float, finite_option(
     "--min-p-target", min=0.5, max=0.99,
     help="Content reranking: the latent classifier's p(target) a candidate needs to be kept for its closeness to "
          "the source; lower keeps more of the source, higher flips more often")]
+MovesOpt = Annotated[int, typer.Option(
+    "--moves", min=1, max=MAX_MOVES,
+    help="Content reranking: decode at degree × j/N for j = 1 … N, each --candidates times, and keep one over all "
+         "of them")]
 DegreeOpt = Annotated[float | None, finite_option("--degree", min=0.0, max=MAX_DEGREE, show_default=False,
                                                   help="0 = reconstruction, 1 = a typical sentence of the target "
                                                        "class, 2 = twice as far \\[default: the model's fitted one]")]
@@ -97,6 +101,7 @@ def transfer_cmd(
     candidates: CandidatesOpt = 1,
     rerank: RerankOpt = "round-trip",
     min_p_target: MinPTargetOpt = CONTENT_THRESHOLD,
+    moves: MovesOpt = CONTENT_STEPS,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
     no_repeat_ngram: NoRepeatOpt = None,
 ) -> None:
@@ -112,7 +117,7 @@ def transfer_cmd(
     items = _texts(texts)
     results = _run(lambda: transfer(pipeline, axis, items, target, degree, strategy=_strategy(strategy),
                                     candidates=candidates, rerank=rerank, min_p_target=min_p_target,
-                                    temperature=temperature, seed=seed))
+                                    moves=moves, temperature=temperature, seed=seed))
     for r in results:
         if as_json:
             typer.echo(json_out({"source": r.source, "output": r.output, "target": r.target, "degree": r.degree,
@@ -132,6 +137,7 @@ def fit_transfer_cmd(
     candidates: CandidatesOpt = 1,
     rerank: RerankOpt = "round-trip",
     min_p_target: MinPTargetOpt = CONTENT_THRESHOLD,
+    moves: MovesOpt = CONTENT_STEPS,
     axis: Annotated[Literal["auto", "logistic", "mean"], typer.Option(
         "--axis", help="The axis direction: 'logistic' (a logistic regression's weights on the latent means), "
                        "'mean' (the difference of the two classes' mean latent vectors), or 'auto' (both, keeping "
@@ -153,7 +159,7 @@ def fit_transfer_cmd(
         fitted = _run(lambda: fit_sentiment_transfer(pipeline, data_dir, judge=judge_model, judge_name=judge_name,
                                                      encoder=_similarity_encoder(pipeline), holdout=holdout,
                                                      seed=seed, candidates=candidates, rerank=rerank,
-                                                     min_p_target=min_p_target, axis_method=axis))
+                                                     min_p_target=min_p_target, moves=moves, axis_method=axis))
     summary = {"model": str(pipeline.path), "default_degree": fitted.default_degree, "margin": fitted.margin,
                "scale": fitted.scale, **{k: v for k, v in fitted.info.items() if k != "selection"},
                "selection": fitted.info["selection"]}
@@ -182,6 +188,7 @@ def eval_transfer_cmd(
     candidates: CandidatesOpt = 1,
     rerank: RerankOpt = "round-trip",
     min_p_target: MinPTargetOpt = CONTENT_THRESHOLD,
+    moves: MovesOpt = CONTENT_STEPS,
     data_dir: DataDirOption = Path("../shared/data"),
     as_json: EvalJsonOption = False,
     no_repeat_ngram: NoRepeatOpt = None,
@@ -204,7 +211,7 @@ def eval_transfer_cmd(
                                             encoder=_similarity_encoder(pipeline), degrees=degrees,
                                             fluency=scorer, fluency_limit=fluency_limit, baselines=baselines,
                                             progress=True, candidates=candidates, rerank=rerank,
-                                            min_p_target=min_p_target))
+                                            min_p_target=min_p_target, moves=moves))
     main = next(r for r in result["by_degree"] if r["degree"] == float(degrees[0]))
     fitted_with = axis.info.get("no_repeat_ngram")  # the decoding the default degree was chosen under
     if fitted_with is not None and fitted_with != result["no_repeat_ngram"]:
@@ -218,6 +225,7 @@ def eval_transfer_cmd(
                "axis_method": axis.info.get("method", "logistic"), "axis_no_repeat_ngram": fitted_with,
                "default_degree": axis.default_degree, "degree": main["degree"], "candidates": candidates,
                "rerank": rerank, "min_p_target": min_p_target if rerank == "content" else None,
+               "moves": moves if rerank == "content" else None,
                "flip_rate": main["flip_rate"],
                "content_similarity": main["content_similarity"], "fluency": main.get("fluency"), **result}
     if as_json:

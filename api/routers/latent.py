@@ -127,19 +127,20 @@ def transfer(body: TransferRequest, latent: LatentService = Depends(get_latent))
     style.check_candidates(body.candidates)
     latent.check_count(body.candidates, "candidates", strategy=body.strategy, beam_size=body.beam_size)
     if body.rerank == "content" and body.degree != 0:  # at degree 0 nothing moves and content reranking is off
-        decodes = body.candidates * style.CONTENT_STEPS
+        decodes = body.candidates * body.moves
         width = body.beam_size if body.strategy == "beam" else 1  # counted as check_count counts a beam
         if decodes * width > latent.settings.max_batch:
             beam = f" at beam_size {width}" if width > 1 else ""
-            raise PayloadTooLargeError(f"content reranking decodes {style.CONTENT_STEPS} moves x {body.candidates} "
+            raise PayloadTooLargeError(f"content reranking decodes {body.moves} moves x {body.candidates} "
                                        f"candidates = {decodes}{beam}; the limit is {latent.settings.max_batch} "
-                                       "(TEXTLATENT_MAX_BATCH): ask for fewer candidates", param="candidates")
+                                       "(TEXTLATENT_MAX_BATCH): ask for fewer candidates or moves",
+                                       param="candidates")
     model = latent.model()
     axis = style.load_axis(model, attribute, latent_dim=model.latent_dim)
     [moved] = style.transfer(model, axis, [body.text], body.target, body.degree, strategy=body.strategy,
                              temperature=body.temperature, beam_size=body.beam_size, seed=body.seed,
                              candidates=body.candidates, rerank=body.rerank,
-                             min_p_target=body.min_p_target, **_ngram(body))
+                             min_p_target=body.min_p_target, moves=body.moves, **_ngram(body))
     return TransferResponse(model=model.name, attribute=attribute, target=moved.target, source=moved.source,
                             output=moved.output, degree=moved.degree, p_before=round(moved.p_before, 6),
                             p_after=round(moved.p_after, 6), z=[round(float(x), 6) for x in moved.z])

@@ -77,6 +77,11 @@ def test_content_rerank_counts_four_decodes_per_candidate(client_factory, axis_d
     beam = BODY | {"candidates": 1, "rerank": "content", "strategy": "beam", "beam_size": 4}
     err = assert_error(client.post("/latent/transfer", json=beam), 413, param="candidates")
     assert "= 4 at beam_size 4" in err["message"]  # a beam counts as many decodes as it is wide
+    err = assert_error(client.post("/latent/transfer", json=BODY | {"candidates": 1, "rerank": "content",
+                                                                   "moves": 9}), 413, param="candidates")
+    assert "decodes 9 moves x 1 candidates = 9" in err["message"]
+    r = client.post("/latent/transfer", json=BODY | {"candidates": 1, "rerank": "content", "moves": 8})
+    assert r.status_code == 200 and r.json()["degree"] in {2.0 * j / 8 for j in range(1, 9)}, r.text
     r = client.post("/latent/transfer", json=BODY | {"candidates": 3, "rerank": "content", "degree": 0})
     assert r.status_code == 200, r.text  # nothing moves at degree 0, so nothing is reranked for content
 
@@ -113,11 +118,14 @@ def test_degree_zero_is_the_reconstruction_and_default_degree_is_used(transfer_c
     (BODY | {"candidates": 0}, "candidates"),
     (BODY | {"no_repeat_ngram": 1}, "no_repeat_ngram"),
     (BODY | {"no_repeat_ngram": 11}, "no_repeat_ngram"),
-    (BODY | {"candidates": 33}, "candidates"),
+    (BODY | {"candidates": 65}, "candidates"),
     (BODY | {"candidates": "many"}, None),
     (BODY | {"rerank": "judge"}, "rerank"),
     (BODY | {"rerank": "content", "min_p_target": 0.3}, "min_p_target"),
     (BODY | {"rerank": "content", "min_p_target": 1.0}, "min_p_target"),
+    (BODY | {"rerank": "content", "moves": 0}, "moves"),
+    (BODY | {"rerank": "content", "moves": 17}, "moves"),
+    (BODY | {"rerank": "content", "moves": 2.5}, "moves"),
     (BODY | {"degre": 3}, "degre"),  # a misspelt option was ignored (200 at the default degree)
     (BODY | {"degree": True}, "degree"),
 ])

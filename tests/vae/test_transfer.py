@@ -183,7 +183,7 @@ def test_round_trip_rerank_keeps_the_candidate_whose_posterior_is_nearest():
     assert fake.calls == [("sample", 0.01, 7), ("sample", style.RERANK_TEMPERATURE, 8)]
     only_empty = _FakeLatent(points, {None: ["", "far"], 1: ["", "mid"]})
     assert style.round_trip_rerank(only_empty, z, 2) == ["", "mid"]
-    for bad in (0, 33, 2.5, True):
+    for bad in (0, 65, 2.5, True):
         with pytest.raises(InvalidInputError, match="candidates must be") as info:
             style.round_trip_rerank(fake, z, bad)
         assert info.value.param == "candidates"
@@ -252,6 +252,10 @@ def test_content_rerank_keeps_the_nearest_source_among_candidates_on_the_target_
     assert outputs == ["weak"]  # an empty candidate is never preferred, even when nothing passes
     outputs, _ = style.content_rerank(fake, axis, source, np.zeros((1, 2), np.float32), -up, 4.0, 2)
     assert outputs == ["close-but-negative"]  # towards negative the same candidates rank the other way
+    outputs, kept = style.content_rerank(fake, axis, source, mu, up, 4.0, 2, steps=2)  # moves to 2 and 4 only
+    assert outputs == ["close-positive"] and list(kept) == [4.0]
+    outputs, kept = style.content_rerank(fake, axis, source, mu, up, 2.0, 2, steps=2)  # moves to 1 and 2
+    assert outputs == ["far-positive"] and list(kept) == [2.0]  # 'close-positive' is only decoded at 4
     with pytest.raises(InvalidInputError, match="embeds sentences") as info:
         style.content_rerank(_FakeLatent({}, {None: [""]}), axis, source, mu, up, 4.0, 2)
     assert info.value.param == "rerank"
@@ -282,6 +286,12 @@ def test_content_reranked_transfer_on_the_tiny_vae(axis_pipeline, axis):
     loose = style.transfer(axis_pipeline, axis, texts, "positive", 2.0, candidates=3, rerank="content",
                            min_p_target=0.5)
     assert all(m.degree in (0.5, 1.0, 1.5, 2.0) for m in loose)
+    fine = style.transfer(axis_pipeline, axis, texts, "positive", 2.0, candidates=2, rerank="content", moves=8)
+    assert all(m.degree in {2.0 * j / 8 for j in range(1, 9)} for m in fine)
+    for bad in (0, 17, 2.5, True, "many"):
+        with pytest.raises(InvalidInputError, match="moves must be") as info:
+            style.transfer(axis_pipeline, axis, texts, "positive", 2.0, candidates=2, rerank="content", moves=bad)
+        assert info.value.param == "moves"
 
 
 # ---------------------------------------------------------------------------- evaluation
@@ -441,7 +451,7 @@ def test_cli_fit_transfer_eval(run, tiny_vae_dir, tmp_path, monkeypatch):
     assert [row["degree"] for row in reranked["selection"]] == list(DEGREE_GRID)
     assert reranked["method"] == "logistic" and {row["method"] for row in reranked["selection"]} == {"logistic"}
     assert json.loads((model / "axes.json").read_text())["sentiment"]["info"]["candidates"] == 3
-    r = run("fit-transfer", "--model", str(model), "--data-dir", str(data), "--candidates", "33")
+    r = run("fit-transfer", "--model", str(model), "--data-dir", str(data), "--candidates", "65")
     assert r.exit_code == 2 and "candidates" in r.output
 
     # the class-mean axis: chosen on the command line, recorded in the file
@@ -513,6 +523,7 @@ def test_cli_fit_transfer_eval(run, tiny_vae_dir, tmp_path, monkeypatch):
     content = json.loads(r.stdout.strip().splitlines()[-1])
     assert (content["candidates"], content["rerank"], content["by_degree"][1]["rerank"]) == (2, "content", "content")
     assert content["min_p_target"] == 0.9 and content["by_degree"][1]["min_p_target"] == 0.9
+    assert content["moves"] == 4 and content["by_degree"][1]["moves"] == 4
     assert "candidate(s)" not in r.stderr  # a degree was given: nothing to say about the fitted one
     r = run("eval", "transfer", "--model", str(model), "--data-dir", str(data), "--no-fluency", "--no-baselines",
             "--limit", "2", "--candidates", "2", "--rerank", "content")
@@ -522,6 +533,10 @@ def test_cli_fit_transfer_eval(run, tiny_vae_dir, tmp_path, monkeypatch):
             "--rerank", "content", "--json")
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout.strip())["degree"] in (0.5, 1.0, 1.5, 2.0)
+    r = run("transfer", "the cat sees the house", "--model", str(model), "--degree", "2", "--candidates", "2",
+            "--rerank", "content", "--moves", "8", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout.strip())["degree"] in {2.0 * j / 8 for j in range(1, 9)}
 
     r = run("eval", "transfer", "--model", str(model), "--data-dir", str(data), "--no-fluency", "--degree", "2",
             "--no-baselines", "--limit", "4")
@@ -540,6 +555,10 @@ def test_cli_bad_inputs(run, tmp_path):
     assert r.exit_code == 2 and "rerank" in r.output
     r = run("transfer", "the cat", "--rerank", "content", "--min-p-target", "0.2", "--model", str(tmp_path))
     assert r.exit_code == 2 and "min-p-target" in r.output
+    r = run("transfer", "the cat", "--rerank", "content", "--moves", "17", "--model", str(tmp_path))
+    assert r.exit_code == 2 and "moves" in r.output
+    r = run("transfer", "the cat", "--candidates", "65", "--model", str(tmp_path))
+    assert r.exit_code == 2 and "candidates" in r.output
     r = run("transfer", "the cat")
     assert r.exit_code == 2 and "TEXTLATENT_VAE_MODEL" in r.output
     r = run("transfer", "the cat", "--model", str(tmp_path))

@@ -39,7 +39,14 @@ from typing import Any
 import numpy as np
 
 from textlatent.errors import InvalidInputError, ModelUnavailableError, NotFoundError
-from textlatent.vae.limits import CONTENT_THRESHOLD, MAX_DEGREE, MAX_SEED
+from textlatent.vae.limits import (
+    CONTENT_STEPS,
+    CONTENT_THRESHOLD,
+    MAX_CANDIDATES,
+    MAX_DEGREE,
+    MAX_MOVES,
+    MAX_SEED,
+)
 from textlatent.vae.ops import LatentModel, Strategy
 
 log = logging.getLogger("textlatent.vae.transfer")
@@ -47,12 +54,9 @@ log = logging.getLogger("textlatent.vae.transfer")
 AXES_FILE = "axes.json"
 ATTRIBUTES = ("sentiment",)
 TARGETS = {"sentiment": ("negative", "positive")}
-MAX_CANDIDATES = 32
 RERANK_TEMPERATURE = 0.5  # the sampled candidates' softmax temperature: on the held-out train slice 0.5
 # beat 0.8 on flip rate, similarity and fluency alike (docs/benchmarks.md)
 RERANKS = ("round-trip", "content")
-CONTENT_STEPS = 4  # content reranking decodes at degree·j/4, j = 1 … 4 (the pool of the session-18 probe), and keeps
-# the candidate nearest the source among those at p(target) ≥ min_p_target (default CONTENT_THRESHOLD, in limits)
 EMBED_CHUNK = 2048  # candidates embedded per call by content reranking
 DEFAULT_DEGREE = 1.0  # used until a degree is selected on held-out training sentences (`fit-transfer`)
 
@@ -163,6 +167,12 @@ def check_min_p_target(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0.5 <= value <= 0.99:
         raise InvalidInputError(f"min_p_target must be a number from 0.5 to 0.99, got {value!r}", param="min_p_target")
     return float(value)
+
+
+def check_moves(moves: Any) -> int:
+    if isinstance(moves, bool) or not isinstance(moves, int) or not 1 <= moves <= MAX_MOVES:
+        raise InvalidInputError(f"moves must be a whole number between 1 and {MAX_MOVES}, got {moves!r}", param="moves")
+    return moves
 
 
 def check_degree(degree: Any) -> float:
@@ -320,14 +330,15 @@ def posterior_means(model: LatentModel, texts: Sequence[str], *, progress: bool 
 
 def transfer(model: LatentModel, axis: LatentAxis, texts: Sequence[str], target: str | Sequence[str],
              degree: float | None = None, *, strategy: Strategy = "greedy", candidates: int = 1,
-             rerank: str = "round-trip", min_p_target: float = CONTENT_THRESHOLD, **decode_kw: Any) -> list[Transfer]:
+             rerank: str = "round-trip", min_p_target: float = CONTENT_THRESHOLD, moves: int = CONTENT_STEPS,
+             **decode_kw: Any) -> list[Transfer]:
     """Move each text's μ towards ``target`` (one label for all, or one per text) and decode.
 
     ``degree`` None uses the axis's default (chosen on held-out training sentences).
     ``candidates`` > 1 decodes that many sentences per move and keeps one: with ``rerank``
     ``"round-trip"`` the round-trip nearest (:func:`round_trip_rerank`), with ``"content"`` the one
     nearest the source among those the latent classifier puts at p(target) ≥ ``min_p_target``, over
-    moves up to ``degree`` (:func:`content_rerank`)."""
+    ``moves`` moves up to ``degree`` (:func:`content_rerank`)."""
     from textlatent.encoder import validate_texts
 
     items = validate_texts(texts[0], param="text") if len(texts) == 1 else validate_texts(list(texts), param="texts")
@@ -336,10 +347,10 @@ def transfer(model: LatentModel, axis: LatentAxis, texts: Sequence[str], target:
         raise InvalidInputError("give one target, or one per text", param="target")
     signs = np.array([check_target(axis.attribute, t) for t in targets])
     deg = axis.default_degree if degree is None else check_degree(degree)
-    check_reranking(model, candidates, rerank, min_p_target)
+    check_reranking(model, candidates, rerank, min_p_target, moves)
     mu, _ = model.encode(items)
     return _decode_moves(model, axis, items, mu, targets, signs, deg, strategy=strategy, candidates=candidates,
-                         rerank=rerank, min_p_target=min_p_target, **decode_kw)
+                         rerank=rerank, min_p_target=min_p_target, moves=moves, **decode_kw)
 
 
 def round_trip_rerank(model: LatentModel, z: np.ndarray, candidates: int, *, strategy: Strategy = "greedy",
@@ -381,13 +392,15 @@ def _candidate_pool(model: LatentModel, z: np.ndarray, candidates: int, strategy
     return pool
 
 
-def check_reranking(model: LatentModel, candidates: Any, rerank: Any, min_p_target: Any) -> None:
+def check_reranking(model: LatentModel, candidates: Any, rerank: Any, min_p_target: Any,
+                    moves: Any = CONTENT_STEPS) -> None:
     """The candidate options of a transfer, before any work: their ranges, and for content reranking
     a model that can embed its candidates."""
     check_candidates(candidates)
     if check_rerank(rerank) == "content":
         content_embedder(model)
     check_min_p_target(min_p_target)
+    check_moves(moves)
 
 
 def content_embedder(model: LatentModel) -> tuple[Any, Any]:
@@ -403,29 +416,33 @@ def content_embedder(model: LatentModel) -> tuple[Any, Any]:
 def content_rerank(model: LatentModel, axis: LatentAxis, source_emb: np.ndarray, mu: np.ndarray,
                    signs: np.ndarray, degree: float, candidates: int, *, strategy: Strategy = "greedy",
                    rerank_temperature: float = RERANK_TEMPERATURE, steps: int = CONTENT_STEPS,
-                   threshold: float = CONTENT_THRESHOLD, **decode_kw: Any) -> tuple[list[str], np.ndarray]:
+                   threshold: float = CONTENT_THRESHOLD, progress: bool = False,
+                   **decode_kw: Any) -> tuple[list[str], np.ndarray]:
     """For each sentence: moves to ``degree·j/steps`` (j = 1 … ``steps``), each decoded ``candidates``
     times as :func:`round_trip_rerank` does; keep the candidate nearest the source (cosine of
     sentence embeddings, ``source_emb`` from the model's own ``embed``) among those whose own μ the
     latent classifier puts at p(target) ≥ ``threshold``; if none is, the one with the highest
     p(target). An empty candidate is never kept unless all are empty. Returns the outputs and, per
-    sentence, the degree of the move it came from.
+    sentence, the degree of the move it came from. ``progress`` shows bars for the moves and the scoring.
 
     The sentiment judge is never consulted, but when the model embeds with the bundled MiniLM (every
     VAE trained here does) the similarity kept is the one ``eval transfer`` reports as
     ``content_similarity``: this reranker optimises that measure directly."""
     content_embedder(model)  # a model that cannot embed is refused before any decoding
     check_candidates(candidates)
+    check_moves(steps)
     src = np.asarray(source_emb, dtype=np.float64)
     src = src / np.maximum(np.linalg.norm(src, axis=1, keepdims=True), 1e-12)
     pool: list[list[str]] = []  # [move × candidate][sentence]
-    for j in range(1, steps + 1):
+    from tqdm.auto import tqdm
+
+    for j in tqdm(range(1, steps + 1), desc="content rerank: moves", disable=not progress, leave=False):
         z, _, _ = axis.shift(mu, signs, degree * j / steps)
         pool += _candidate_pool(model, z, candidates, strategy, rerank_temperature, decode_kw)
     flat = [o for outs in pool for o in outs]
     rows = np.tile(np.arange(len(mu)), len(pool))  # the sentence each candidate belongs to
     sign = np.broadcast_to(np.asarray(signs, dtype=np.float64), (len(mu),))[rows]
-    sim, p = content_scores(model, axis, flat, src[rows], sign)
+    sim, p = content_scores(model, axis, flat, src[rows], sign, progress=progress)
     kept = np.array([bool(o.strip()) for o in flat])  # an empty candidate never passes, nor is it near
     near = np.where(kept, sim, 0.0).reshape(len(pool), len(mu))
     p_kept = np.where(kept, p, 0.0).reshape(len(pool), len(mu))
@@ -435,7 +452,7 @@ def content_rerank(model: LatentModel, axis: LatentAxis, source_emb: np.ndarray,
 
 
 def content_scores(model: LatentModel, axis: LatentAxis, texts: Sequence[str], source_unit: np.ndarray,
-                   signs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                   signs: np.ndarray, *, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """For each candidate text: its cosine to ``source_unit`` (the unit embedding of the sentence it
     came from, one row per text) and the latent classifier's p(target) at its own μ. Each distinct
     text is embedded once (sampled candidates repeat: ~11 % of a 64-per-move pool), in batches of
@@ -445,7 +462,10 @@ def content_scores(model: LatentModel, axis: LatentAxis, texts: Sequence[str], s
     where = {t: i for i, t in enumerate(distinct)}
     unit = np.empty((len(distinct), source_unit.shape[1]))
     logit = np.empty(len(distinct))  # the latent classifier's, towards the second label
-    for a in range(0, len(distinct), EMBED_CHUNK):
+    from tqdm.auto import tqdm
+
+    for a in tqdm(range(0, len(distinct), EMBED_CHUNK), desc="content rerank: scoring", disable=not progress,
+                  leave=False):
         emb = np.asarray(embed(distinct[a:a + EMBED_CHUNK]), dtype=np.float64)
         mu_c, _ = encode_embeddings(emb.astype(np.float32))
         unit[a:a + len(emb)] = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
@@ -458,12 +478,13 @@ def content_scores(model: LatentModel, axis: LatentAxis, texts: Sequence[str], s
 def _decode_moves(model: LatentModel, axis: LatentAxis, items: Sequence[str], mu: np.ndarray,
                   targets: Sequence[str], signs: np.ndarray, degree: float, *, strategy: Strategy = "greedy",
                   candidates: int = 1, rerank: str = "round-trip", min_p_target: float = CONTENT_THRESHOLD,
-                  **decode_kw: Any) -> list[Transfer]:
+                  moves: int = CONTENT_STEPS, progress: bool = False, **decode_kw: Any) -> list[Transfer]:
     signs = np.asarray(signs, dtype=np.float64)
     if check_rerank(rerank) == "content" and degree > 0.0:  # at degree 0 nothing moves: no target side to keep
         embed, _ = content_embedder(model)
         outputs, degrees = content_rerank(model, axis, np.asarray(embed(list(items))), mu, signs, degree, candidates,
-                                          strategy=strategy, threshold=check_min_p_target(min_p_target), **decode_kw)
+                                          strategy=strategy, threshold=check_min_p_target(min_p_target),
+                                          steps=check_moves(moves), progress=progress, **decode_kw)
         z = np.empty_like(np.asarray(mu, dtype=np.float32))
         before, after = np.empty(len(items)), np.empty(len(items))
         for d in np.unique(degrees):  # the point each kept output was decoded from

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from textlatent.errors import InvalidInputError
-from textlatent.vae.limits import CONTENT_THRESHOLD
+from textlatent.vae.limits import CONTENT_STEPS, CONTENT_THRESHOLD
 from textlatent.vae.ops import LatentModel
 from textlatent.vae.transfer import (
     AXIS_METHODS,
@@ -146,10 +146,10 @@ def selection_score(flip_rate: float, similarity: float) -> float:
 def select_degree(model: LatentModel, axis: LatentAxis, texts: Sequence[str], labels: Sequence[int], *,
                   judge: Any, encoder: Any, grid: Sequence[float] = DEGREE_GRID, mu: np.ndarray | None = None,
                   candidates: int = 1, rerank: str = "round-trip", min_p_target: float = CONTENT_THRESHOLD,
-                  progress: bool = False) -> tuple[float, list[dict[str, Any]]]:
+                  moves: int = CONTENT_STEPS, progress: bool = False) -> tuple[float, list[dict[str, Any]]]:
     """The grid degree with the highest :func:`selection_score` on ``texts`` (ties: the smaller degree),
-    each move decoded as :func:`transfer_from_means` does with ``candidates``, ``rerank`` and
-    ``min_p_target`` (1 and round-trip: the plain decode).
+    each move decoded as :func:`transfer_from_means` does with ``candidates``, ``rerank``,
+    ``min_p_target`` and ``moves`` (1 and round-trip: the plain decode).
 
     Meant for held-out *training* sentences; fluency is left out of the choice (scoring it
     under SmolLM2 for every grid point costs more than the choice is worth on a CPU)."""
@@ -162,11 +162,12 @@ def select_degree(model: LatentModel, axis: LatentAxis, texts: Sequence[str], la
     for degree in tqdm(list(grid), desc="degrees", disable=not progress):
         outs = [t.output for t in transfer_from_means(model, axis, texts, mu, targets, check_degree(degree),
                                                       candidates=candidates, rerank=rerank,
-                                                      min_p_target=min_p_target)]
+                                                      min_p_target=min_p_target, moves=moves,
+                                                      progress=progress)]
         scores = score_outputs(texts, outs, targets, judge=judge, encoder=encoder, source_emb=src)
         row = {"degree": float(degree), "candidates": candidates, "rerank": rerank, **scores}
         if rerank == "content":
-            row["min_p_target"] = min_p_target
+            row["min_p_target"], row["moves"] = min_p_target, moves
         row["score"] = selection_score(row["flip_rate"], row["content_similarity"])
         table.append(row)
     best = max(table, key=lambda r: (r["score"], -r["degree"]))
@@ -176,14 +177,14 @@ def select_degree(model: LatentModel, axis: LatentAxis, texts: Sequence[str], la
 def fit_sentiment_transfer(model: LatentModel, data_dir: str | Path, *, judge: Any, judge_name: str, encoder: Any,
                            holdout: int = HOLDOUT, seed: int = 0, grid: Sequence[float] = DEGREE_GRID,
                            candidates: int = 1, rerank: str = "round-trip", min_p_target: float = CONTENT_THRESHOLD,
-                           axis_method: str = "auto", progress: bool = True) -> LatentAxis:
+                           moves: int = CONTENT_STEPS, axis_method: str = "auto", progress: bool = True) -> LatentAxis:
     """Fit the sentiment axis on SST-2 train (minus the held-out slice) by ``axis_method`` (see
     :func:`~textlatent.vae.transfer.fit_axis`; ``auto`` fits both and keeps the one whose best degree
     scores higher), pick its default degree on the slice (for moves decoded with ``candidates``, see
     :func:`select_degree`), save both to the model's ``axes.json`` and return the axis."""
     from textlatent.eval.loaders import load_sst2
 
-    check_reranking(model, candidates, rerank, min_p_target)  # before the axis is fitted
+    check_reranking(model, candidates, rerank, min_p_target, moves)  # before the axis is fitted
     methods = AXIS_METHODS if check_axis_method(axis_method, auto=True) == "auto" else (axis_method,)
     start = time.perf_counter()
     data = load_sst2(data_dir, "train", "kim")
@@ -207,7 +208,7 @@ def fit_sentiment_transfer(model: LatentModel, data_dir: str | Path, *, judge: A
         axis.info["heldout_accuracy"] = float(((axis.logit(held_mu) > 0) == np.asarray(held_labels)).mean())
         axis.default_degree, rows = select_degree(model, axis, held_texts, held_labels, judge=judge, encoder=encoder,
                                                   grid=grid, mu=held_mu, candidates=candidates, rerank=rerank,
-                                                  min_p_target=min_p_target, progress=progress)
+                                                  min_p_target=min_p_target, moves=moves, progress=progress)
         table += [{"method": method, **row} for row in rows]
         score = max(row["score"] for row in rows)
         if best is None or score > best[0]:  # a tie keeps the first (logistic, the original axis)
@@ -219,7 +220,7 @@ def fit_sentiment_transfer(model: LatentModel, data_dir: str | Path, *, judge: A
         axis.info["axis_failures"] = failures
     axis.info.update({"data": "sst2/kim_stsa/stsa.binary.train", "heldout": holdout, "seed": seed,
                       "candidates": candidates, "rerank": rerank, "axis_rule": axis_method,
-                      **({"min_p_target": min_p_target} if rerank == "content" else {}),
+                      **({"min_p_target": min_p_target, "moves": moves} if rerank == "content" else {}),
                       "judge": judge_name, "selection": table, "fit_seconds": round(time.perf_counter() - start, 1),
                       "no_repeat_ngram": getattr(model, "no_repeat_ngram", None),  # None: no such option
                       "degree_rule": "max over the grid (and, with --axis auto, the axis methods) of flip_rate × "
@@ -236,7 +237,7 @@ def evaluate_transfer(model: LatentModel, axis: LatentAxis, texts: Sequence[str]
                       fluency: Callable[[Sequence[str]], float] | None = None, fluency_limit: int | None = None,
                       baselines: bool = True, progress: bool = False, examples: int = 5,
                       candidates: int = 1, rerank: str = "round-trip",
-                      min_p_target: float = CONTENT_THRESHOLD) -> dict[str, Any]:
+                      min_p_target: float = CONTENT_THRESHOLD, moves: int = CONTENT_STEPS) -> dict[str, Any]:
     """Each text moved to the label opposite its gold label, at each degree, plus the honest baselines:
     the sources themselves and the degree-0 reconstructions, scored the same way.
 
@@ -253,7 +254,7 @@ def evaluate_transfer(model: LatentModel, axis: LatentAxis, texts: Sequence[str]
 
     if not texts or len(texts) != len(labels):
         raise InvalidInputError("need one label per text, at least one text", param="data")
-    check_reranking(model, candidates, rerank, min_p_target)
+    check_reranking(model, candidates, rerank, min_p_target, moves)
     start = time.perf_counter()
     if fluency is not None and fluency_limit is not None:
         scorer, n = fluency, fluency_limit
@@ -271,12 +272,12 @@ def evaluate_transfer(model: LatentModel, axis: LatentAxis, texts: Sequence[str]
     for degree in tqdm(sorted(wanted), desc="degrees", disable=not progress):
         n_cand = 1 if degree == 0.0 and baselines else candidates
         moved = transfer_from_means(model, axis, texts, mu, targets, check_degree(degree), candidates=n_cand,
-                                    rerank=rerank, min_p_target=min_p_target)
+                                    rerank=rerank, min_p_target=min_p_target, moves=moves, progress=progress)
         outs = [t.output for t in moved]
         scores = score_outputs(texts, outs, targets, judge=judge, encoder=encoder, fluency=fluency, source_emb=src)
         used = rerank if degree > 0.0 else "round-trip"  # nothing moves at degree 0: no target side to keep
         row = {"degree": degree, "candidates": n_cand, "rerank": used if n_cand > 1 or used == "content" else None,
-               **({"min_p_target": min_p_target} if used == "content" else {}), **scores,
+               **({"min_p_target": min_p_target, "moves": moves} if used == "content" else {}), **scores,
                "latent_p_target": float(np.mean([t.p_after for t in moved])),
                "examples": [{"source": t.source, "target": t.target, "output": t.output} for t in moved[:examples]]}
         by_degree.append(row)
