@@ -60,7 +60,7 @@ def test_content_reranked_transfer_says_which_move_it_kept(transfer_client, axis
     r = transfer_client.post("/latent/transfer", json=BODY | {"candidates": 3, "rerank": "content"})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["degree"] in (0.5, 1.0, 1.5, 2.0)
+    assert body["degree"] in {2.0 * j / 8 for j in range(1, 9)}  # 8 moves by default
     axis = load_axis(axis_dir)
     mu = transfer_client.post("/latent/encode", json={"texts": [BODY["text"]]}).json()["mu"][0]
     z, _, _ = axis.shift([mu], 1.0, body["degree"])
@@ -68,20 +68,20 @@ def test_content_reranked_transfer_says_which_move_it_kept(transfer_client, axis
     assert transfer_client.post("/latent/transfer", json=BODY | {"candidates": 3, "rerank": "content"}).json() == body
 
 
-def test_content_rerank_counts_four_decodes_per_candidate(client_factory, axis_dir):
-    client = client_factory(vae_model=axis_dir, max_batch=8)
+def test_content_rerank_counts_a_decode_per_move_and_candidate(client_factory, axis_dir):
+    client = client_factory(vae_model=axis_dir, max_batch=16)
     assert client.post("/latent/transfer", json=BODY | {"candidates": 2, "rerank": "content"}).status_code == 200
     r = client.post("/latent/transfer", json=BODY | {"candidates": 3, "rerank": "content"})
     err = assert_error(r, 413, param="candidates")
-    assert "content reranking decodes 4 moves x 3 candidates = 12" in err["message"]
+    assert "content reranking decodes 8 moves x 3 candidates = 24" in err["message"]
     beam = BODY | {"candidates": 1, "rerank": "content", "strategy": "beam", "beam_size": 4}
     err = assert_error(client.post("/latent/transfer", json=beam), 413, param="candidates")
-    assert "= 4 at beam_size 4" in err["message"]  # a beam counts as many decodes as it is wide
-    err = assert_error(client.post("/latent/transfer", json=BODY | {"candidates": 1, "rerank": "content",
+    assert "= 8 at beam_size 4" in err["message"]  # a beam counts as many decodes as it is wide
+    err = assert_error(client.post("/latent/transfer", json=BODY | {"candidates": 2, "rerank": "content",
                                                                    "moves": 9}), 413, param="candidates")
-    assert "decodes 9 moves x 1 candidates = 9" in err["message"]
-    r = client.post("/latent/transfer", json=BODY | {"candidates": 1, "rerank": "content", "moves": 8})
-    assert r.status_code == 200 and r.json()["degree"] in {2.0 * j / 8 for j in range(1, 9)}, r.text
+    assert "decodes 9 moves x 2 candidates = 18" in err["message"]
+    r = client.post("/latent/transfer", json=BODY | {"candidates": 4, "rerank": "content", "moves": 4})
+    assert r.status_code == 200 and r.json()["degree"] in (0.5, 1.0, 1.5, 2.0), r.text
     r = client.post("/latent/transfer", json=BODY | {"candidates": 3, "rerank": "content", "degree": 0})
     assert r.status_code == 200, r.text  # nothing moves at degree 0, so nothing is reranked for content
 

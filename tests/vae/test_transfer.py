@@ -198,6 +198,8 @@ def test_reranked_transfer_on_the_tiny_vae_is_deterministic(axis_pipeline, axis)
     assert all(np.array_equal(m.z, p.z) for m, p in zip(a, plain, strict=True))  # the same moved point
 
 
+EIGHT_MOVES_TO_2 = {2.0 * j / 8 for j in range(1, 9)}  # content reranking's moves at degree 2, by default
+
 class _FakeEmbedding:
     """A model for content reranking: z's first coordinate says which move a decode came from ('m1' …);
     the seed picks the candidate; ``embed`` and ``encode_embeddings`` map a sentence to known points."""
@@ -235,22 +237,22 @@ def test_content_rerank_keeps_the_nearest_source_among_candidates_on_the_target_
                            (4, 1): "close-positive"}, vectors, means)
     source = np.array([[1.0, 0.0, 0.0]])
     mu, up = np.zeros((1, 2), np.float32), np.array([1.0])
-    outputs, kept = style.content_rerank(fake, axis, source, mu, up, 4.0, 2)
+    outputs, kept = style.content_rerank(fake, axis, source, mu, up, 4.0, 2, steps=4, threshold=0.9)
     assert outputs == ["close-positive"] and list(kept) == [4.0]  # the nearest at p ≥ 0.9, found on the 4th move
-    outputs, kept = style.content_rerank(fake, axis, source, mu, up, 4.0, 2, threshold=0.999)
+    outputs, kept = style.content_rerank(fake, axis, source, mu, up, 4.0, 2, steps=4, threshold=0.999)
     assert outputs == ["far-positive"] and list(kept) == [2.0]  # none passes: the highest p(target)
     # the same through transfer(): the answer is the move the kept output came from, not the degree asked for
     [moved] = style.transfer_from_means(fake, axis, ["source"], mu, ["positive"], 4.0, candidates=2,
-                                        rerank="content")
+                                        rerank="content", moves=4)
     assert (moved.output, moved.degree, float(moved.z[0])) == ("close-positive", 4.0, pytest.approx(4.0))
     [moved] = style.transfer_from_means(fake, axis, ["source"], mu, ["positive"], 4.0, candidates=2,
-                                        rerank="content", min_p_target=0.99)
+                                        rerank="content", min_p_target=0.99, moves=4)
     assert (moved.output, moved.degree, float(moved.z[0])) == ("far-positive", 2.0, pytest.approx(2.0))
     assert moved.p_after == pytest.approx(1 / (1 + np.exp(-2.0)))
     only_weak = _FakeEmbedding({(1, None): "weak", (2, None): ""}, vectors, means)
-    outputs, _ = style.content_rerank(only_weak, axis, source, mu, up, 4.0, 1)
+    outputs, _ = style.content_rerank(only_weak, axis, source, mu, up, 4.0, 1, steps=4)
     assert outputs == ["weak"]  # an empty candidate is never preferred, even when nothing passes
-    outputs, _ = style.content_rerank(fake, axis, source, np.zeros((1, 2), np.float32), -up, 4.0, 2)
+    outputs, _ = style.content_rerank(fake, axis, source, np.zeros((1, 2), np.float32), -up, 4.0, 2, steps=4)
     assert outputs == ["close-but-negative"]  # towards negative the same candidates rank the other way
     outputs, kept = style.content_rerank(fake, axis, source, mu, up, 4.0, 2, steps=2)  # moves to 2 and 4 only
     assert outputs == ["close-positive"] and list(kept) == [4.0]
@@ -268,7 +270,7 @@ def test_content_reranked_transfer_on_the_tiny_vae(axis_pipeline, axis):
     assert [m.output for m in moved] == [m.output for m in again]  # seeded samples
     mu, _ = axis_pipeline.encode(texts)
     for i, m in enumerate(moved):
-        assert m.degree in (0.5, 1.0, 1.5, 2.0)  # which move the kept output came from
+        assert m.degree in EIGHT_MOVES_TO_2  # which move the kept output came from (8 moves by default)
         z, _, after = axis.shift(mu[i:i + 1], 1.0, m.degree)
         assert np.allclose(m.z, z[0], atol=1e-6)
         assert m.p_after == pytest.approx(1 / (1 + np.exp(-after[0])))
@@ -285,9 +287,9 @@ def test_content_reranked_transfer_on_the_tiny_vae(axis_pipeline, axis):
         assert info.value.param == "min_p_target"
     loose = style.transfer(axis_pipeline, axis, texts, "positive", 2.0, candidates=3, rerank="content",
                            min_p_target=0.5)
-    assert all(m.degree in (0.5, 1.0, 1.5, 2.0) for m in loose)
-    fine = style.transfer(axis_pipeline, axis, texts, "positive", 2.0, candidates=2, rerank="content", moves=8)
-    assert all(m.degree in {2.0 * j / 8 for j in range(1, 9)} for m in fine)
+    assert all(m.degree in EIGHT_MOVES_TO_2 for m in loose)
+    coarse = style.transfer(axis_pipeline, axis, texts, "positive", 2.0, candidates=2, rerank="content", moves=2)
+    assert all(m.degree in (1.0, 2.0) for m in coarse)
     for bad in (0, 17, 2.5, True, "many"):
         with pytest.raises(InvalidInputError, match="moves must be") as info:
             style.transfer(axis_pipeline, axis, texts, "positive", 2.0, candidates=2, rerank="content", moves=bad)
@@ -522,8 +524,8 @@ def test_cli_fit_transfer_eval(run, tiny_vae_dir, tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     content = json.loads(r.stdout.strip().splitlines()[-1])
     assert (content["candidates"], content["rerank"], content["by_degree"][1]["rerank"]) == (2, "content", "content")
-    assert content["min_p_target"] == 0.9 and content["by_degree"][1]["min_p_target"] == 0.9
-    assert content["moves"] == 4 and content["by_degree"][1]["moves"] == 4
+    assert content["min_p_target"] == 0.8 and content["by_degree"][1]["min_p_target"] == 0.8
+    assert content["moves"] == 8 and content["by_degree"][1]["moves"] == 8
     assert "candidate(s)" not in r.stderr  # a degree was given: nothing to say about the fitted one
     r = run("eval", "transfer", "--model", str(model), "--data-dir", str(data), "--no-fluency", "--no-baselines",
             "--limit", "2", "--candidates", "2", "--rerank", "content")
@@ -532,11 +534,11 @@ def test_cli_fit_transfer_eval(run, tiny_vae_dir, tmp_path, monkeypatch):
     r = run("transfer", "the cat sees the house", "--model", str(model), "--degree", "2", "--candidates", "2",
             "--rerank", "content", "--json")
     assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout.strip())["degree"] in (0.5, 1.0, 1.5, 2.0)
+    assert json.loads(r.stdout.strip())["degree"] in EIGHT_MOVES_TO_2
     r = run("transfer", "the cat sees the house", "--model", str(model), "--degree", "2", "--candidates", "2",
-            "--rerank", "content", "--moves", "8", "--json")
+            "--rerank", "content", "--moves", "4", "--json")
     assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout.strip())["degree"] in {2.0 * j / 8 for j in range(1, 9)}
+    assert json.loads(r.stdout.strip())["degree"] in (0.5, 1.0, 1.5, 2.0)
 
     r = run("eval", "transfer", "--model", str(model), "--data-dir", str(data), "--no-fluency", "--degree", "2",
             "--no-baselines", "--limit", "4")
