@@ -119,7 +119,7 @@ class TransferRequest(DecodingOptions):
     rerank: Literal["round-trip", "content"] = Field(
         "round-trip",
         description="How one of the candidates is chosen. 'round-trip': as `candidates` says. 'content': the point "
-                    "is moved to degree × j/`moves` for j = 1 … `moves` (4 moves: 1/4, 2/4, 3/4, 1), each decoded "
+                    "is moved to degree × j/`moves` for j = 1 … `moves` (default 8: 1/8, 2/8, … 1), each decoded "
                     "`candidates` times, and the candidate "
                     "kept is the one nearest the source (MiniLM cosine) among those the latent classifier puts at "
                     "p(target) ≥ `min_p_target` (else the one with the highest p(target)); `degree` in the answer "

@@ -61,6 +61,12 @@ EMBED_CHUNK = 2048  # candidates embedded per call by content reranking
 DEFAULT_DEGREE = 1.0  # used until a degree is selected on held-out training sentences (`fit-transfer`)
 
 
+def p_target_of(logit: np.ndarray, sign: np.ndarray | float) -> np.ndarray:
+    """p(target) from the latent classifier's logit towards the second label: ``sign`` +1 targets the
+    second label, −1 the first."""
+    return np.asarray(1.0 / (1.0 + np.exp(-np.asarray(sign, dtype=np.float64) * np.asarray(logit, dtype=np.float64))))
+
+
 @dataclass
 class LatentAxis:
     """A linear attribute classifier on z: ``ℓ(z) = scale·(u·z) + bias``, ``u`` a unit vector."""
@@ -86,7 +92,7 @@ class LatentAxis:
 
     def p_target(self, z: np.ndarray, sign: np.ndarray | float) -> np.ndarray:
         """p(target | z): the second label's for ``sign`` +1, the first's for −1."""
-        return np.asarray(1.0 / (1.0 + np.exp(-np.asarray(sign, dtype=np.float64) * self.logit(z))))
+        return p_target_of(self.logit(z), sign)
 
     def target_logit(self, logit: np.ndarray, sign: np.ndarray | float, degree: float) -> np.ndarray:
         """ℓ' of the module docstring: where each sentence's logit ends up at ``degree``."""
@@ -428,14 +434,14 @@ def content_rerank(model: LatentModel, axis: LatentAxis, source_emb: np.ndarray,
     The sentiment judge is never consulted, but when the model embeds with the bundled MiniLM (every
     VAE trained here does) the similarity kept is the one ``eval transfer`` reports as
     ``content_similarity``: this reranker optimises that measure directly."""
+    from tqdm.auto import tqdm
+
     content_embedder(model)  # a model that cannot embed is refused before any decoding
     check_candidates(candidates)
     check_moves(steps)
     src = np.asarray(source_emb, dtype=np.float64)
     src = src / np.maximum(np.linalg.norm(src, axis=1, keepdims=True), 1e-12)
     pool: list[list[str]] = []  # [move × candidate][sentence]
-    from tqdm.auto import tqdm
-
     for j in tqdm(range(1, steps + 1), desc="content rerank: moves", disable=not progress, leave=False):
         z, _, _ = axis.shift(mu, signs, degree * j / steps)
         pool += _candidate_pool(model, z, candidates, strategy, rerank_temperature, decode_kw)
@@ -472,7 +478,7 @@ def content_scores(model: LatentModel, axis: LatentAxis, texts: Sequence[str], s
         logit[a:a + len(emb)] = axis.logit(mu_c)
     idx = np.array([where[o if o.strip() else "."] for o in texts], dtype=np.int64)
     sim = (unit[idx] * source_unit).sum(axis=1)
-    return sim, 1.0 / (1.0 + np.exp(-np.asarray(signs, dtype=np.float64) * logit[idx]))  # as LatentAxis.p_target
+    return sim, p_target_of(logit[idx], signs)
 
 
 def _decode_moves(model: LatentModel, axis: LatentAxis, items: Sequence[str], mu: np.ndarray,
@@ -484,7 +490,7 @@ def _decode_moves(model: LatentModel, axis: LatentAxis, items: Sequence[str], mu
         embed, _ = content_embedder(model)
         outputs, degrees = content_rerank(model, axis, np.asarray(embed(list(items))), mu, signs, degree, candidates,
                                           strategy=strategy, threshold=check_min_p_target(min_p_target),
-                                          steps=check_moves(moves), progress=progress, **decode_kw)
+                                          steps=moves, progress=progress, **decode_kw)
         z = np.empty_like(np.asarray(mu, dtype=np.float32))
         before, after = np.empty(len(items)), np.empty(len(items))
         for d in np.unique(degrees):  # the point each kept output was decoded from
@@ -495,8 +501,7 @@ def _decode_moves(model: LatentModel, axis: LatentAxis, items: Sequence[str], mu
         degrees = np.full(len(items), degree)
         z, before, after = axis.shift(mu, signs, degree)
         outputs = round_trip_rerank(model, z, candidates, strategy=strategy, **decode_kw)
-    p_before = 1.0 / (1.0 + np.exp(-signs * before))
-    p_after = 1.0 / (1.0 + np.exp(-signs * after))
+    p_before, p_after = p_target_of(before, signs), p_target_of(after, signs)
     return [Transfer(src, out, tgt, float(d), float(pb), float(pa), zi)
             for src, out, tgt, d, pb, pa, zi in zip(items, outputs, targets, degrees, p_before, p_after, z,
                                                      strict=True)]
