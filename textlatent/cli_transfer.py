@@ -227,14 +227,15 @@ def eval_transfer_cmd(
                "rerank": rerank, "min_p_target": min_p_target if rerank == "content" else None,
                "moves": moves if rerank == "content" else None,
                "flip_rate": main["flip_rate"],
-               "content_similarity": main["content_similarity"], "fluency": main.get("fluency"), **result}
+               "content_similarity": main["content_similarity"], "content_chrf": main["content_chrf"],
+               "fluency": main.get("fluency"), **result}
     if as_json:
         typer.echo(json_out(summary))
         return
-    typer.echo(f"{'degree':>7} {'flip':>6} {'sim':>6} {'ppl':>8}  (judge: {judge_name}; "
+    typer.echo(f"{'degree':>7} {'flip':>6} {'sim':>6} {'chrF':>6} {'ppl':>8}  (judge: {judge_name}; "
                f"{summary['axis_method']} axis)")
     rows = [("source", result["sources"])] if result["sources"] else []
     rows += [(f"{r['degree']:g}", r) for r in result["by_degree"]]
     for name, r in rows:
         ppl = f"{r['fluency']:8.1f}" if "fluency" in r else f"{'-':>8}"
-        typer.echo(f"{name:>7} {r['flip_rate']:6.3f} {r['content_similarity']:6.3f} {ppl}")
+        typer.echo(f"{name:>7} {r['flip_rate']:6.3f} {r['content_similarity']:6.3f} {r['content_chrf']:6.1f} {ppl}")

@@ -321,6 +321,7 @@ def test_evaluate_transfer_on_a_tiny_fixture(axis_pipeline, axis, encoder):
         assert row["fluency"] == 42.0
     # the sources scored as outputs: similarity 1, flip rate = how often the judge already calls them the target
     assert result["sources"]["content_similarity"] == pytest.approx(1.0, abs=1e-5)
+    assert result["sources"]["content_chrf"] == pytest.approx(100.0)  # and every character n-gram kept
     p = judge.positive_proba(texts)
     opposite = [1 - y for y in labels]
     assert result["sources"]["flip_rate"] == pytest.approx(np.mean((p >= 0.5) == np.array(opposite, bool)))
@@ -361,6 +362,10 @@ def test_score_outputs_counts_empty_outputs_as_failures(encoder):
                       encoder=encoder)
     assert r["flip_rate"] == 0.5 and r["empty_outputs"] == 1
     assert 0 < r["content_similarity"] < 0.5 + 1e-9  # the empty output counts as 0
+    # chrF, a surface measure no reranker consults: 'great film' keeps 'film' of 'good film'; '' keeps nothing
+    assert 0 < r["content_chrf"] < 50
+    same = score_outputs(["good film"], ["good film"], ["positive"], judge=Always(), encoder=encoder)
+    assert same["content_chrf"] == pytest.approx(100.0)
 
 
 def test_degree_selection_rule():

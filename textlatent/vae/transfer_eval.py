@@ -112,12 +112,21 @@ def judged_positive(judge: Any, texts: Sequence[str]) -> np.ndarray:
 def score_outputs(sources: Sequence[str], outputs: Sequence[str], targets: Sequence[str], *, judge: Any,
                   encoder: Any, fluency: Callable[[Sequence[str]], float] | None = None,
                   source_emb: np.ndarray | None = None) -> dict[str, Any]:
-    """flip_rate, content_similarity, fluency (when a scorer is given) and the count of empty outputs."""
+    """flip_rate, content_similarity, content_chrf, fluency (when a scorer is given) and the count of
+    empty outputs.
+
+    ``content_chrf`` is NLTK's ``corpus_chrf`` (×100; a mean over sentences) of the outputs against their
+    sources: a surface measure
+    of what is kept that no reranker here consults, beside ``content_similarity``, which content
+    reranking optimises."""
+    from nltk.translate.chrf_score import corpus_chrf
+
     p = judged_positive(judge, outputs)
     want_positive = np.array([t == "positive" for t in targets])
     flipped = np.where(np.isnan(p), False, (p >= 0.5) == want_positive)
     sims = similarities(encoder, sources, outputs, source_emb)
     result: dict[str, Any] = {"flip_rate": float(flipped.mean()), "content_similarity": float(sims.mean()),
+                              "content_chrf": 100.0 * float(corpus_chrf(list(sources), list(outputs))),
                               "empty_outputs": int(sum(not o.strip() for o in outputs)),
                               "unchanged_outputs": int(sum(o == s for o, s in zip(outputs, sources, strict=True)))}
     if fluency is not None:
