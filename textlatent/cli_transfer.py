@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
-from textlatent.cli import DataDirOption, EvalJsonOption, _run, _State, app, eval_app
+from textlatent.cli import DataDirOption, EvalJsonOption, _fail, _run, _State, app, eval_app
 from textlatent.cli_options import finite_option, json_out
 from textlatent.cli_vae import (
     ModelOpt,
@@ -189,6 +189,9 @@ def eval_transfer_cmd(
     rerank: RerankOpt = "round-trip",
     min_p_target: MinPTargetOpt = CONTENT_THRESHOLD,
     moves: MovesOpt = CONTENT_STEPS,
+    outputs: Annotated[Path | None, typer.Option(
+        "--outputs", dir_okay=False, help="Also write every output to this new JSONL file, one line per sentence "
+                                          "and degree: degree, source, target, output")] = None,
     data_dir: DataDirOption = Path("../shared/data"),
     as_json: EvalJsonOption = False,
     no_repeat_ngram: NoRepeatOpt = None,
@@ -200,6 +203,9 @@ def eval_transfer_cmd(
     from textlatent.vae.transfer_eval import SmolLMPerplexity, evaluate_transfer
 
     _run(lambda: require_data_dir(data_dir))
+    if outputs is not None and (outputs.exists() or not outputs.parent.is_dir()):
+        raise _fail(f"--outputs {outputs}: " + ("the file exists; give a new path" if outputs.exists()
+                                                 else "its folder does not exist"))
     dev = _run(lambda: load_sst2(data_dir, "dev", "glue"))
     texts, labels = dev.texts[:limit], (dev.labels or [])[:limit]
     pipeline = _pipeline(model, no_repeat_ngram=no_repeat_ngram)
@@ -211,7 +217,10 @@ def eval_transfer_cmd(
                                             encoder=_similarity_encoder(pipeline), degrees=degrees,
                                             fluency=scorer, fluency_limit=fluency_limit, baselines=baselines,
                                             progress=True, candidates=candidates, rerank=rerank,
-                                            min_p_target=min_p_target, moves=moves))
+                                            min_p_target=min_p_target, moves=moves,
+                                            keep_outputs=outputs is not None))
+    if outputs is not None:
+        _write_outputs(outputs, texts, labels, result["by_degree"])
     main = next(r for r in result["by_degree"] if r["degree"] == float(degrees[0]))
     fitted_with = axis.info.get("no_repeat_ngram")  # the decoding the default degree was chosen under
     if fitted_with is not None and fitted_with != result["no_repeat_ngram"]:
@@ -239,3 +248,25 @@ def eval_transfer_cmd(
     for name, r in rows:
         ppl = f"{r['fluency']:8.1f}" if "fluency" in r else f"{'-':>8}"
         typer.echo(f"{name:>7} {r['flip_rate']:6.3f} {r['content_similarity']:6.3f} {r['content_chrf']:6.1f} {ppl}")
+
+
+def _write_outputs(path: Path, texts: list[str], labels: list[int], rows: list[dict[str, Any]]) -> None:
+    """Every output of ``eval transfer`` as JSONL, written whole or not at all (a temporary file beside
+    ``path``, renamed when complete); the outputs leave ``rows``, whose JSON stays as it was."""
+    import os
+    import tempfile
+
+    from textlatent.vae.transfer_eval import _targets_opposite
+
+    targets = _targets_opposite(labels)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for row in rows:
+                for source, target, output in zip(texts, targets, row.pop("outputs"), strict=True):
+                    f.write(json_out({"degree": row["degree"], "source": source, "target": target,
+                                      "output": output}) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise

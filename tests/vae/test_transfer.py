@@ -545,6 +545,27 @@ def test_cli_fit_transfer_eval(run, tiny_vae_dir, tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout.strip())["degree"] in (0.5, 1.0, 1.5, 2.0)
 
+    out = tmp_path / "outputs.jsonl"
+    args = ("eval", "transfer", "--model", str(model), "--data-dir", str(data), "--no-fluency", "--degree", "2",
+            "--limit", "4", "--json")
+    r = run(*args, "--outputs", str(out))
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(x["degree"], set(x)) for x in lines] == [(d, {"degree", "source", "target", "output"})
+                                                      for d in (0.0, 2.0) for _ in range(4)]
+    for row in summary["by_degree"]:  # the file holds what was scored; the summary JSON is unchanged
+        assert "outputs" not in row
+        mine = [x for x in lines if x["degree"] == row["degree"]]
+        assert [(x["source"], x["output"]) for x in mine[:len(row["examples"])]] == \
+            [(e["source"], e["output"]) for e in row["examples"]]
+    before = out.read_bytes()
+    r = run(*args, "--outputs", str(out))
+    assert r.exit_code == 2 and "exists" in r.output and out.read_bytes() == before  # never overwritten
+    r = run(*args, "--outputs", str(tmp_path / "nowhere" / "o.jsonl"))
+    assert r.exit_code == 2 and "folder does not exist" in r.output
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # no temporary file left
+
     r = run("eval", "transfer", "--model", str(model), "--data-dir", str(data), "--no-fluency", "--degree", "2",
             "--no-baselines", "--limit", "4")
     assert r.exit_code == 0, r.output

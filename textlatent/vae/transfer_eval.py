@@ -246,7 +246,8 @@ def evaluate_transfer(model: LatentModel, axis: LatentAxis, texts: Sequence[str]
                       fluency: Callable[[Sequence[str]], float] | None = None, fluency_limit: int | None = None,
                       baselines: bool = True, progress: bool = False, examples: int = 5,
                       candidates: int = 1, rerank: str = "round-trip",
-                      min_p_target: float = CONTENT_THRESHOLD, moves: int = CONTENT_STEPS) -> dict[str, Any]:
+                      min_p_target: float = CONTENT_THRESHOLD, moves: int = CONTENT_STEPS,
+                      keep_outputs: bool = False) -> dict[str, Any]:
     """Each text moved to the label opposite its gold label, at each degree, plus the honest baselines:
     the sources themselves and the degree-0 reconstructions, scored the same way.
 
@@ -257,6 +258,7 @@ def evaluate_transfer(model: LatentModel, axis: LatentAxis, texts: Sequence[str]
     reconstruction decode(μ).
 
     ``baselines=False`` skips the sources and degree 0 (when another run already scored them).
+    ``keep_outputs`` adds every output, in the order of ``texts``, to each row as ``outputs``.
     ``fluency_limit`` scores perplexity on the first N outputs of each set only (SmolLM2 is the
     slow part on a CPU); flip rate and similarity always cover every text."""
     from tqdm.auto import tqdm
@@ -289,6 +291,8 @@ def evaluate_transfer(model: LatentModel, axis: LatentAxis, texts: Sequence[str]
                **({"min_p_target": min_p_target, "moves": moves} if used == "content" else {}), **scores,
                "latent_p_target": float(np.mean([t.p_after for t in moved])),
                "examples": [{"source": t.source, "target": t.target, "output": t.output} for t in moved[:examples]]}
+        if keep_outputs:
+            row["outputs"] = outs
         by_degree.append(row)
     baseline = next((r for r in by_degree if r["degree"] == 0.0), None)
     return {"sentences": len(texts), "by_degree": by_degree, "baseline_reconstruction": baseline,
