@@ -251,22 +251,12 @@ def eval_transfer_cmd(
 
 
 def _write_outputs(path: Path, texts: list[str], labels: list[int], rows: list[dict[str, Any]]) -> None:
-    """Every output of ``eval transfer`` as JSONL, written whole or not at all (a temporary file beside
-    ``path``, renamed when complete); the outputs leave ``rows``, whose JSON stays as it was."""
-    import os
-    import tempfile
-
+    """Every output of ``eval transfer`` as JSONL, written whole or not at all; the outputs leave
+    ``rows``, whose JSON stays as it was."""
+    from textlatent.collections import atomic_write_bytes
     from textlatent.vae.transfer_eval import _targets_opposite
 
     targets = _targets_opposite(labels)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for row in rows:
-                for source, target, output in zip(texts, targets, row.pop("outputs"), strict=True):
-                    f.write(json_out({"degree": row["degree"], "source": source, "target": target,
-                                      "output": output}) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    lines = [json_out({"degree": row["degree"], "source": source, "target": target, "output": output})
+             for row in rows for source, target, output in zip(texts, targets, row.pop("outputs"), strict=True)]
+    atomic_write_bytes(path, "".join(line + "\n" for line in lines).encode("utf-8"))
