@@ -243,7 +243,7 @@ class TextVAE(PosteriorHead, nn.Module):
             logits[:, [self.PAD, self.BOS]] = -math.inf
             seqs = [result[i] for i in live]  # the same lists: appends below reach ``result``
             if no_repeat_ngram >= 2:
-                block_repeated_ngrams(logits, seqs, no_repeat_ngram, [False] * len(live))
+                block_repeated_ngrams(logits, seqs, no_repeat_ngram)
             nxt = sample_rows(logits, temperature) if strategy == "sample" else logits.argmax(dim=-1)
             going = []  # one device sync per step, for the appends and the shrink
             for j, word in enumerate(nxt.tolist()):
@@ -301,11 +301,11 @@ def sample_rows(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_(max=cdf.shape[1] - 1)
 
 
-def block_repeated_ngrams(logits: torch.Tensor, sequences: list[list[int]], n: int, done: list[bool]) -> None:
-    """Set to −inf, in place, each row's words that would repeat one of its n-grams (rows not ``done``;
-    a plain list, so a GPU batch syncs once per step, not once per row)."""
+def block_repeated_ngrams(logits: torch.Tensor, sequences: list[list[int]], n: int) -> None:
+    """Set to −inf, in place, each row's words that would repeat one of its n-grams (``sequences``
+    are the rows still decoding, plain lists, so a GPU batch syncs once per step, not once per row)."""
     for i, seq in enumerate(sequences):
-        if done[i] or len(seq) < n - 1:
+        if len(seq) < n - 1:
             continue
         prefix = seq[len(seq) - n + 1:]
         banned = [seq[j + n - 1] for j in range(len(seq) - n + 1) if seq[j:j + n - 1] == prefix]

@@ -461,22 +461,24 @@ def content_scores(model: LatentModel, axis: LatentAxis, texts: Sequence[str], s
                    signs: np.ndarray, *, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """For each candidate text: its cosine to ``source_unit`` (the unit embedding of the sentence it
     came from, one row per text) and the latent classifier's p(target) at its own μ. Each distinct
-    text is embedded once (sampled candidates repeat: ~11 % of a 64-per-move pool), in batches of
-    ``EMBED_CHUNK`` so memory stays bounded."""
+    text is embedded once (sampled candidates repeat: 5-6 % within a move of 64, more across moves), in
+    batches of ``EMBED_CHUNK`` so memory stays bounded. An empty text is embedded as "." (MiniLM needs
+    text); the caller decides what an empty candidate is worth."""
+    from tqdm.auto import tqdm
+
     embed, encode_embeddings = content_embedder(model)
-    distinct = list(dict.fromkeys(o if o.strip() else "." for o in texts))
+    safe = [o if o.strip() else "." for o in texts]
+    distinct = list(dict.fromkeys(safe))
     where = {t: i for i, t in enumerate(distinct)}
     unit = np.empty((len(distinct), source_unit.shape[1]))
     logit = np.empty(len(distinct))  # the latent classifier's, towards the second label
-    from tqdm.auto import tqdm
-
     for a in tqdm(range(0, len(distinct), EMBED_CHUNK), desc="content rerank: scoring", disable=not progress,
                   leave=False):
         emb = np.asarray(embed(distinct[a:a + EMBED_CHUNK]), dtype=np.float64)
         mu_c, _ = encode_embeddings(emb.astype(np.float32))
         unit[a:a + len(emb)] = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
         logit[a:a + len(emb)] = axis.logit(mu_c)
-    idx = np.array([where[o if o.strip() else "."] for o in texts], dtype=np.int64)
+    idx = np.array([where[o] for o in safe], dtype=np.int64)
     sim = (unit[idx] * source_unit).sum(axis=1)
     return sim, p_target_of(logit[idx], signs)
 

@@ -116,9 +116,8 @@ def score_outputs(sources: Sequence[str], outputs: Sequence[str], targets: Seque
     empty outputs.
 
     ``content_chrf`` is NLTK's ``corpus_chrf`` (×100; a mean over sentences) of the outputs against their
-    sources: a surface measure
-    of what is kept that no reranker here consults, beside ``content_similarity``, which content
-    reranking optimises."""
+    sources: a surface measure of what is kept that no reranker here consults, beside
+    ``content_similarity``, which content reranking optimises."""
     from nltk.translate.chrf_score import corpus_chrf
 
     p = judged_positive(judge, outputs)
