@@ -28,7 +28,8 @@ def _sentiment_model(model: Path | None) -> str | None:
     return _State.settings().sentiment_model
 
 
-FINETUNE_ONLY = ("epochs", "max_minutes", "batch_size", "lr", "eval_steps", "group_by_length", "precision")
+FINETUNE_ONLY = ("epochs", "max_minutes", "batch_size", "lr", "eval_steps", "group_by_length", "precision", "pooling",
+                 "init_head")
 
 
 @sentiment_app.command("train")
@@ -60,6 +61,12 @@ def sentiment_train(
     precision: Annotated[Literal["auto", "fast", "fp32", "bf16"], typer.Option(
         help="finetune: training arithmetic; auto = bf16 autocast on cuda, fp32 on a CPU; fast = bf16 wherever "
              "the hardware computes it natively (cuda, AVX512-BF16 or AMX CPUs)")] = "auto",
+    pooling: Annotated[Literal["mean", "cls"], typer.Option(
+        help="finetune: classify from the encoder's own sentence embedding (mean of its token states), starting "
+             "from a linear head, or from the [CLS] token with a fresh classifier (transformers' default)")] = "mean",
+    init_head: Annotated[Path | None, typer.Option(
+        "--init-head", help="finetune --pooling mean: the linear head to start from, trained for the same encoder "
+                            "\\[default: the bundled head, for the bundled encoder]", show_default=False)] = None,
     overwrite: OverwriteOption = False,
     as_json: EvalJsonOption = False,
 ) -> None:
@@ -78,6 +85,10 @@ def sentiment_train(
                         "regression whose C is chosen on dev")
     _check_lr(lr)
     _run(lambda: resolve_model_path(encoder))  # a missing --base is said before --out is touched
+    if head == "finetune":  # so is a linear head it cannot start from
+        from textlatent.sentiment.train import starting_head
+
+        _run(lambda: starting_head(pooling, encoder, init_head))
     _check_out(out, overwrite=overwrite, model=encoder)
     device = _run(lambda: resolve_device(settings.device))
     if head not in ("linear", "finetune"):
@@ -93,7 +104,8 @@ def sentiment_train(
             result = _run(lambda: train_finetuned(out, data_dir, base=encoder, epochs=epochs, max_minutes=budget,
                                                   batch_size=batch_size, learning_rate=lr, eval_steps=eval_steps,
                                                   seed=seed, device=settings.device, normalize=normalize,
-                                                  group_by_length=group_by_length, precision=precision))
+                                                  group_by_length=group_by_length, precision=precision,
+                                                  pooling=pooling, init_head=init_head))
     if as_json:
         typer.echo(json_out(result))
     else:

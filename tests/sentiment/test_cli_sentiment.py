@@ -86,7 +86,12 @@ def test_train_refuses_before_touching_out(sst2_dir: Path, tmp_path: Path) -> No
     res = runner.invoke(app, ["sentiment", "train", "--head", "finetune", "--lr", "0", "--out", str(tmp_path / "d"),
                               "--data-dir", str(sst2_dir)])
     assert res.exit_code == 2 and "--lr must be above 0" in res.output
-    assert not any((tmp_path / n).exists() for n in "abcd")
+    res = runner.invoke(app, [*args, "--out", str(tmp_path / "e"), "--pooling", "cls"])
+    assert res.exit_code == 2 and "--pooling apply to --head finetune only" in res.output
+    res = runner.invoke(app, ["sentiment", "train", "--head", "finetune", "--init-head", str(tmp_path / "nohead"),
+                              "--out", str(tmp_path / "f"), "--data-dir", str(sst2_dir)])
+    assert res.exit_code == 2 and "no sentiment.json" in res.output
+    assert not any((tmp_path / n).exists() for n in "abcdef")
 
 
 def test_score_csv_in_process(tmp_path: Path) -> None:

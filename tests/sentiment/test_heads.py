@@ -88,9 +88,10 @@ def test_finetuned_head_loss_falls_and_the_saved_model_loads(sst2_dir: Path, tmp
     from textlatent.sentiment import FinetunedSentiment
     from textlatent.sentiment.train import train_finetuned
 
+    # the [CLS] head of sessions 1-19, from a fresh classifier (the mean-pooled default has its own test);
     # bf16 autocast on purpose (emulated where the CPU has no native bf16): the loss must still fall
     result = train_finetuned(tmp_path / "ft", sst2_dir, max_steps=10, batch_size=8, eval_steps=10,
-                             learning_rate=1e-4, device="cpu", precision="bf16")
+                             learning_rate=1e-4, device="cpu", precision="bf16", pooling="cls")
     assert result["precision"] == "bf16"
     losses = result["losses"]
     assert len(losses) >= 4
@@ -105,7 +106,7 @@ def test_finetuned_head_loss_falls_and_the_saved_model_loads(sst2_dir: Path, tmp
     config = json.loads((tmp_path / "ft" / "sentiment.json").read_text())
     assert config["steps"] == 10 and config["selected_on"] == "SST-2 GLUE dev"
     assert config["group_by_length"] is True and config["normalize"] == "treebank"
-    assert config["precision"] == "bf16"
+    assert config["precision"] == "bf16" and config["pooling"] == "cls" and config["init_head"] is None
     # the figure stored is the saved head's own (fp32 here), the one `eval sentiment` reproduces
     assert config["dev_accuracy"] == pytest.approx(result["dev"]["accuracy"])
     assert 0.0 <= config["dev_accuracy_at_selection"] <= 1.0
@@ -119,6 +120,79 @@ def test_finetuned_head_loss_falls_and_the_saved_model_loads(sst2_dir: Path, tmp
     (tmp_path / "ft" / "sentiment.json").write_text(json.dumps(config))
     old = load_sentiment_model(tmp_path / "ft", device="cpu").positive_proba(pair)
     assert abs(old[0] - old[1]) > 1e-5
+
+
+def test_mean_pooled_classifier_starts_exactly_at_the_linear_head(encoder) -> None:
+    """LP-FT's starting point: before any training the classifier's logit margin is the bundled linear
+    head's logit, so pooling, normalisation and the weight layout all match the served embedding."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from textlatent.models import bundled_model_path
+    from textlatent.sentiment.pooled import MeanPoolClassifier
+    from textlatent.sentiment.train import starting_head
+
+    start = starting_head("mean", None, None)
+    assert start is not None and start.folder == BUNDLED_HEAD
+    model = MeanPoolClassifier.from_encoder(bundled_model_path())
+    model.start_from_linear_head(start.weights, start.bias)
+    model.eval()
+    texts = ["a wonderful, moving film.", "a dreadful bore that never ends.", "it is a film about a dog."]
+    batch = AutoTokenizer.from_pretrained(str(bundled_model_path()))(texts, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        logits = model(**batch).logits.numpy()
+    head = load_sentiment_model(None, device="cpu", precision="fp32")
+    expected = head.logits(encoder.encode(texts))
+    np.testing.assert_allclose(logits[:, 1] - logits[:, 0], expected, atol=1e-4)
+    assert expected[0] > 0 > expected[1]  # the comparison is not between two zeros
+    with pytest.raises(ValueError, match="cannot start a classifier"):
+        model.start_from_linear_head(start.weights[:100], start.bias)
+
+
+def test_finetuned_head_by_default_reads_the_mean_pooled_embedding(sst2_dir: Path, tmp_path: Path) -> None:
+    from textlatent.sentiment import FinetunedSentiment
+    from textlatent.sentiment.train import train_finetuned
+
+    result = train_finetuned(tmp_path / "ft", sst2_dir, max_steps=6, batch_size=8, eval_steps=6,
+                             learning_rate=1e-5, device="cpu")
+    assert all(np.isfinite(result["losses"]))
+    config = json.loads((tmp_path / "ft" / "sentiment.json").read_text())
+    assert config["pooling"] == "mean" and config["init_head"] == str(BUNDLED_HEAD)
+    assert (tmp_path / "ft" / "classifier.safetensors").is_file()
+    assert not (tmp_path / "ft" / "checkpoints").exists()
+    head = load_sentiment_model(tmp_path / "ft", device="cpu")
+    assert isinstance(head, FinetunedSentiment) and head.pooling == "mean"
+    p = head.positive_proba(["a wonderful, moving film.", "a dreadful bore that never ends."])
+    assert p[0] > 0.5 > p[1]
+    assert config["dev_accuracy"] == pytest.approx(result["dev"]["accuracy"])
+    # a folder whose classifier file is gone is a clear error, not a random classifier
+    (tmp_path / "ft" / "classifier.safetensors").unlink()
+    with pytest.raises(InvalidInputError, match="not a readable fine-tuned sentiment folder"):
+        load_sentiment_model(tmp_path / "ft", device="cpu")
+
+
+def test_a_fine_tune_refuses_a_head_it_cannot_start_from(sst2_dir: Path, tmp_path: Path) -> None:
+    from textlatent.sentiment.train import starting_head, train_finetuned
+
+    cases = [("max", None, None, "pooling", "pooling must be one of mean, cls"),
+             ("cls", None, BUNDLED_HEAD, "init_head", "--pooling cls starts from a fresh one")]
+    ft = tmp_path / "ft-head"
+    ft.mkdir()
+    (ft / "sentiment.json").write_text('{"kind": "finetune"}')
+    cases.append(("mean", None, ft, "init_head", "is a finetune head; give a linear one"))
+    other = tmp_path / "other-encoder"
+    other.mkdir()
+    (other / "config.json").write_text("{}")
+    cases.append(("mean", str(other), None, "init_head", "was trained on the encoder"))
+    for pooling, base, init, param, message in cases:
+        with pytest.raises(InvalidInputError, match=message) as err:
+            starting_head(pooling, base, init)
+        assert err.value.param == param
+    with pytest.raises(NotFoundError):
+        starting_head("mean", None, tmp_path / "missing")
+    with pytest.raises(InvalidInputError, match="was trained on the encoder"):
+        train_finetuned(tmp_path / "out", sst2_dir, base=str(other), max_steps=1, device="cpu")
+    assert not (tmp_path / "out").exists()
 
 
 def test_finetuned_head_refuses_an_unknown_precision_before_making_its_folder(sst2_dir: Path, tmp_path: Path) -> None:

@@ -3,8 +3,10 @@
 * ``LinearSentiment``: logistic regression on frozen encoder embeddings. Seconds to train once
   the embeddings exist, a few kilobytes to store, and its weight vector *is* the sentiment
   axis of the embedding space (used to move sentences along it).
-* ``FinetunedSentiment``: the encoder fine-tuned end to end with a classification head
-  (transformers' ``AutoModelForSequenceClassification``); the best quality.
+* ``FinetunedSentiment``: the encoder fine-tuned end to end with a classification head; the best
+  quality. Since session 20 the classifier reads the encoder's own (mean-pooled) sentence embedding and
+  starts from a linear head (:mod:`textlatent.sentiment.pooled`); older folders hold transformers'
+  ``AutoModelForSequenceClassification`` (``[CLS]`` pooling) and still load.
 
 Both predict a label and a calibrated probability: the logits are divided by a temperature
 fitted on the dev split (Guo et al. 2017), which changes no label but makes ``score`` honest.
@@ -228,7 +230,7 @@ def fit_linear_head(
 
 
 class FinetunedSentiment:
-    """A transformers sequence classifier; ``p(positive) = softmax(logits / T)[1]``."""
+    """A fine-tuned sequence classifier (mean-pooled or ``[CLS]``); ``p(positive) = softmax(logits / T)[1]``."""
 
     def __init__(self, folder: str | Path, config: dict[str, Any], *, device: str = "auto", batch_size: int = 64,
                  max_length: int = 128, precision: str = "auto") -> None:
@@ -248,7 +250,16 @@ class FinetunedSentiment:
         self.normalize = text_normalizer(config.get("normalize"))
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(self.folder), local_files_only=True)
-            self.model = AutoModelForSequenceClassification.from_pretrained(str(self.folder), local_files_only=True)
+            self.pooling = str(config.get("pooling", "cls"))  # folders saved before session 20 have no key
+            if self.pooling == "mean":
+                from textlatent.sentiment.pooled import MeanPoolClassifier
+
+                self.model = MeanPoolClassifier.load(self.folder)
+            elif self.pooling == "cls":
+                self.model = AutoModelForSequenceClassification.from_pretrained(str(self.folder),
+                                                                                local_files_only=True)
+            else:
+                raise ValueError(f"unknown pooling {self.pooling!r} in {CONFIG_NAME}")
         except (OSError, ValueError, KeyError) as exc:  # weights or tokenizer files missing or damaged
             raise InvalidInputError(f"{str(self.folder)!r} is not a readable fine-tuned sentiment folder "
                                     f"({type(exc).__name__}: {str(exc)[:200]})", param="model") from exc

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +16,14 @@ import numpy as np
 
 from textlatent.errors import InvalidInputError
 from textlatent.sentiment.heads import (
+    BUNDLED_HEAD,
     LABELS,
     FinetunedSentiment,
     LinearSentiment,
     accuracy_f1,
     fit_linear_head,
     fit_temperature,
+    read_config,
     write_config,
 )
 from textlatent.training import Clock, budget_lr_factor, time_budget
@@ -105,6 +108,48 @@ def train_linear(
             "dev": dev_metrics, "wall_seconds": config["wall_seconds"]}
 
 
+@dataclass(frozen=True)
+class StartingHead:
+    """The linear head a mean-pooled fine-tune starts from."""
+
+    folder: Path
+    weights: np.ndarray
+    bias: float
+
+
+def starting_head(pooling: str, base: str | None, init_head: str | Path | None) -> StartingHead | None:
+    """The linear head ``pooling`` ``mean`` starts from (``None`` for ``cls``), checked before any training:
+    a linear head folder whose encoder is ``base`` (the bundled head when both are the bundled encoder)."""
+    from textlatent.models import resolve_model_path
+    from textlatent.sentiment.pooled import POOLINGS
+
+    if pooling not in POOLINGS:
+        raise InvalidInputError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}", param="pooling")
+    if pooling == "cls":
+        if init_head is not None:
+            raise InvalidInputError("--init-head starts a mean-pooled classifier; --pooling cls starts from a fresh "
+                                    "one", param="init_head")
+        return None
+    folder = BUNDLED_HEAD if init_head is None else Path(init_head).expanduser()
+    config = read_config(folder)
+    if config["kind"] != "linear":
+        raise InvalidInputError(f"--init-head {folder} is a {config['kind']} head; give a linear one",
+                                param="init_head")
+    head_encoder = resolve_model_path(config.get("encoder")).resolve()
+    if head_encoder != resolve_model_path(base).resolve():
+        hint = ("train one with `textlatent sentiment train --head linear --base BASE --out DIR` and pass "
+                "--init-head DIR, or use --pooling cls" if init_head is None else "give a head of the same encoder")
+        raise InvalidInputError(f"the linear head {folder} was trained on the encoder {head_encoder}, not on the "
+                                f"base {resolve_model_path(base)}: {hint}", param="init_head")
+    try:
+        weights = np.asarray(config["weights"], dtype=np.float32).reshape(-1)
+        bias = float(config["bias"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidInputError(f"linear head {folder}: no readable weights and bias ({type(exc).__name__})",
+                                param="init_head") from exc
+    return StartingHead(folder, weights, bias)
+
+
 def train_finetuned(
     out: str | Path,
     data_dir: str | Path,
@@ -126,8 +171,15 @@ def train_finetuned(
     group_by_length: bool = True,
     normalize: str | None = "treebank",
     precision: str = "auto",
+    pooling: str = "mean",
+    init_head: str | Path | None = None,
 ) -> dict[str, Any]:
     """Fine-tune the encoder with a classification head on SST-2 train; keep the best dev checkpoint.
+
+    ``pooling`` ``mean`` (the default) classifies from the encoder's own sentence embedding and starts
+    from a linear head (:mod:`textlatent.sentiment.pooled`): ``init_head``, a linear head folder for the
+    same encoder, by default the bundled one when the base is the bundled encoder. ``cls`` is transformers'
+    ``AutoModelForSequenceClassification`` from a fresh classifier (the head of sessions 1-19).
 
     ``max_minutes`` stops training at a wall-clock budget (then evaluates and keeps the best
     checkpoint so far), which is how the CPU default stays inside its time limit.
@@ -161,6 +213,7 @@ def train_finetuned(
     norm = text_normalizer(normalize)
     dev_type = resolve_device(device)
     arithmetic = resolve_precision(precision, dev_type)  # a bad value is refused before --out is made
+    start_head = starting_head(pooling, base, init_head)  # so is a missing or mismatched linear head
     train = load_sst2(data_dir, "train", "glue")
     dev = load_sst2(data_dir, "dev", "glue")
     assert train.labels is not None and dev.labels is not None
@@ -169,10 +222,17 @@ def train_finetuned(
     set_seed(seed)
     base_path = resolve_model_path(base)
     tokenizer = AutoTokenizer.from_pretrained(str(base_path), local_files_only=True)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        str(base_path), num_labels=2, id2label=dict(enumerate(LABELS)),
-        label2id={label: i for i, label in enumerate(LABELS)}, local_files_only=True,
-    )
+    from textlatent.sentiment.pooled import MeanPoolClassifier
+
+    model: Any
+    if start_head is None:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            str(base_path), num_labels=2, id2label=dict(enumerate(LABELS)),
+            label2id={label: i for i, label in enumerate(LABELS)}, local_files_only=True,
+        )
+    else:
+        model = MeanPoolClassifier.from_encoder(base_path)
+        model.start_from_linear_head(start_head.weights, start_head.bias)
 
     def dataset(texts: list[str], labels: list[int]) -> Any:
         ds = Dataset.from_dict({"text": [norm(t) for t in texts], "label": labels})
@@ -240,7 +300,12 @@ def train_finetuned(
         # dev evaluations inside train_runtime (the final evaluate() below is not)
         eval_seconds = sum(float(e.get("eval_runtime", 0.0)) for e in trainer.state.log_history)
         best_dev = trainer.evaluate()
-    trainer.save_model(str(folder))
+    if start_head is None:
+        trainer.save_model(str(folder))
+    else:
+        best = trainer.model  # the best checkpoint's weights: the trainer loaded them back into it
+        assert isinstance(best, MeanPoolClassifier)
+        best.save(folder)
     tokenizer.save_pretrained(str(folder))
     import shutil
 
@@ -250,6 +315,8 @@ def train_finetuned(
         "name": name or folder.name,
         "labels": list(LABELS),
         "base": base,
+        "pooling": pooling,
+        "init_head": None if start_head is None else str(start_head.folder),
         "max_length": max_length,
         "temperature": 1.0,
         "trained_on": "SST-2 GLUE train" + (f" (first {train_limit})" if train_limit else ""),
