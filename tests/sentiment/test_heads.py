@@ -184,6 +184,10 @@ def test_a_fine_tune_refuses_a_head_it_cannot_start_from(sst2_dir: Path, tmp_pat
     other.mkdir()
     (other / "config.json").write_text("{}")
     cases.append(("mean", str(other), None, "init_head", "was trained on the encoder"))
+    bare = tmp_path / "bare-linear"
+    bare.mkdir()
+    (bare / "sentiment.json").write_text('{"kind": "linear", "bias": 0.1}')
+    cases.append(("mean", None, bare, "init_head", "lacks a readable 'weights'"))
     for pooling, base, init, param, message in cases:
         with pytest.raises(InvalidInputError, match=message) as err:
             starting_head(pooling, base, init)

@@ -142,14 +142,7 @@ class LinearSentiment:
         self.folder = Path(folder)
         self.config = config
         self.encoder = encoder
-        try:
-            self.weights = np.asarray(config["weights"], dtype=np.float32).reshape(-1)
-            self.bias = float(config["bias"])
-            self.temperature = float(config.get("temperature", 1.0))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InvalidInputError(f"sentiment head {self.folder}: {CONFIG_NAME} lacks a readable "
-                                    f"{exc.args[0] if isinstance(exc, KeyError) else 'weights/bias'!r} "
-                                    f"({type(exc).__name__})", param="model") from exc
+        self.weights, self.bias, self.temperature = linear_parameters(self.folder, config)
         self.model_id = model_name(self.folder, config)
         # Heads saved before normalisation existed have no key: they read text as given.
         self.normalize = text_normalizer(config.get("normalize"))
@@ -176,6 +169,17 @@ class LinearSentiment:
             return np.zeros(0)
         return self.proba_from_embeddings(self.encoder.encode([self.normalize(t) for t in texts],
                                                               batch_size=batch_size))
+
+
+def linear_parameters(folder: Path, config: dict[str, Any], *, param: str = "model") -> tuple[np.ndarray, float, float]:
+    """A linear head's weights, bias and temperature from its ``sentiment.json``, or a clear error."""
+    try:
+        return (np.asarray(config["weights"], dtype=np.float32).reshape(-1), float(config["bias"]),
+                float(config.get("temperature", 1.0)))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidInputError(f"sentiment head {folder}: {CONFIG_NAME} lacks a readable "
+                                f"{exc.args[0] if isinstance(exc, KeyError) else 'weights/bias'!r} "
+                                f"({type(exc).__name__})", param=param) from exc
 
 
 def fit_linear_head(

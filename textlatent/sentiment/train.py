@@ -23,6 +23,7 @@ from textlatent.sentiment.heads import (
     accuracy_f1,
     fit_linear_head,
     fit_temperature,
+    linear_parameters,
     read_config,
     write_config,
 )
@@ -135,18 +136,13 @@ def starting_head(pooling: str, base: str | None, init_head: str | Path | None) 
     if config["kind"] != "linear":
         raise InvalidInputError(f"--init-head {folder} is a {config['kind']} head; give a linear one",
                                 param="init_head")
-    head_encoder = resolve_model_path(config.get("encoder")).resolve()
-    if head_encoder != resolve_model_path(base).resolve():
+    head_encoder, base_path = resolve_model_path(config.get("encoder")), resolve_model_path(base)
+    if head_encoder.resolve() != base_path.resolve():
         hint = ("train one with `textlatent sentiment train --head linear --base BASE --out DIR` and pass "
                 "--init-head DIR, or use --pooling cls" if init_head is None else "give a head of the same encoder")
         raise InvalidInputError(f"the linear head {folder} was trained on the encoder {head_encoder}, not on the "
-                                f"base {resolve_model_path(base)}: {hint}", param="init_head")
-    try:
-        weights = np.asarray(config["weights"], dtype=np.float32).reshape(-1)
-        bias = float(config["bias"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InvalidInputError(f"linear head {folder}: no readable weights and bias ({type(exc).__name__})",
-                                param="init_head") from exc
+                                f"base {base_path}: {hint}", param="init_head")
+    weights, bias, _ = linear_parameters(folder, config, param="init_head")
     return StartingHead(folder, weights, bias)
 
 
