@@ -31,11 +31,10 @@ POOLINGS = ("mean", "cls")
 class MeanPoolClassifier(torch.nn.Module):
     """``logits = W · normalise(mean of the encoder's token states) + b``, dropout before ``W``."""
 
-    def __init__(self, encoder: Any, num_labels: int = 2, dropout: float | None = None) -> None:
+    def __init__(self, encoder: Any, num_labels: int = 2) -> None:
         super().__init__()
         self.encoder = encoder
-        rate = getattr(encoder.config, "hidden_dropout_prob", 0.1) if dropout is None else dropout
-        self.dropout = torch.nn.Dropout(rate)
+        self.dropout = torch.nn.Dropout(getattr(encoder.config, "hidden_dropout_prob", 0.1))
         self.classifier = torch.nn.Linear(encoder.config.hidden_size, num_labels)
 
     @classmethod
@@ -85,4 +84,3 @@ class MeanPoolClassifier(torch.nn.Module):
         model = cls.from_encoder(folder, num_labels=int(state["weight"].shape[0]))
         model.classifier.load_state_dict(state)
         return model
-
